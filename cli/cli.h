@@ -1,0 +1,43 @@
+/*
+ * cli.h — the command-line layer: the only code that prints or exits.
+ */
+#ifndef QF_CLI_H
+#define QF_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "formats/qf.h"
+
+/* Subcommand entry points: return the process exit code. */
+int cli_inspect(int argc, char **argv);
+int cli_convert(int argc, char **argv);
+int cli_quantize(int argc, char **argv);
+int cli_verify(int argc, char **argv);
+int cli_tokenize(int argc, char **argv);
+
+/* "qforge CMD: message" on stderr; returns the exit code for st. */
+int cli_error(const char *cmd, qf_status st, const qf_err *err);
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Progress line on stderr, only when it is a terminal; ~6 refreshes/s. */
+typedef struct cli_progress {
+	int enabled;
+	double start, last;
+	const char *what;
+} cli_progress;
+void cli_progress_init(cli_progress *p, const char *what, int quiet);
+void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void cli_progress_done(cli_progress *p);
+
+double cli_now(void);
+int cli_default_threads(void);
+/* Parses a positive int option value; returns 0 on error. */
+int cli_parse_int(const char *s, long lo, long hi, long *out);
+/* "1.23 GiB" */
+const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
+/* Installs SIGINT/SIGTERM handlers that remove partial outputs. */
+void cli_install_signals(void);
+
+#endif

@@ -1,0 +1,126 @@
+#include "config.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "formats/outfile.h"
+
+int cli_error(const char *cmd, qf_status st, const qf_err *err)
+{
+	fprintf(stderr, "qforge %s: %s\n", cmd, err && err->msg[0] ? err->msg : "failed");
+	return qf_status_exit_code(st);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "qforge %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(see 'qforge help %s')\n", cmd);
+	return 2;
+}
+
+double cli_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int cli_default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+}
+
+int cli_parse_int(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	if (!s || !*s)
+		return 0;
+	long v = strtol(s, &end, 10);
+	if (*end || v < lo || v > hi)
+		return 0;
+	*out = v;
+	return 1;
+}
+
+const char *cli_human_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	int i = 0;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)n);
+	else
+		snprintf(buf, len, "%.2f %s", v, u[i]);
+	return buf;
+}
+
+void cli_progress_init(cli_progress *p, const char *what, int quiet)
+{
+	p->enabled = !quiet && isatty(STDERR_FILENO);
+	p->start = cli_now();
+	p->last = 0;
+	p->what = what;
+}
+
+void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, const char *fmt, ...)
+{
+	if (!p->enabled)
+		return;
+	double t = cli_now();
+	if (t - p->last < 0.16 && done < total)
+		return;
+	p->last = t;
+	double el = t - p->start;
+	double rate = el > 0 ? (double)done / el : 0;
+	double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+	char msg[256] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		va_end(ap);
+	}
+	fprintf(stderr, "\r\033[K%s %s %5.1f%%  %.2f GB/s  ETA %.0fs", p->what, msg,
+		total ? 100.0 * (double)done / (double)total : 100.0, rate / 1e9, eta);
+	fflush(stderr);
+}
+
+void cli_progress_done(cli_progress *p)
+{
+	if (p->enabled) {
+		fprintf(stderr, "\r\033[K");
+		fflush(stderr);
+	}
+}
+
+static void on_signal(int sig)
+{
+	qf_out_cleanup_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void cli_install_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}

@@ -1,0 +1,338 @@
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include "cli/cli.h"
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+
+typedef struct totals {
+	uint64_t ntensors, params, scale_params, bytes;
+	uint64_t by_dtype[QF_DTYPE_COUNT];
+} totals;
+
+static int is_scale(const char *name)
+{
+	size_t n = strlen(name);
+	return n > 10 && strcmp(name + n - 10, "_scale_inv") == 0;
+}
+
+static void add_total(totals *t, const qf_tensor *x)
+{
+	t->ntensors++;
+	if (is_scale(x->name))
+		t->scale_params += x->nelems;
+	else
+		t->params += x->nelems;
+	t->bytes += x->nbytes;
+	if ((int)x->dtype >= 0 && x->dtype < QF_DTYPE_COUNT)
+		t->by_dtype[x->dtype] += x->nbytes;
+}
+
+static void shape_str(const qf_tensor *t, char *b, size_t n)
+{
+	size_t p = 0;
+	p += (size_t)snprintf(b + p, n - p, "[");
+	for (int i = 0; i < t->ndim && p < n; i++)
+		p += (size_t)snprintf(b + p, n - p, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+	if (p < n)
+		snprintf(b + p, n - p, "]");
+}
+
+static cJSON *tensor_json(const qf_tensor *t, const char *file, int hashes)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", t->name);
+	cJSON_AddStringToObject(o, "dtype", qf_dtype_name(t->dtype));
+	cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+	for (int i = 0; i < t->ndim; i++)
+		cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[i]));
+	cJSON_AddNumberToObject(o, "nbytes", (double)t->nbytes);
+	cJSON_AddNumberToObject(o, "offset", (double)t->offset);
+	if (file)
+		cJSON_AddStringToObject(o, "file", file);
+	if (hashes) {
+		char h[17];
+		snprintf(h, sizeof h, "%016llx", (unsigned long long)XXH64(t->data, (size_t)t->nbytes, 0));
+		cJSON_AddStringToObject(o, "xxh64", h);
+	}
+	return o;
+}
+
+static void print_tensor(const qf_tensor *t, const char *file, int hashes)
+{
+	char sh[128], hb[32];
+	shape_str(t, sh, sizeof sh);
+	printf("  %-48s %-8s %-22s %12llu", t->name, qf_dtype_name(t->dtype), sh,
+	       (unsigned long long)t->nbytes);
+	if (file)
+		printf("  %s", file);
+	else
+		printf("  @%llu", (unsigned long long)t->offset);
+	if (hashes) {
+		snprintf(hb, sizeof hb, "%016llx", (unsigned long long)XXH64(t->data, (size_t)t->nbytes, 0));
+		printf("  %s", hb);
+	}
+	printf("\n");
+}
+
+static cJSON *totals_json(const totals *t)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "tensors", (double)t->ntensors);
+	cJSON_AddNumberToObject(o, "parameters", (double)t->params);
+	cJSON_AddNumberToObject(o, "scale_elements", (double)t->scale_params);
+	cJSON_AddNumberToObject(o, "bytes", (double)t->bytes);
+	cJSON *bd = cJSON_AddObjectToObject(o, "bytes_by_dtype");
+	for (int i = 0; i < QF_DTYPE_COUNT; i++)
+		if (t->by_dtype[i])
+			cJSON_AddNumberToObject(bd, qf_dtype_name((qf_dtype)i), (double)t->by_dtype[i]);
+	return o;
+}
+
+static void print_totals(const totals *t)
+{
+	char hb[32];
+	printf("totals: %llu tensors, %llu parameters", (unsigned long long)t->ntensors,
+	       (unsigned long long)t->params);
+	if (t->scale_params)
+		printf(" (+%llu scale elements)", (unsigned long long)t->scale_params);
+	printf(", %s\n", cli_human_bytes(t->bytes, hb, sizeof hb));
+	for (int i = 0; i < QF_DTYPE_COUNT; i++)
+		if (t->by_dtype[i])
+			printf("  %-8s %s\n", qf_dtype_name((qf_dtype)i),
+			       cli_human_bytes(t->by_dtype[i], hb, sizeof hb));
+}
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+static int inspect_ckpt(const char *path, int json, int hashes)
+{
+	qf_err err = { { 0 } };
+	qf_ckpt *c = NULL;
+	qf_status s = qf_ckpt_open(path, &c, &err);
+	if (s)
+		return cli_error("inspect", s, &err);
+	totals tot;
+	memset(&tot, 0, sizeof tot);
+	const qf_st *st = c->st;
+	const char *arch = NULL;
+	const cJSON *archs = c->config ? cJSON_GetObjectItemCaseSensitive(c->config, "architectures") : NULL;
+	if (cJSON_IsArray(archs) && cJSON_IsString(archs->child))
+		arch = archs->child->valuestring;
+	const cJSON *qc = c->config ? cJSON_GetObjectItemCaseSensitive(c->config, "quantization_config") : NULL;
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "kind", "safetensors");
+		cJSON_AddStringToObject(o, "path", path);
+		if (arch)
+			cJSON_AddStringToObject(o, "architecture", arch);
+		if (qc)
+			cJSON_AddItemToObject(o, "quantization_config", cJSON_Duplicate(qc, 1));
+		cJSON *fs = cJSON_AddArrayToObject(o, "files");
+		for (size_t i = 0; i < qf_st_nfiles(st); i++) {
+			cJSON *f = cJSON_CreateObject();
+			cJSON_AddStringToObject(f, "file", base_name(qf_st_file_path(st, i)));
+			cJSON_AddNumberToObject(f, "size", (double)qf_st_file_size(st, i));
+			cJSON_AddItemToArray(fs, f);
+		}
+		cJSON *ts = cJSON_AddArrayToObject(o, "tensors");
+		for (size_t i = 0; i < qf_st_count(st); i++) {
+			const qf_tensor *t = qf_st_get(st, i);
+			add_total(&tot, t);
+			cJSON_AddItemToArray(ts, tensor_json(t, base_name(qf_st_file_path(st, (size_t)t->file)), hashes));
+		}
+		cJSON_AddItemToObject(o, "totals", totals_json(&tot));
+		char *txt = cJSON_Print(o);
+		printf("%s\n", txt);
+		free(txt);
+		cJSON_Delete(o);
+	} else {
+		char hb[32];
+		uint64_t fsz = 0;
+		for (size_t i = 0; i < qf_st_nfiles(st); i++)
+			fsz += qf_st_file_size(st, i);
+		printf("checkpoint: %s (%zu safetensors file%s, %s)\n", path, qf_st_nfiles(st),
+		       qf_st_nfiles(st) == 1 ? "" : "s", cli_human_bytes(fsz, hb, sizeof hb));
+		if (arch)
+			printf("architecture: %s\n", arch);
+		if (qc) {
+			const char *qm = qf_json_get_str(qc, "quant_method"), *fmt = qf_json_get_str(qc, "fmt");
+			printf("quantization: %s %s\n", qm ? qm : "?", fmt ? fmt : "");
+		}
+		printf("tensors:\n");
+		for (size_t i = 0; i < qf_st_count(st); i++) {
+			const qf_tensor *t = qf_st_get(st, i);
+			add_total(&tot, t);
+			print_tensor(t, base_name(qf_st_file_path(st, (size_t)t->file)), hashes);
+		}
+		print_totals(&tot);
+	}
+	qf_ckpt_close(c);
+	return 0;
+}
+
+static void kv_value_str(const qf_gguf_kv *kv, char *b, size_t n)
+{
+	double v;
+	if (kv->type == QF_GGUF_STR) {
+		snprintf(b, n, "\"%.*s\"", (int)(kv->strs[0].len > 60 ? 60 : kv->strs[0].len), kv->strs[0].p);
+	} else if (kv->type == QF_GGUF_ARR) {
+		size_t p = (size_t)snprintf(b, n, "[%s × %llu]", qf_gguf_type_name(kv->arr_type),
+					    (unsigned long long)kv->n);
+		for (uint64_t i = 0; i < kv->n && i < 4 && p < n; i++) {
+			if (kv->arr_type == QF_GGUF_STR)
+				p += (size_t)snprintf(b + p, n - p, " \"%.*s\"",
+						      (int)(kv->strs[i].len > 16 ? 16 : kv->strs[i].len),
+						      kv->strs[i].p);
+			else if (qf_gguf_kv_number(kv, i, &v))
+				p += (size_t)snprintf(b + p, n - p, " %.9g", v);
+		}
+		if (kv->n > 4 && p < n)
+			snprintf(b + p, n - p, " …");
+	} else if (qf_gguf_kv_number(kv, 0, &v)) {
+		if (kv->type == QF_GGUF_U64 && strncmp(kv->key, "qforge.", 7) == 0) {
+			uint64_t u;
+			memcpy(&u, kv->raw, 8);
+			snprintf(b, n, "%016llx", (unsigned long long)u);
+		} else if (kv->type == QF_GGUF_U64 || kv->type == QF_GGUF_I64) {
+			int64_t u;
+			memcpy(&u, kv->raw, 8);
+			snprintf(b, n, kv->type == QF_GGUF_U64 ? "%llu" : "%lld", (long long)u);
+		} else {
+			snprintf(b, n, "%.9g", v);
+		}
+	}
+}
+
+static cJSON *kv_json(const qf_gguf_kv *kv)
+{
+	double v;
+	if (kv->type == QF_GGUF_STR) {
+		char *s = strndup(kv->strs[0].p, (size_t)kv->strs[0].len);
+		cJSON *r = cJSON_CreateString(s ? s : "");
+		free(s);
+		return r;
+	}
+	if (kv->type == QF_GGUF_BOOL)
+		return cJSON_CreateBool(kv->raw[0]);
+	if (kv->type == QF_GGUF_ARR) {
+		cJSON *a = cJSON_CreateObject();
+		cJSON_AddStringToObject(a, "type", qf_gguf_type_name(kv->arr_type));
+		cJSON_AddNumberToObject(a, "count", (double)kv->n);
+		return a;
+	}
+	if (kv->type == QF_GGUF_U64 && strncmp(kv->key, "qforge.", 7) == 0) {
+		uint64_t u;
+		char h[17];
+		memcpy(&u, kv->raw, 8);
+		snprintf(h, sizeof h, "%016llx", (unsigned long long)u);
+		return cJSON_CreateString(h);
+	}
+	qf_gguf_kv_number(kv, 0, &v);
+	return cJSON_CreateNumber(v);
+}
+
+static int inspect_gguf(const char *path, int json, int hashes)
+{
+	qf_err err = { { 0 } };
+	qf_gguf *g = NULL;
+	qf_status s = qf_gguf_open(path, &g, &err);
+	if (s)
+		return cli_error("inspect", s, &err);
+	totals tot;
+	memset(&tot, 0, sizeof tot);
+	if (json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "kind", "gguf");
+		cJSON_AddStringToObject(o, "path", path);
+		cJSON_AddNumberToObject(o, "version", qf_gguf_version(g));
+		cJSON_AddNumberToObject(o, "alignment", qf_gguf_alignment(g));
+		cJSON_AddNumberToObject(o, "data_offset", (double)qf_gguf_data_offset(g));
+		cJSON *md = cJSON_AddObjectToObject(o, "metadata");
+		for (size_t i = 0; i < qf_gguf_nkv(g); i++) {
+			const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
+			cJSON_AddItemToObject(md, kv->key, kv_json(kv));
+		}
+		cJSON *ts = cJSON_AddArrayToObject(o, "tensors");
+		for (size_t i = 0; i < qf_gguf_ntensors(g); i++) {
+			const qf_tensor *t = qf_gguf_tensor(g, i);
+			add_total(&tot, t);
+			cJSON_AddItemToArray(ts, tensor_json(t, NULL, hashes));
+		}
+		cJSON_AddItemToObject(o, "totals", totals_json(&tot));
+		char *txt = cJSON_Print(o);
+		printf("%s\n", txt);
+		free(txt);
+		cJSON_Delete(o);
+	} else {
+		char vb[256];
+		printf("gguf: %s (version %u, alignment %u, data at %llu)\n", path, qf_gguf_version(g),
+		       qf_gguf_alignment(g), (unsigned long long)qf_gguf_data_offset(g));
+		printf("metadata (%zu keys):\n", qf_gguf_nkv(g));
+		for (size_t i = 0; i < qf_gguf_nkv(g); i++) {
+			const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
+			kv_value_str(kv, vb, sizeof vb);
+			printf("  %-44s %-4s %s\n", kv->key, qf_gguf_type_name(kv->type), vb);
+		}
+		printf("tensors (%zu, shapes outermost first):\n", qf_gguf_ntensors(g));
+		for (size_t i = 0; i < qf_gguf_ntensors(g); i++) {
+			const qf_tensor *t = qf_gguf_tensor(g, i);
+			add_total(&tot, t);
+			print_tensor(t, NULL, hashes);
+		}
+		print_totals(&tot);
+	}
+	qf_gguf_close(g);
+	return 0;
+}
+
+int cli_inspect(int argc, char **argv)
+{
+	int json = 0, hashes = 0;
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "hashes", no_argument, NULL, 'H' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'j': json = 1; break;
+		case 'H': hashes = 1; break;
+		default: return cli_usage_error("inspect", "unknown option");
+		}
+	}
+	if (optind != argc - 1)
+		return cli_usage_error("inspect", "expected one PATH");
+	const char *path = argv[optind];
+	struct stat sb;
+	if (stat(path, &sb) != 0) {
+		qf_err err = { { 0 } };
+		qf_fail(&err, QF_EFORMAT, "%s: no such file or folder", path);
+		return cli_error("inspect", QF_EFORMAT, &err);
+	}
+	if (S_ISREG(sb.st_mode) && !qf_path_is_tar(path)) {
+		FILE *f = fopen(path, "rb");
+		char magic[4] = { 0 };
+		if (f) {
+			size_t got = fread(magic, 1, 4, f);
+			(void)got;
+			fclose(f);
+		}
+		if (memcmp(magic, "GGUF", 4) == 0)
+			return inspect_gguf(path, json, hashes);
+	}
+	return inspect_ckpt(path, json, hashes);
+}

@@ -1,0 +1,72 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct cmd {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+	const char *usage;
+} cmd;
+
+static const cmd cmds[] = {
+	{ "inspect", cli_inspect, "show what is in a checkpoint, safetensors, GGUF or packed bundle",
+	  "qforge inspect [--json] [--hashes] PATH\n"
+	  "  PATH: a checkpoint folder or tar, a .safetensors file, a .gguf file or a packed bundle.\n"
+	  "  Reads headers only (--hashes also reads tensor data to print each xxh64).\n" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "qforge %s — convert, quantize and verify LLM checkpoints\n\n"
+		   "usage: qforge COMMAND [OPTIONS] ARGS\n\ncommands:\n", PACKAGE_VERSION);
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+		fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].summary);
+	fprintf(f, "\n'qforge help COMMAND' shows a command's options; 'man qforge' the manual.\n"
+		   "Exit codes: 0 ok, 1 verification failed, 2 usage, 3 bad input, 4 I/O error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *c = argv[1];
+	if (strcmp(c, "--version") == 0 || strcmp(c, "version") == 0) {
+		printf("qforge %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	if (strcmp(c, "help") == 0 || strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0) {
+		if (argc > 2) {
+			for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+				if (strcmp(cmds[i].name, argv[2]) == 0) {
+					printf("%s", cmds[i].usage);
+					return 0;
+				}
+			}
+			fprintf(stderr, "qforge: no command '%s'\n", argv[2]);
+			return 2;
+		}
+		usage(stdout);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		if (strcmp(cmds[i].name, c) == 0) {
+			for (int k = 2; k < argc; k++) {
+				if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+					printf("%s", cmds[i].usage);
+					return 0;
+				}
+			}
+			cli_install_signals();
+			return cmds[i].fn(argc - 1, argv + 1);
+		}
+	}
+	fprintf(stderr, "qforge: unknown command '%s'\n", c);
+	usage(stderr);
+	return 2;
+}

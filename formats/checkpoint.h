@@ -1,0 +1,45 @@
+/*
+ * checkpoint.h — a Hugging Face checkpoint: folder or tar of one.
+ *
+ * A folder holds config.json, tokenizer.json, tokenizer_config.json and the
+ * safetensors shards (with model.safetensors.index.json when sharded).
+ * A .tar (optionally gzip/xz/zstd/bzip2-compressed: whatever libarchive
+ * reads) is staged: its regular files are extracted into a private folder
+ * under $TMPDIR (or /tmp), which is removed on close.  Member paths that are
+ * absolute or contain ".." are rejected.  One leading folder shared by every
+ * member is stripped.
+ */
+#ifndef QF_CHECKPOINT_H
+#define QF_CHECKPOINT_H
+
+#include <cjson/cJSON.h>
+
+#include "formats/qf.h"
+#include "formats/safetensors.h"
+
+typedef struct qf_ckpt {
+	char *path;          /* what the user named */
+	char *dir;           /* folder holding the files */
+	char *staged;        /* temporary folder to remove, or NULL */
+	qf_st *st;           /* the tensors */
+	cJSON *config;       /* config.json, or NULL when absent */
+	cJSON *tok_config;   /* tokenizer_config.json, or NULL */
+} qf_ckpt;
+
+qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err);
+void qf_ckpt_close(qf_ckpt *c);
+/* Path of a file inside the checkpoint folder (malloc'd). */
+char *qf_ckpt_file(const qf_ckpt *c, const char *name);
+/* 1 if path names a tar (by extension or magic). */
+int qf_path_is_tar(const char *path);
+
+/* Reads a JSON file; NULL with err set on failure. */
+cJSON *qf_json_load(const char *path, qf_err *err, qf_status *st);
+
+/* Config getters: 1 and *v on success, 0 when absent or of another type. */
+int qf_json_get_int(const cJSON *o, const char *key, int64_t *v);
+int qf_json_get_num(const cJSON *o, const char *key, double *v);
+int qf_json_get_bool(const cJSON *o, const char *key, int *v);
+const char *qf_json_get_str(const cJSON *o, const char *key);
+
+#endif

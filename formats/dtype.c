@@ -1,0 +1,473 @@
+#include "config.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "formats/dtype.h"
+#include "formats/qf.h"
+
+static inline uint32_t f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+
+static inline float bits_f32(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* ---- F16 ---------------------------------------------------------------- */
+
+float qf_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f;
+	uint32_t mant = h & 0x3ff;
+	if (exp == 0x1f)
+		return bits_f32(sign | 0x7f800000 | (mant << 13));
+	if (exp == 0) {
+		/* zero or subnormal: mant · 2^-24, exact in f32 */
+		float v = (float)mant * 0x1p-24f;
+		return sign ? -v : v;
+	}
+	return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t qf_f32_to_f16(float f)
+{
+	uint32_t x = f32_bits(f);
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	x &= 0x7fffffff;
+	if (x > 0x7f800000)
+		return sign | 0x7e00 | (uint16_t)((x >> 13) & 0x3ff); /* NaN stays NaN */
+	if (x >= 0x477ff000)
+		return sign | 0x7c00; /* rounds to infinity */
+	if (x < 0x38800000) {
+		/* result is subnormal or zero: let the FPU round at 2^-24 */
+		float a = bits_f32(x) + 0.5f;
+		return sign | (uint16_t)(f32_bits(a) - 0x3f000000u);
+	}
+	uint32_t odd = (x >> 13) & 1;
+	x += 0xc8000fffu + odd; /* rebias exponent, round to nearest even */
+	return sign | (uint16_t)(x >> 13);
+}
+
+/* ---- BF16 --------------------------------------------------------------- */
+
+float qf_bf16_to_f32(uint16_t h)
+{
+	return bits_f32((uint32_t)h << 16);
+}
+
+uint16_t qf_f32_to_bf16(float f)
+{
+	uint32_t u = f32_bits(f);
+	if ((u & 0x7fffffff) > 0x7f800000)
+		return (uint16_t)((u >> 16) | 64); /* quiet NaN */
+	return (uint16_t)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
+}
+
+/* ---- 8-bit minifloats ----------------------------------------------------- */
+
+/*
+ * Generic encoder for a sign + ebits + mbits minifloat with the given bias
+ * and largest finite magnitude code (without sign).  Round to nearest even,
+ * saturating to the largest finite value.  All arithmetic is exact in double.
+ */
+static uint8_t minifloat_encode(float f, int ebits, int mbits, int bias, uint8_t maxcode)
+{
+	uint8_t sign = signbit(f) ? 0x80 : 0;
+	double x = fabs((double)f);
+	int emin = 1 - bias;
+	uint32_t code;
+	if (isinf(x))
+		return sign | maxcode;
+	if (x < ldexp(1.0, emin)) {
+		code = (uint32_t)nearbyint(ldexp(x, mbits - emin)); /* may reach min normal */
+	} else {
+		int e;
+		double m = frexp(x, &e); /* x = m·2^e, m in [0.5,1) */
+		e -= 1;
+		m *= 2.0;
+		double q = nearbyint(ldexp(m - 1.0, mbits));
+		if (q >= ldexp(1.0, mbits)) {
+			q = 0;
+			e += 1;
+		}
+		int be = e + bias;
+		if (be >= (1 << ebits))
+			code = maxcode; /* beyond the largest exponent: saturate */
+		else
+			code = ((uint32_t)be << mbits) | (uint32_t)q;
+	}
+	if (code > maxcode)
+		code = maxcode;
+	return sign | (uint8_t)code;
+}
+
+float qf_e4m3_to_f32(uint8_t v)
+{
+	uint32_t sign = v & 0x80;
+	uint32_t exp = (v >> 3) & 0xf;
+	uint32_t mant = v & 7;
+	float r;
+	if (exp == 0xf && mant == 7)
+		return sign ? -NAN : NAN;
+	if (exp == 0)
+		r = (float)mant * 0x1p-9f;
+	else
+		r = ldexpf(1.0f + (float)mant / 8.0f, (int)exp - 7);
+	return sign ? -r : r;
+}
+
+uint8_t qf_f32_to_e4m3(float f)
+{
+	if (isnan(f))
+		return signbit(f) ? 0xff : 0x7f;
+	return minifloat_encode(f, 4, 3, 7, 0x7e);
+}
+
+float qf_e5m2_to_f32(uint8_t v)
+{
+	return qf_f16_to_f32((uint16_t)v << 8);
+}
+
+uint8_t qf_f32_to_e5m2(float f)
+{
+	if (isnan(f))
+		return signbit(f) ? 0xfe : 0x7e;
+	if (isinf(f))
+		return signbit(f) ? 0xfc : 0x7c;
+	return minifloat_encode(f, 5, 2, 15, 0x7b);
+}
+
+float qf_e8m0_to_f32(uint8_t v)
+{
+	if (v == 0xff)
+		return NAN;
+	if (v == 0)
+		return 0x1p-127f;
+	return bits_f32((uint32_t)v << 23);
+}
+
+uint8_t qf_f32_to_e8m0(float f)
+{
+	if (isnan(f))
+		return 0xff;
+	uint32_t u = f32_bits(f);
+	if (signbit(f) || (u & 0x7fffffff) == 0)
+		return 0;
+	if (isinf(f))
+		return 0xfe;
+	uint32_t e = u >> 23, m = u & 0x7fffff;
+	if (e == 0) {
+		/* subnormal f32: only 2^-127 (0) is representable below 2^-126 */
+		return (m > 0x400000) ? 1 : 0;
+	}
+	if (m > 0x400000 || (m == 0x400000 && (e & 1)))
+		e++;
+	return e > 0xfe ? 0xfe : (uint8_t)e;
+}
+
+static float e4m3_lut[256];
+static pthread_once_t e4m3_once = PTHREAD_ONCE_INIT;
+
+static void e4m3_lut_init(void)
+{
+	for (int i = 0; i < 256; i++)
+		e4m3_lut[i] = qf_e4m3_to_f32((uint8_t)i);
+}
+
+const float *qf_e4m3_table(void)
+{
+	pthread_once(&e4m3_once, e4m3_lut_init);
+	return e4m3_lut;
+}
+
+/* ---- row converters ------------------------------------------------------ */
+
+void qf_row_bf16_to_f32(const void *src, float *dst, int64_t n)
+{
+	const uint16_t *s = src;
+	uint32_t *d = (uint32_t *)dst;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = (uint32_t)s[i] << 16; /* vectorises at -O2 */
+}
+
+void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n)
+{
+	uint16_t *d = dst;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = qf_f32_to_bf16(src[i]);
+}
+
+void qf_row_f16_to_f32_scalar(const void *src, float *dst, int64_t n)
+{
+	const uint16_t *s = src;
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = qf_f16_to_f32(s[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx,f16c")))
+static void row_f16_to_f32_f16c(const void *src, float *dst, int64_t n)
+{
+	const uint16_t *s = src;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m128i h = _mm_loadu_si128((const __m128i *)(s + i));
+		_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+	}
+	for (; i < n; i++)
+		dst[i] = qf_f16_to_f32(s[i]);
+}
+
+__attribute__((target("avx,f16c")))
+static void row_f32_to_f16_f16c(const float *src, void *dst, int64_t n)
+{
+	uint16_t *d = dst;
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256 v = _mm256_loadu_ps(src + i);
+		_mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+	}
+	for (; i < n; i++)
+		d[i] = qf_f32_to_f16(src[i]);
+}
+
+static int have_f16c(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		__builtin_cpu_init();
+		cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+	}
+	return cached;
+}
+#endif
+
+void qf_row_f16_to_f32(const void *src, float *dst, int64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_f16c()) {
+		row_f16_to_f32_f16c(src, dst, n);
+		return;
+	}
+#endif
+	qf_row_f16_to_f32_scalar(src, dst, n);
+}
+
+void qf_row_f32_to_f16(const float *src, void *dst, int64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_f16c()) {
+		row_f32_to_f16_f16c(src, dst, n);
+		return;
+	}
+#endif
+	uint16_t *d = dst;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = qf_f32_to_f16(src[i]);
+}
+
+void qf_row_e4m3_to_f32(const void *src, float *dst, int64_t n)
+{
+	const uint8_t *s = src;
+	const float *lut = qf_e4m3_table();
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = lut[s[i]];
+}
+
+static void row_e5m2_to_f32(const void *src, float *dst, int64_t n)
+{
+	const uint8_t *s = src;
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = qf_e5m2_to_f32(s[i]);
+}
+
+static void row_e8m0_to_f32(const void *src, float *dst, int64_t n)
+{
+	const uint8_t *s = src;
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = qf_e8m0_to_f32(s[i]);
+}
+
+static void row_f32_to_e4m3(const float *src, void *dst, int64_t n)
+{
+	uint8_t *d = dst;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = qf_f32_to_e4m3(src[i]);
+}
+
+static void row_f32_to_e5m2(const float *src, void *dst, int64_t n)
+{
+	uint8_t *d = dst;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = qf_f32_to_e5m2(src[i]);
+}
+
+static void row_f32_to_e8m0(const float *src, void *dst, int64_t n)
+{
+	uint8_t *d = dst;
+	for (int64_t i = 0; i < n; i++)
+		d[i] = qf_f32_to_e8m0(src[i]);
+}
+
+static void row_f32_to_f32(const void *src, float *dst, int64_t n)
+{
+	memcpy(dst, src, (size_t)n * 4);
+}
+
+static void row_f32_from_f32(const float *src, void *dst, int64_t n)
+{
+	memcpy(dst, src, (size_t)n * 4);
+}
+
+static void row_f64_to_f32(const void *src, float *dst, int64_t n)
+{
+	const unsigned char *s = src;
+	for (int64_t i = 0; i < n; i++) {
+		double v;
+		memcpy(&v, s + 8 * i, 8);
+		dst[i] = (float)v;
+	}
+}
+
+static void row_f32_to_f64(const float *src, void *dst, int64_t n)
+{
+	unsigned char *d = dst;
+	for (int64_t i = 0; i < n; i++) {
+		double v = src[i];
+		memcpy(d + 8 * i, &v, 8);
+	}
+}
+
+#define INT_TO_F32(NAME, T)                                                  \
+	static void NAME(const void *src, float *dst, int64_t n)              \
+	{                                                                     \
+		const unsigned char *s = src;                                 \
+		for (int64_t i = 0; i < n; i++) {                             \
+			T v;                                                  \
+			memcpy(&v, s + sizeof(T) * i, sizeof(T));             \
+			dst[i] = (float)v;                                    \
+		}                                                             \
+	}
+INT_TO_F32(row_u8_to_f32, uint8_t)
+INT_TO_F32(row_i8_to_f32, int8_t)
+INT_TO_F32(row_i16_to_f32, int16_t)
+INT_TO_F32(row_u16_to_f32, uint16_t)
+INT_TO_F32(row_i32_to_f32, int32_t)
+INT_TO_F32(row_u32_to_f32, uint32_t)
+INT_TO_F32(row_i64_to_f32, int64_t)
+INT_TO_F32(row_u64_to_f32, uint64_t)
+
+/* Block types get their converters from quantize/ (ggml reference code). */
+void qnt_dequant_q4_0(const void *src, float *dst, int64_t n);
+void qnt_dequant_q4_1(const void *src, float *dst, int64_t n);
+void qnt_dequant_q8_0(const void *src, float *dst, int64_t n);
+void qnt_dequant_mxfp4(const void *src, float *dst, int64_t n);
+void qnt_quant_q4_0_ref(const float *src, void *dst, int64_t n);
+void qnt_quant_q4_1_ref(const float *src, void *dst, int64_t n);
+void qnt_quant_q8_0_ref(const float *src, void *dst, int64_t n);
+void qnt_quant_mxfp4_ref(const float *src, void *dst, int64_t n);
+
+static const qf_dtype_traits traits[QF_DTYPE_COUNT] = {
+	[QF_BOOL] = { .name = "BOOL", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
+		      .to_f32 = row_u8_to_f32 },
+	[QF_U8] = { .name = "U8", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
+		    .to_f32 = row_u8_to_f32 },
+	[QF_I8] = { .name = "I8", .ggml_name = "i8", .ggml_type = 24, .block_elems = 1,
+		    .block_bytes = 1, .to_f32 = row_i8_to_f32 },
+	[QF_I16] = { .name = "I16", .ggml_name = "i16", .ggml_type = 25, .block_elems = 1,
+		     .block_bytes = 2, .to_f32 = row_i16_to_f32 },
+	[QF_U16] = { .name = "U16", .ggml_type = -1, .block_elems = 1, .block_bytes = 2,
+		     .to_f32 = row_u16_to_f32 },
+	[QF_I32] = { .name = "I32", .ggml_name = "i32", .ggml_type = 26, .block_elems = 1,
+		     .block_bytes = 4, .to_f32 = row_i32_to_f32 },
+	[QF_U32] = { .name = "U32", .ggml_type = -1, .block_elems = 1, .block_bytes = 4,
+		     .to_f32 = row_u32_to_f32 },
+	[QF_I64] = { .name = "I64", .ggml_name = "i64", .ggml_type = 27, .block_elems = 1,
+		     .block_bytes = 8, .to_f32 = row_i64_to_f32 },
+	[QF_U64] = { .name = "U64", .ggml_type = -1, .block_elems = 1, .block_bytes = 8,
+		     .to_f32 = row_u64_to_f32 },
+	[QF_F16] = { .name = "F16", .ggml_name = "f16", .ggml_type = 1, .block_elems = 1,
+		     .block_bytes = 2, .is_float = 1, .to_f32 = qf_row_f16_to_f32,
+		     .from_f32 = qf_row_f32_to_f16 },
+	[QF_BF16] = { .name = "BF16", .ggml_name = "bf16", .ggml_type = 30, .block_elems = 1,
+		      .block_bytes = 2, .is_float = 1, .to_f32 = qf_row_bf16_to_f32,
+		      .from_f32 = qf_row_f32_to_bf16 },
+	[QF_F32] = { .name = "F32", .ggml_name = "f32", .ggml_type = 0, .block_elems = 1,
+		     .block_bytes = 4, .is_float = 1, .to_f32 = row_f32_to_f32,
+		     .from_f32 = row_f32_from_f32 },
+	[QF_F64] = { .name = "F64", .ggml_name = "f64", .ggml_type = 28, .block_elems = 1,
+		     .block_bytes = 8, .is_float = 1, .to_f32 = row_f64_to_f32,
+		     .from_f32 = row_f32_to_f64 },
+	[QF_F8_E4M3] = { .name = "F8_E4M3", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
+			 .is_float = 1, .to_f32 = qf_row_e4m3_to_f32, .from_f32 = row_f32_to_e4m3 },
+	[QF_F8_E5M2] = { .name = "F8_E5M2", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
+			 .is_float = 1, .to_f32 = row_e5m2_to_f32, .from_f32 = row_f32_to_e5m2 },
+	[QF_F8_E8M0] = { .name = "F8_E8M0", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
+			 .is_float = 1, .to_f32 = row_e8m0_to_f32, .from_f32 = row_f32_to_e8m0 },
+	[QF_Q4_0] = { .name = "Q4_0", .ggml_name = "q4_0", .ggml_type = 2, .block_elems = 32,
+		      .block_bytes = 18, .is_float = 1, .to_f32 = qnt_dequant_q4_0,
+		      .from_f32 = qnt_quant_q4_0_ref },
+	[QF_Q4_1] = { .name = "Q4_1", .ggml_name = "q4_1", .ggml_type = 3, .block_elems = 32,
+		      .block_bytes = 20, .is_float = 1, .to_f32 = qnt_dequant_q4_1,
+		      .from_f32 = qnt_quant_q4_1_ref },
+	[QF_Q8_0] = { .name = "Q8_0", .ggml_name = "q8_0", .ggml_type = 8, .block_elems = 32,
+		      .block_bytes = 34, .is_float = 1, .to_f32 = qnt_dequant_q8_0,
+		      .from_f32 = qnt_quant_q8_0_ref },
+	[QF_MXFP4] = { .name = "MXFP4", .ggml_name = "mxfp4", .ggml_type = 39, .block_elems = 32,
+		       .block_bytes = 17, .is_float = 1, .to_f32 = qnt_dequant_mxfp4,
+		       .from_f32 = qnt_quant_mxfp4_ref },
+};
+
+const qf_dtype_traits *qf_dtype_info(qf_dtype t)
+{
+	if ((int)t < 0 || t >= QF_DTYPE_COUNT)
+		return NULL;
+	return &traits[t];
+}
+
+const char *qf_dtype_name(qf_dtype t)
+{
+	const qf_dtype_traits *tr = qf_dtype_info(t);
+	return tr ? tr->name : "?";
+}
+
+qf_dtype qf_dtype_from_name(const char *name)
+{
+	for (int i = 0; i < QF_Q4_0; i++)
+		if (strcmp(traits[i].name, name) == 0)
+			return (qf_dtype)i;
+	return QF_DTYPE_NONE;
+}
+
+qf_dtype qf_dtype_from_ggml(int ggml_type)
+{
+	for (int i = 0; i < QF_DTYPE_COUNT; i++)
+		if (traits[i].ggml_type == ggml_type && ggml_type >= 0)
+			return (qf_dtype)i;
+	return QF_DTYPE_NONE;
+}
+
+uint64_t qf_dtype_nbytes(qf_dtype t, uint64_t n, int *ok)
+{
+	const qf_dtype_traits *tr = qf_dtype_info(t);
+	uint64_t r;
+	if (!tr || n % (uint64_t)tr->block_elems != 0 ||
+	    !qf_mul_u64(n / (uint64_t)tr->block_elems, tr->block_bytes, &r)) {
+		if (ok)
+			*ok = 0;
+		return 0;
+	}
+	if (ok)
+		*ok = 1;
+	return r;
+}

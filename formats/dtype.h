@@ -1,0 +1,87 @@
+/*
+ * dtype.h — element types: names, sizes and conversions to and from f32.
+ *
+ * One traits table (dtype.c) describes every type qforge reads or writes:
+ * the safetensors element types and the ggml block types used in GGUF.
+ * A scalar type has block_elems == 1; a ggml block type packs block_elems
+ * values into block_bytes bytes.  Rows passed to the converters hold a whole
+ * number of blocks.
+ *
+ * Float encodings (all round to nearest even):
+ *   F16      IEEE binary16.
+ *   BF16     top 16 bits of binary32; NaN stays NaN (quiet bit set).
+ *   F8_E4M3  E4M3FN: bias 7, no infinities, NaN = 0x7F/0xFF, max ±448,
+ *            min subnormal 2^-9.  Encoding saturates to ±448 (inf too).
+ *   F8_E5M2  bias 15, IEEE-like with inf/NaN, max ±57344.  Finite inputs
+ *            saturate to ±57344; ±inf stays ±inf.
+ *   F8_E8M0  unsigned power of two 2^(e-127), 0xFF = NaN.  Encoding rounds
+ *            the f32 significand to nearest even (so 1.5·2^k → 2^(k+1) if
+ *            k+1 is even, …); zero and negatives saturate to 2^-127.
+ */
+#ifndef QF_DTYPE_H
+#define QF_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum qf_dtype {
+	QF_BOOL, QF_U8, QF_I8, QF_I16, QF_U16, QF_I32, QF_U32, QF_I64, QF_U64,
+	QF_F16, QF_BF16, QF_F32, QF_F64,
+	QF_F8_E4M3, QF_F8_E5M2, QF_F8_E8M0,
+	/* ggml block types (GGUF only) */
+	QF_Q4_0, QF_Q4_1, QF_Q8_0, QF_MXFP4,
+	QF_DTYPE_COUNT,
+	QF_DTYPE_NONE = -1
+} qf_dtype;
+
+typedef void (*qf_to_f32_fn)(const void *src, float *dst, int64_t n);
+typedef void (*qf_from_f32_fn)(const float *src, void *dst, int64_t n);
+
+typedef struct qf_dtype_traits {
+	const char *name;       /* safetensors spelling ("F8_E4M3"); ggml name for blocks */
+	const char *ggml_name;  /* ggml spelling ("f32", "q8_0"), NULL if not a ggml type */
+	int ggml_type;          /* ggml_type id, -1 if none */
+	int64_t block_elems;    /* 1 for scalar types */
+	size_t block_bytes;     /* bytes per block (element size for scalars) */
+	int is_float;           /* converts to/from f32 */
+	qf_to_f32_fn to_f32;    /* NULL if no conversion */
+	qf_from_f32_fn from_f32;/* reference encoder, NULL if none here */
+} qf_dtype_traits;
+
+const qf_dtype_traits *qf_dtype_info(qf_dtype t);
+/* Lookup by safetensors name, or -1 (QF_DTYPE_NONE). */
+qf_dtype qf_dtype_from_name(const char *name);
+/* Lookup by ggml type id, or -1. */
+qf_dtype qf_dtype_from_ggml(int ggml_type);
+const char *qf_dtype_name(qf_dtype t);
+
+/* Bytes of n elements (n must be a whole number of blocks); 0 on overflow
+ * or partial block, with *ok cleared. */
+uint64_t qf_dtype_nbytes(qf_dtype t, uint64_t n, int *ok);
+
+/* Scalar conversions. */
+float qf_f16_to_f32(uint16_t h);
+uint16_t qf_f32_to_f16(float f);
+float qf_bf16_to_f32(uint16_t h);
+uint16_t qf_f32_to_bf16(float f);
+float qf_e4m3_to_f32(uint8_t v);
+uint8_t qf_f32_to_e4m3(float f);
+float qf_e5m2_to_f32(uint8_t v);
+uint8_t qf_f32_to_e5m2(float f);
+float qf_e8m0_to_f32(uint8_t v);
+uint8_t qf_f32_to_e8m0(float f);
+
+/* The 256-entry E4M3 decode table (exact values). */
+const float *qf_e4m3_table(void);
+
+/* Row converters (SIMD where the CPU has it, portable path otherwise). */
+void qf_row_f16_to_f32(const void *src, float *dst, int64_t n);
+void qf_row_bf16_to_f32(const void *src, float *dst, int64_t n);
+void qf_row_f32_to_f16(const float *src, void *dst, int64_t n);
+void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n);
+void qf_row_e4m3_to_f32(const void *src, float *dst, int64_t n);
+
+/* Portable paths of the SIMD converters (for tests and benchmarks). */
+void qf_row_f16_to_f32_scalar(const void *src, float *dst, int64_t n);
+
+#endif

@@ -1,0 +1,77 @@
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/mapfile.h"
+#include "formats/tensor.h"
+
+qf_status qf_mapfile_open(qf_mapfile *m, const char *path, qf_err *err)
+{
+	struct stat st;
+	memset(m, 0, sizeof *m);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return qf_fail(err, errno == ENOENT ? QF_EFORMAT : QF_EIO, "%s: cannot open: %s",
+			       path, strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return qf_fail(err, QF_EFORMAT, "%s: not a regular file", path);
+	}
+	m->path = strdup(path);
+	m->size = (uint64_t)st.st_size;
+	if (!m->path) {
+		close(fd);
+		return qf_fail(err, QF_ENOMEM, "%s: out of memory", path);
+	}
+	if (m->size > 0) {
+		void *p = mmap(NULL, (size_t)m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (p == MAP_FAILED) {
+			int e = errno;
+			close(fd);
+			free(m->path);
+			memset(m, 0, sizeof *m);
+			return qf_fail(err, QF_EIO, "%s: mmap failed: %s", path, strerror(e));
+		}
+		m->data = p;
+		m->owned_map = 1;
+	}
+	close(fd);
+	return QF_OK;
+}
+
+qf_status qf_mapfile_wrap(qf_mapfile *m, const void *buf, uint64_t size, const char *label)
+{
+	memset(m, 0, sizeof *m);
+	m->path = strdup(label ? label : "<memory>");
+	if (!m->path)
+		return QF_ENOMEM;
+	m->data = buf;
+	m->size = size;
+	return QF_OK;
+}
+
+void qf_mapfile_close(qf_mapfile *m)
+{
+	if (!m)
+		return;
+	if (m->owned_map && m->data)
+		munmap((void *)m->data, (size_t)m->size);
+	free(m->path);
+	memset(m, 0, sizeof *m);
+}
+
+void qf_view_release(const void *p, uint64_t n)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)p, end = a + n;
+	uintptr_t lo = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+	uintptr_t hi = end & ~((uintptr_t)pg - 1);
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}

@@ -1,0 +1,90 @@
+/*
+ * bench_kernels — conversion kernels in GB/s of output next to a memcpy of
+ * the same output bytes, one thread, same run.  Not a test: `make bench`.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "formats/dtype.h"
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+#define N (16 * 1024 * 1024) /* elements per pass: 64 MiB of f32 output */
+#define REPS 8
+
+static float *out, *out2;
+static uint8_t *src;
+static const float *scales; /* one per 128x128 block of a [N/4096, 4096] FP8 weight */
+
+static void k_memcpy(void) { memcpy(out2, out, (size_t)N * 4); }
+static void k_bf16(void) { qf_row_bf16_to_f32(src, out, N); }
+static void k_f16(void) { qf_row_f16_to_f32(src, out, N); }
+static void k_f16_scalar(void) { qf_row_f16_to_f32_scalar(src, out, N); }
+static void k_fp8(void)
+{
+	/* FP8 + 128x128 block scale, as convert does it: LUT decode, multiply */
+	const float *lut = qf_e4m3_table();
+	const int64_t cols = 4096, rows = N / cols;
+	for (int64_t r = 0; r < rows; r++) {
+		const uint8_t *s = src + r * cols;
+		float *d = out + r * cols;
+		const float *sc = scales + (r / 128) * (cols / 128);
+		for (int64_t c0 = 0; c0 < cols; c0 += 128) {
+			float f = sc[c0 / 128];
+			for (int64_t c = c0; c < c0 + 128; c++)
+				d[c] = lut[s[c]] * f;
+		}
+	}
+}
+
+static double run(void (*fn)(void))
+{
+	double best = 1e9;
+	fn();
+	for (int i = 0; i < REPS; i++) {
+		double t = now();
+		fn();
+		t = now() - t;
+		if (t < best)
+			best = t;
+	}
+	return (double)N * 4 / best / 1e9; /* GB/s of f32 output */
+}
+
+int main(void)
+{
+	out = malloc((size_t)N * 4);
+	out2 = malloc((size_t)N * 4);
+	src = malloc((size_t)N * 2);
+	float *sc = malloc((size_t)(N / 4096 / 128 + 1) * 32 * sizeof *sc);
+	for (size_t i = 0; i < (size_t)N * 2; i++)
+		src[i] = (uint8_t)(i * 2654435761u >> 13);
+	for (size_t i = 0; i < (size_t)(N / 4096 / 128 + 1) * 32; i++)
+		sc[i] = 1.0f / (float)(i + 1);
+	scales = sc;
+	memset(out, 1, (size_t)N * 4);
+	double m = run(k_memcpy);
+	printf("kernel                      GB/s(f32 out)  ratio vs memcpy\n");
+	printf("memcpy (same bytes)         %8.2f       1.00\n", m);
+	struct { const char *name; void (*fn)(void); } ks[] = {
+		{ "bf16 -> f32", k_bf16 },
+		{ "f16 -> f32 (F16C if avail)", k_f16 },
+		{ "f16 -> f32 (portable)", k_f16_scalar },
+		{ "fp8 e4m3 x block scale", k_fp8 },
+	};
+	for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+		double g = run(ks[i].fn);
+		printf("%-27s %8.2f       %.2f\n", ks[i].name, g, g / m);
+	}
+	free(out); free(out2); free(src); free(sc);
+	return 0;
+}

@@ -1,0 +1,22 @@
+/* util.h — helpers shared by the C tests. */
+#ifndef QF_TEST_UTIL_H
+#define QF_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A fresh temporary folder (removed at exit). */
+const char *tu_tmpdir(void);
+/* Path inside tu_tmpdir (static buffer rotation: 8 slots). */
+const char *tu_path(const char *name);
+/* Path of a file in the source tree (QF_SRCDIR or compile-time default). */
+const char *tu_src(const char *rel);
+int tu_write(const char *path, const void *data, size_t n);
+/* Reads a whole file; *n gets its size.  NULL on error. */
+uint8_t *tu_read(const char *path, size_t *n);
+/* Deterministic PRNG (splitmix64). */
+uint64_t tu_rand(uint64_t *state);
+float tu_randf(uint64_t *state);    /* uniform [-1, 1) */
+int tu_exists(const char *path);
+
+#endif
