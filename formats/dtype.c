@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "formats/dtype.h"
@@ -241,12 +242,23 @@ static void row_f32_to_f16_f16c(const float *src, void *dst, int64_t n)
 		d[i] = qf_f32_to_f16(src[i]);
 }
 
+#include <cpuid.h>
+/* Runtime check: CPU has AVX and F16C and the OS saves YMM state. */
 static int have_f16c(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+		unsigned a, b, c, d;
+		int r = 0;
+		if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27)) && (c & (1u << 28)) &&
+		    (c & (1u << 29))) {
+			unsigned lo, hi;
+			__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+			r = (lo & 6) == 6;
+		}
+		if (getenv("QF_NO_SIMD"))
+			r = 0;
+		cached = r;
 	}
 	return cached;
 }
