@@ -13,6 +13,14 @@ typedef struct cmd {
 } cmd;
 
 static const cmd cmds[] = {
+	{ "convert", cli_convert, "checkpoint (FP8/BF16/F16/F32 safetensors) → GGUF that llama.cpp loads",
+	  "qforge convert [-o OUT] [--outtype f32|f16|bf16|auto] [-t N] [--dry-run] [--json] [--force]\n"
+	  "               [--keep-mtp] [--legacy-kv-b] [--allow-nonfinite] [--quiet] CHECKPOINT\n"
+	  "  CHECKPOINT: a Hugging Face folder, a tar of one, or a .safetensors file.\n"
+	  "  Llama (LlamaForCausalLM) and DeepSeek V2/V3/R1; FP8 weights are dequantized with their\n"
+	  "  _scale_inv block scales.  auto: BF16 for BF16/FP8, F16 for F16, F32 for F32; norms,\n"
+	  "  routers and 1-D tensors stay F32.  Output goes to OUT.tmp and is renamed when complete.\n"
+	  "  --legacy-kv-b writes one attn_kv_b (llama.cpp before April 2025) instead of attn_k_b/attn_v_b.\n" },
 	{ "inspect", cli_inspect, "show what is in a checkpoint, safetensors, GGUF or packed bundle",
 	  "qforge inspect [--json] [--hashes] PATH\n"
 	  "  PATH: a checkpoint folder or tar, a .safetensors file, a .gguf file or a packed bundle.\n"

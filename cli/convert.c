@@ -1,0 +1,200 @@
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "convert/convert.h"
+
+static void on_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t n)
+{
+	cli_progress_update(ud, done, total, "tensor %zu/%zu", item + 1, n);
+}
+
+static void shape_str(const cvt_item *it, char *b, size_t n)
+{
+	size_t p = (size_t)snprintf(b, n, "[");
+	for (int i = 0; i < it->ndim && p < n; i++)
+		p += (size_t)snprintf(b + p, n - p, "%s%lld", i ? ", " : "", (long long)it->shape[i]);
+	if (p < n)
+		snprintf(b + p, n - p, "]");
+}
+
+static const char *op_name(cvt_op op)
+{
+	switch (op) {
+	case CVT_OP_COPY: return "copy";
+	case CVT_OP_PERMUTE: return "unpermute-rope";
+	case CVT_OP_STACK: return "stack-experts";
+	case CVT_OP_KB: return "kv_b→k_b";
+	case CVT_OP_VB: return "kv_b→v_b";
+	}
+	return "?";
+}
+
+int cli_convert(int argc, char **argv)
+{
+	const char *outpath = NULL, *format = "gguf";
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = cli_default_threads() };
+	int dry = 0, json = 0, force = 0, quiet = 0;
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "outtype", required_argument, NULL, 'T' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "keep-mtp", no_argument, NULL, 'M' },
+		{ "allow-nonfinite", no_argument, NULL, 'N' },
+		{ "legacy-kv-b", no_argument, NULL, 'L' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	long v;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:t:fq", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': outpath = optarg; break;
+		case 'F': format = optarg; break;
+		case 'T':
+			if (!strcmp(optarg, "f32")) o.outtype = QF_F32;
+			else if (!strcmp(optarg, "f16")) o.outtype = QF_F16;
+			else if (!strcmp(optarg, "bf16")) o.outtype = QF_BF16;
+			else if (!strcmp(optarg, "auto")) o.outtype = QF_DTYPE_NONE;
+			else return cli_usage_error("convert", "--outtype must be f32, f16, bf16 or auto, not '%s'", optarg);
+			break;
+		case 't':
+			if (!cli_parse_int(optarg, 1, 256, &v))
+				return cli_usage_error("convert", "-t takes a thread count from 1 to 256");
+			o.threads = (int)v;
+			break;
+		case 'n': dry = 1; break;
+		case 'j': json = 1; break;
+		case 'f': force = 1; break;
+		case 'q': quiet = 1; break;
+		case 'M': o.keep_mtp = 1; break;
+		case 'N': o.allow_nonfinite = 1; break;
+		case 'L': o.legacy_kv_b = 1; break;
+		default: return cli_usage_error("convert", "unknown option");
+		}
+	}
+	if (optind != argc - 1)
+		return cli_usage_error("convert", "expected one CHECKPOINT (folder, tar or .safetensors)");
+	if (strcmp(format, "gguf") != 0)
+		return cli_usage_error("convert", "--format must be gguf (packed bundles are written by 'qforge quantize --format packed')");
+	const char *in = argv[optind];
+	qf_err err = { { 0 } };
+	qf_ckpt *ck = NULL;
+	cvt_plan *plan = NULL;
+	qf_status s = qf_ckpt_open(in, &ck, &err);
+	if (!s)
+		s = cvt_plan_build(ck, &o, &plan, &err);
+	if (s) {
+		qf_ckpt_close(ck);
+		return cli_error("convert", s, &err);
+	}
+	char defname[4096];
+	if (!outpath) {
+		const char *b = in + strlen(in);
+		while (b > in && b[-1] == '/')
+			b--;
+		const char *e = b;
+		while (b > in && b[-1] != '/')
+			b--;
+		const char *ot = o.outtype == QF_F32 ? "f32" : o.outtype == QF_F16 ? "f16" : o.outtype == QF_BF16 ? "bf16" : "auto";
+		snprintf(defname, sizeof defname, "%.*s-%s.gguf", (int)(e - b), b, ot);
+		outpath = defname;
+	}
+	size_t n = cvt_plan_count(plan);
+	uint64_t tin = 0, tout = 0;
+	for (size_t i = 0; i < n; i++) {
+		tin += cvt_item_src_bytes(cvt_plan_item(plan, i));
+		tout += cvt_item_nbytes(cvt_plan_item(plan, i));
+	}
+	int rc = 0;
+	if (dry) {
+		if (json) {
+			cJSON *j = cJSON_CreateObject();
+			cJSON_AddStringToObject(j, "input", in);
+			cJSON_AddStringToObject(j, "output", outpath);
+			cJSON_AddStringToObject(j, "architecture", cvt_plan_arch(plan));
+			cJSON *ts = cJSON_AddArrayToObject(j, "tensors");
+			for (size_t i = 0; i < n; i++) {
+				cvt_item *it = cvt_plan_item(plan, i);
+				cJSON *t = cJSON_CreateObject();
+				cJSON_AddStringToObject(t, "name", it->name);
+				cJSON_AddStringToObject(t, "source", it->srcs[0].t->name);
+				cJSON_AddNumberToObject(t, "sources", it->nsrc);
+				cJSON_AddStringToObject(t, "op", op_name(it->op));
+				cJSON_AddStringToObject(t, "class", cvt_class_name(it->cls));
+				cJSON_AddStringToObject(t, "type", qf_dtype_name(it->type));
+				cJSON *sh = cJSON_AddArrayToObject(t, "shape");
+				for (int k = 0; k < it->ndim; k++)
+					cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->shape[k]));
+				cJSON_AddNumberToObject(t, "bytes", (double)cvt_item_nbytes(it));
+				cJSON_AddItemToArray(ts, t);
+			}
+			cJSON_AddNumberToObject(j, "bytes_in", (double)tin);
+			cJSON_AddNumberToObject(j, "bytes_out", (double)tout);
+			char *txt = cJSON_Print(j);
+			printf("%s\n", txt);
+			free(txt);
+			cJSON_Delete(j);
+		} else {
+			char a[32], b[32];
+			printf("plan: %s → %s (%s)\n", in, outpath, cvt_plan_arch(plan));
+			for (size_t i = 0; i < n; i++) {
+				cvt_item *it = cvt_plan_item(plan, i);
+				char sh[96];
+				shape_str(it, sh, sizeof sh);
+				printf("  %-44s ← %-52s%s %-14s %-5s %-20s %12llu\n", it->name, it->srcs[0].t->name,
+				       it->nsrc > 1 ? "…" : " ", op_name(it->op), qf_dtype_name(it->type), sh,
+				       (unsigned long long)cvt_item_nbytes(it));
+			}
+			printf("totals: %zu tensors, %s in → %s out, %zu source tensors skipped\n", n,
+			       cli_human_bytes(tin, a, sizeof a), cli_human_bytes(tout, b, sizeof b),
+			       cvt_plan_skipped(plan));
+		}
+	} else {
+		cli_progress pr;
+		cli_progress_init(&pr, "convert", quiet || json);
+		cvt_result res;
+		memset(&res, 0, sizeof res);
+		s = cvt_write_gguf(plan, outpath, force, o.threads, on_progress, &pr, &res, &err);
+		cli_progress_done(&pr);
+		if (s) {
+			rc = cli_error("convert", s, &err);
+		} else if (json) {
+			cJSON *j = cJSON_CreateObject();
+			char h[17];
+			snprintf(h, sizeof h, "%016llx", (unsigned long long)res.data_hash);
+			cJSON_AddStringToObject(j, "input", in);
+			cJSON_AddStringToObject(j, "output", outpath);
+			cJSON_AddStringToObject(j, "architecture", cvt_plan_arch(plan));
+			cJSON_AddNumberToObject(j, "tensors", (double)n);
+			cJSON_AddNumberToObject(j, "bytes_in", (double)res.bytes_in);
+			cJSON_AddNumberToObject(j, "bytes_out", (double)res.bytes_out);
+			cJSON_AddNumberToObject(j, "seconds", res.seconds);
+			cJSON_AddNumberToObject(j, "threads", o.threads);
+			cJSON_AddStringToObject(j, "data_xxh64", h);
+			char *txt = cJSON_Print(j);
+			printf("%s\n", txt);
+			free(txt);
+			cJSON_Delete(j);
+		} else {
+			char a[32], b[32];
+			printf("converted %s → %s (%s): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %016llx\n",
+			       in, outpath, cvt_plan_arch(plan), n, cli_human_bytes(res.bytes_in, a, sizeof a),
+			       cli_human_bytes(res.bytes_out, b, sizeof b), res.seconds,
+			       res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0.0, o.threads,
+			       (unsigned long long)res.data_hash);
+		}
+	}
+	cvt_plan_free(plan);
+	qf_ckpt_close(ck);
+	return rc;
+}

@@ -1,0 +1,106 @@
+/*
+ * convert.h — architecture maps and the streaming converter.
+ *
+ * A plan is made from headers alone: every output tensor (GGUF name, shape
+ * outermost first, type, how its rows come from the source tensors), plus
+ * the metadata.  Executing a plan streams row blocks from the mmap'd shards
+ * through f32 to the output type, threads splitting rows, bytes identical
+ * for any thread count.
+ */
+#ifndef CVT_CONVERT_H
+#define CVT_CONVERT_H
+
+#include <stdint.h>
+
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
+#include "formats/qf.h"
+#include "formats/tensor.h"
+
+typedef enum cvt_class {
+	CVT_CLASS_ATTN, CVT_CLASS_EXPERT, CVT_CLASS_SHARED_EXPERT, CVT_CLASS_DENSE_FFN,
+	CVT_CLASS_ROUTER, CVT_CLASS_EMBED, CVT_CLASS_OUTPUT, CVT_CLASS_NORM, CVT_CLASS_COUNT
+} cvt_class;
+
+const char *cvt_class_name(cvt_class c);
+int cvt_class_from_name(const char *s);   /* -1 if unknown */
+
+typedef enum cvt_op {
+	CVT_OP_COPY,      /* out row r = src row r */
+	CVT_OP_PERMUTE,   /* Llama Q/K: undo HF's rotate-half row order */
+	CVT_OP_STACK,     /* experts: out row r = src[r / rows][r % rows] */
+	CVT_OP_KB,        /* kv_b → attn_k_b: per head, transpose the nope rows */
+	CVT_OP_VB,        /* kv_b → attn_v_b: per head, the v rows */
+} cvt_op;
+
+/* One source tensor, with its FP8 block scale when it has one. */
+typedef struct cvt_src {
+	const qf_tensor *t;
+	const qf_tensor *scale;   /* F32 [ceil(out/bo), ceil(in/bi)], or NULL */
+	int64_t bo, bi;           /* block shape of the scale */
+} cvt_src;
+
+typedef struct cvt_item {
+	char name[QF_GGUF_MAX_NAME];
+	int ndim;
+	int64_t shape[4];         /* outermost first */
+	qf_dtype type;            /* output element type */
+	cvt_op op;
+	cvt_class cls;
+	cvt_src *srcs;            /* owned array */
+	int nsrc;
+	int64_t n_head, head_dim; /* PERMUTE */
+	int64_t nope, vdim, kv_lora; /* KB / VB */
+	int layer;                /* -1 for global tensors */
+} cvt_item;
+
+typedef struct cvt_options {
+	qf_dtype outtype;         /* QF_DTYPE_NONE: auto */
+	int threads;
+	int keep_mtp;
+	int allow_nonfinite;
+	int legacy_kv_b;          /* write one attn_kv_b instead of attn_k_b + attn_v_b */
+} cvt_options;
+
+typedef struct cvt_plan cvt_plan;
+
+qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_err *err);
+void cvt_plan_free(cvt_plan *p);
+size_t cvt_plan_count(const cvt_plan *p);
+cvt_item *cvt_plan_item(cvt_plan *p, size_t i);
+const char *cvt_plan_arch(const cvt_plan *p);      /* GGUF architecture name */
+uint64_t cvt_item_nbytes(const cvt_item *it);
+uint64_t cvt_item_src_bytes(const cvt_item *it);
+int64_t cvt_item_rows(const cvt_item *it);
+int64_t cvt_item_row_len(const cvt_item *it);
+/* Number of skipped source tensors (MTP layers, rotary caches). */
+size_t cvt_plan_skipped(const cvt_plan *p);
+
+/* Sets every metadata key (architecture, hyperparameters, tokenizer). */
+qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
+
+/*
+ * Streams rows [r0, r0 + n) of an item as f32 into dst (n × row_len).
+ * scratch: caller memory of cvt_scratch_floats(it) floats (KB only).
+ * Returns QF_EFORMAT on a non-finite value unless allow_nonfinite.
+ */
+qf_status cvt_item_rows_f32(const cvt_item *it, int64_t r0, int64_t n, float *dst, float *scratch,
+			    int allow_nonfinite, qf_err *err);
+int64_t cvt_scratch_floats(const cvt_item *it);
+
+/* Progress callback: bytes of source consumed so far, total, item index. */
+typedef void (*cvt_progress_fn)(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems);
+
+typedef struct cvt_result {
+	uint64_t bytes_in, bytes_out;
+	double seconds;
+	uint64_t data_hash;
+} cvt_result;
+
+qf_status cvt_write_gguf(cvt_plan *p, const char *path, int force, int threads,
+			 cvt_progress_fn prog, void *ud, cvt_result *res, qf_err *err);
+
+/* Vocabulary from tokenizer.json (+ tokenizer_config.json) into tokenizer.ggml.*. */
+qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w, qf_err *err);
+
+#endif

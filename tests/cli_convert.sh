@@ -1,0 +1,61 @@
+#!/bin/sh
+# CLI tests for `qforge convert`: outputs, summaries, JSON, exit codes, no partial files.
+. "${QF_SRCDIR:-.}/tests/tap-sh.sh"
+M="$QF_SRCDIR/models"
+
+run "$QFORGE" convert -q -o "$tmp/ds.gguf" "$M/tiny-dsv3"
+expect_rc 0 "convert the FP8 DeepSeek checkpoint"
+contains "$out" "deepseek2): 70 tensors"; ok $? "summary names the architecture and tensor count"
+contains "$out" "data xxh64 77ffbe11ca0d8d67"; ok $? "summary carries the golden data hash"
+[ -f "$tmp/ds.gguf" ] && [ ! -e "$tmp/ds.gguf.tmp" ]; ok $? "output in place, no .tmp left"
+
+run "$QFORGE" convert -o "$tmp/ds.gguf" "$M/tiny-dsv3"
+expect_rc 2 "existing output is not overwritten without --force"
+contains "$err" "--force"; ok $? "message says how to overwrite"
+
+run "$QFORGE" convert --json --force -o "$tmp/ds.gguf" "$M/tiny-dsv3"
+expect_rc 0 "--json"
+contains "$out" '"data_xxh64":	"77ffbe11ca0d8d67"'; ok $? "JSON summary has the data hash"
+
+run "$QFORGE" convert --dry-run -o "$tmp/dry.gguf" "$M/tiny-dsv3"
+expect_rc 0 "--dry-run"
+contains "$out" "blk.1.ffn_up_exps.weight"; ok $? "plan lists stacked experts"
+contains "$out" "kv_b→k_b"; ok $? "plan shows the kv_b split"
+[ ! -e "$tmp/dry.gguf" ]; ok $? "--dry-run writes nothing"
+
+run "$QFORGE" convert --legacy-kv-b --dry-run "$M/tiny-dsv3"
+contains "$out" "blk.0.attn_kv_b.weight"; ok $? "--legacy-kv-b keeps one attn_kv_b"
+
+run "$QFORGE" convert --keep-mtp --dry-run "$M/tiny-dsv3"
+contains "$out" "blk.4.nextn.eh_proj.weight"; ok $? "--keep-mtp keeps the MTP layer"
+
+mkdir "$tmp/noshard" && cp "$M/tiny-dsv3"/* "$tmp/noshard"/ && rm "$tmp/noshard/model-00002-of-00003.safetensors"
+run "$QFORGE" convert -o "$tmp/x.gguf" "$tmp/noshard"
+expect_rc 3 "missing shard"
+contains "$err" "model-00002-of-00003.safetensors named by the index is missing"; ok $? "names the shard: $err"
+[ ! -e "$tmp/x.gguf" ] && [ ! -e "$tmp/x.gguf.tmp" ]; ok $? "no partial output"
+
+mkdir "$tmp/trunc" && cp "$M/tiny-dsv3"/* "$tmp/trunc"/ && chmod u+w "$tmp/trunc"/* && truncate -s 1000000 "$tmp/trunc/model-00003-of-00003.safetensors"
+run "$QFORGE" convert -o "$tmp/x.gguf" "$tmp/trunc"
+expect_rc 3 "truncated shard"
+contains "$err" "model-00003-of-00003.safetensors"; ok $? "names the file: $err"
+
+mkdir "$tmp/ro" && chmod 555 "$tmp/ro"
+if [ "$(id -u)" = 0 ]; then
+	echo "ok $((n=n+1)) - unwritable output # SKIP running as root"
+else
+	run "$QFORGE" convert -o "$tmp/ro/x.gguf" "$M/stories260k-hf"
+	expect_rc 4 "unwritable output folder is an I/O error"
+fi
+run "$QFORGE" convert -o "/proc/qforge-test/x.gguf" "$M/stories260k-hf"
+expect_rc 4 "output in a folder that cannot exist is an I/O error"
+contains "$err" "cannot create"; ok $? "says it cannot create: $err"
+
+run "$QFORGE" convert --outtype q9 "$M/stories260k-hf"
+expect_rc 2 "bad --outtype is a usage error"
+
+tar -C "$M" -cf "$tmp/st.tar" stories260k-hf
+run "$QFORGE" convert -q --outtype f32 -o "$tmp/tar.gguf" "$tmp/st.tar"
+expect_rc 0 "convert straight from a tar"
+contains "$out" "data xxh64 ebb6009c62465889"; ok $? "same golden hash as from the folder"
+finish
