@@ -521,8 +521,8 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 		for (int64_t L = (pass == 1 ? 0 : -1); L < (pass == 1 ? nl_total : 0); L++) {
 			for (size_t i = 0; i < nt; i++) {
 				const qf_tensor *t = qf_st_get(st, i);
-				const char *rest;
-				int64_t layer;
+				const char *rest = NULL;
+				int64_t layer = -1;
 				int is_layer = parse_layer(t->name, &layer, &rest);
 				if (ends_with(t->name, "_scale_inv") || ends_with(t->name, "rotary_emb.inv_freq")) {
 					if (pass == 0 && ends_with(t->name, "rotary_emb.inv_freq"))

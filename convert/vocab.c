@@ -110,7 +110,7 @@ qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w
 	toks = calloc((size_t)n, sizeof *toks);
 	types = calloc((size_t)n, sizeof *types);
 	scores = calloc((size_t)n, sizeof *scores);
-	char (*pads)[24] = calloc((size_t)n, 24);
+	char (*pads)[32] = calloc((size_t)n, 32);
 	if (!toks || !types || !scores || !pads) {
 		free(pads);
 		s = qf_fail(err, QF_ENOMEM, "out of memory");
@@ -139,7 +139,7 @@ qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w
 	}
 	for (int64_t i = 0; i < n; i++) {
 		if (!toks[i]) {
-			snprintf(pads[i], 24, "[PAD%lld]", (long long)i);
+			snprintf(pads[i], 32, "[PAD%lld]", (long long)i);
 			toks[i] = pads[i];
 			types[i] = TT_UNUSED;
 		}

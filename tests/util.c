@@ -67,14 +67,16 @@ uint8_t *tu_read(const char *path, size_t *n)
 	fseek(f, 0, SEEK_END);
 	long sz = ftell(f);
 	fseek(f, 0, SEEK_SET);
-	uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
+	uint8_t *b = malloc((sz > 0 ? (size_t)sz : 0) + 1); /* NUL-terminated for text */
 	if (b && sz > 0 && fread(b, 1, (size_t)sz, f) != (size_t)sz) {
 		free(b);
 		b = NULL;
 	}
 	fclose(f);
-	if (b)
+	if (b) {
+		b[sz > 0 ? sz : 0] = 0;
 		*n = (size_t)sz;
+	}
 	return b;
 }
 

@@ -12,7 +12,7 @@ const char *tu_path(const char *name);
 /* Path of a file in the source tree (QF_SRCDIR or compile-time default). */
 const char *tu_src(const char *rel);
 int tu_write(const char *path, const void *data, size_t n);
-/* Reads a whole file; *n gets its size.  NULL on error. */
+/* Reads a whole file (plus a NUL byte after it); *n gets its size.  NULL on error. */
 uint8_t *tu_read(const char *path, size_t *n);
 /* Deterministic PRNG (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
