@@ -182,18 +182,28 @@ static int inspect_ckpt(const char *path, int json, int hashes)
 	return 0;
 }
 
+/* Length of s cut to at most max bytes without splitting a UTF-8 character. */
+static int utf8_cut(const char *s, uint64_t len, uint64_t max)
+{
+	if (len <= max)
+		return (int)len;
+	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+		max--;
+	return (int)max;
+}
+
 static void kv_value_str(const qf_gguf_kv *kv, char *b, size_t n)
 {
 	double v;
 	if (kv->type == QF_GGUF_STR) {
-		snprintf(b, n, "\"%.*s\"", (int)(kv->strs[0].len > 60 ? 60 : kv->strs[0].len), kv->strs[0].p);
+		snprintf(b, n, "\"%.*s\"", utf8_cut(kv->strs[0].p, kv->strs[0].len, 60), kv->strs[0].p);
 	} else if (kv->type == QF_GGUF_ARR) {
 		size_t p = (size_t)snprintf(b, n, "[%s × %llu]", qf_gguf_type_name(kv->arr_type),
 					    (unsigned long long)kv->n);
 		for (uint64_t i = 0; i < kv->n && i < 4 && p < n; i++) {
 			if (kv->arr_type == QF_GGUF_STR)
 				p += (size_t)snprintf(b + p, n - p, " \"%.*s\"",
-						      (int)(kv->strs[i].len > 16 ? 16 : kv->strs[i].len),
+						      utf8_cut(kv->strs[i].p, kv->strs[i].len, 16),
 						      kv->strs[i].p);
 			else if (qf_gguf_kv_number(kv, i, &v))
 				p += (size_t)snprintf(b + p, n - p, " %.9g", v);
