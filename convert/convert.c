@@ -889,6 +889,42 @@ qf_status cvt_item_rows_f32(const cvt_item *it, int64_t r0, int64_t n, float *ds
 
 #define BLOCK_BYTES (4u << 20) /* target f32 bytes per thread per block */
 
+/*
+ * Drops source pages already consumed (rows before out row `done`) from the
+ * resident set, so peak RSS stays at the row-block working set even for a
+ * stack of 256 experts.  KB/VB read a head's rows out of order: released at
+ * the end of the item.
+ */
+static void release_consumed(const cvt_plan *p, const cvt_item *it, int64_t done)
+{
+	const qf_st *st = p->ck->st;
+	switch (it->op) {
+	case CVT_OP_COPY: {
+		const qf_tensor *t = it->srcs[0].t;
+		qf_st_release(st, t, 0, (uint64_t)done * (t->nbytes / (uint64_t)(qf_tensor_rows(t) ? qf_tensor_rows(t) : 1)));
+		break;
+	}
+	case CVT_OP_PERMUTE: {
+		const qf_tensor *t = it->srcs[0].t;
+		int64_t rows = done / it->head_dim * it->head_dim;
+		qf_st_release(st, t, 0, (uint64_t)rows * (t->nbytes / (uint64_t)qf_tensor_rows(t)));
+		break;
+	}
+	case CVT_OP_STACK: {
+		int64_t per = it->shape[1], e = done / per;
+		for (int64_t k = 0; k < e && k < it->nsrc; k++)
+			qf_st_release(st, it->srcs[k].t, 0, it->srcs[k].t->nbytes);
+		if (e < it->nsrc) {
+			const qf_tensor *t = it->srcs[e].t;
+			qf_st_release(st, t, 0, (uint64_t)(done % per) * (t->nbytes / (uint64_t)per));
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
 typedef struct work {
 	const cvt_item *it;
 	int64_t r0;
@@ -1006,6 +1042,7 @@ qf_status cvt_write_gguf(cvt_plan *p, const char *path, int force, int threads,
 			}
 			if ((s = qf_gguf_writer_write(w, out, (size_t)n * orb, err)))
 				goto out;
+			release_consumed(p, it, r0 + n);
 			uint64_t frac = rows ? in_bytes * (uint64_t)(r0 + n) / (uint64_t)rows : in_bytes;
 			if (prog)
 				prog(ud, done_in + frac, total_in, i, p->n);
