@@ -35,6 +35,9 @@ double cli_now(void);
 int cli_default_threads(void);
 /* Parses a positive int option value; returns 0 on error. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);
+/* Prints j (pretty) on stdout and frees it. */
+struct cJSON;
+void cli_print_json(struct cJSON *j);
 /* "1.23 GiB" */
 const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
 /* Installs SIGINT/SIGTERM handlers that remove partial outputs. */

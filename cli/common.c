@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -66,6 +67,15 @@ const char *cli_human_bytes(uint64_t n, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%.2f %s", v, u[i]);
 	return buf;
+}
+
+void cli_print_json(cJSON *j)
+{
+	char *txt = cJSON_Print(j);
+	if (txt)
+		printf("%s\n", txt);
+	free(txt);
+	cJSON_Delete(j);
 }
 
 void cli_progress_init(cli_progress *p, const char *what, int quiet)

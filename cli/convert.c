@@ -140,10 +140,7 @@ int cli_convert(int argc, char **argv)
 			}
 			cJSON_AddNumberToObject(j, "bytes_in", (double)tin);
 			cJSON_AddNumberToObject(j, "bytes_out", (double)tout);
-			char *txt = cJSON_Print(j);
-			printf("%s\n", txt);
-			free(txt);
-			cJSON_Delete(j);
+			cli_print_json(j);
 		} else {
 			char a[32], b[32];
 			printf("plan: %s → %s (%s)\n", in, outpath, cvt_plan_arch(plan));
@@ -181,10 +178,7 @@ int cli_convert(int argc, char **argv)
 			cJSON_AddNumberToObject(j, "seconds", res.seconds);
 			cJSON_AddNumberToObject(j, "threads", o.threads);
 			cJSON_AddStringToObject(j, "data_xxh64", h);
-			char *txt = cJSON_Print(j);
-			printf("%s\n", txt);
-			free(txt);
-			cJSON_Delete(j);
+			cli_print_json(j);
 		} else {
 			char a[32], b[32];
 			printf("converted %s → %s (%s): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %016llx\n",

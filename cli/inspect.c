@@ -17,16 +17,10 @@ typedef struct totals {
 	uint64_t by_dtype[QF_DTYPE_COUNT];
 } totals;
 
-static int is_scale(const char *name)
-{
-	size_t n = strlen(name);
-	return n > 10 && strcmp(name + n - 10, "_scale_inv") == 0;
-}
-
 static void add_total(totals *t, const qf_tensor *x)
 {
 	t->ntensors++;
-	if (is_scale(x->name))
+	if (qf_str_ends_with(x->name, "_scale_inv"))
 		t->scale_params += x->nelems;
 	else
 		t->params += x->nelems;
@@ -153,10 +147,7 @@ static int inspect_ckpt(const char *path, int json, int hashes)
 			cJSON_AddItemToArray(ts, tensor_json(t, base_name(qf_st_file_path(st, (size_t)t->file)), hashes));
 		}
 		cJSON_AddItemToObject(o, "totals", totals_json(&tot));
-		char *txt = cJSON_Print(o);
-		printf("%s\n", txt);
-		free(txt);
-		cJSON_Delete(o);
+		cli_print_json(o);
 	} else {
 		char hb[32];
 		uint64_t fsz = 0;
@@ -281,10 +272,7 @@ static int inspect_gguf(const char *path, int json, int hashes)
 			cJSON_AddItemToArray(ts, tensor_json(t, NULL, hashes));
 		}
 		cJSON_AddItemToObject(o, "totals", totals_json(&tot));
-		char *txt = cJSON_Print(o);
-		printf("%s\n", txt);
-		free(txt);
-		cJSON_Delete(o);
+		cli_print_json(o);
 	} else {
 		char vb[256];
 		printf("gguf: %s (version %u, alignment %u, data at %llu)\n", path, qf_gguf_version(g),

@@ -361,12 +361,6 @@ static const map_row *find_map(const map_row *m, const char *rest)
 	return NULL;
 }
 
-static int ends_with(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /* Expected 2-D/1-D shapes by GGUF suffix; returns 0 if no rule. */
 static int expected_shape(const hparams *h, arch_kind a, const char *g, int *nd, int64_t *d0, int64_t *d1)
 {
@@ -403,6 +397,24 @@ static int expected_shape(const hparams *h, arch_kind a, const char *g, int *nd,
 	if (!strcmp(g, "ffn_gate_shexp.weight") || !strcmp(g, "ffn_up_shexp.weight")) { *d0 = h->moe_ff * h->n_shared; *d1 = h->hidden; return 1; }
 	if (!strcmp(g, "ffn_down_shexp.weight")) { *d0 = h->hidden; *d1 = h->moe_ff * h->n_shared; return 1; }
 	return 0;
+}
+
+/*
+ * Adds a per-layer tensor found in an architecture's map table: checks its
+ * shape against config.json and names it blk.N.<gguf suffix>.
+ */
+static qf_status add_mapped(cvt_plan *p, const qf_tensor *t, const map_row *m, int64_t layer, cvt_op op,
+			    qf_err *err)
+{
+	int nd;
+	int64_t d0 = 0, d1 = 0;
+	char gname[QF_GGUF_MAX_NAME + 32];
+	qf_status s;
+	if (expected_shape(&p->hp, p->arch, m->gguf, &nd, &d0, &d1) &&
+	    (s = check_shape(p, t, nd, d0, d1, err)))
+		return s;
+	snprintf(gname, sizeof gname, "blk.%lld.%s", (long long)layer, m->gguf);
+	return add_simple(p, t, gname, m->cls, (int)layer, op, err);
 }
 
 /* Parses "model.layers.N.rest" → N and rest; 0 if not a layer tensor. */
@@ -524,8 +536,8 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 				const char *rest = NULL;
 				int64_t layer = -1;
 				int is_layer = parse_layer(t->name, &layer, &rest);
-				if (ends_with(t->name, "_scale_inv") || ends_with(t->name, "rotary_emb.inv_freq")) {
-					if (pass == 0 && ends_with(t->name, "rotary_emb.inv_freq"))
+				if (qf_str_ends_with(t->name, "_scale_inv") || qf_str_ends_with(t->name, "rotary_emb.inv_freq")) {
+					if (pass == 0 && qf_str_ends_with(t->name, "rotary_emb.inv_freq"))
 						p->skipped++;
 					continue;
 				}
@@ -562,7 +574,6 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 				}
 				if (layer != L)
 					continue;
-				char gname[QF_GGUF_MAX_NAME + 32];
 				if (p->arch == ARCH_LLAMA) {
 					const map_row *m = find_map(llama_map, rest);
 					if (!m) {
@@ -570,15 +581,8 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 							    qf_st_file_path(st, (size_t)t->file), t->name, an);
 						goto fail;
 					}
-					int nd;
-					int64_t d0, d1;
-					if (expected_shape(h, p->arch, m->gguf, &nd, &d0, &d1) &&
-					    (s = check_shape(p, t, nd, d0, d1, err)))
-						goto fail;
-					snprintf(gname, sizeof gname, "blk.%lld.%s", (long long)layer, m->gguf);
 					int isq = strstr(rest, "q_proj") != NULL, isk = strstr(rest, "k_proj") != NULL;
-					if ((s = add_simple(p, t, gname, m->cls, (int)layer,
-							    isq || isk ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
+					if ((s = add_mapped(p, t, m, layer, isq || isk ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
 						goto fail;
 					if (isq || isk) {
 						cvt_item *it = &p->items[p->n - 1];
@@ -647,13 +651,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 						    qf_st_file_path(st, (size_t)t->file), t->name, an);
 					goto fail;
 				}
-				int nd;
-				int64_t d0, d1;
-				if (expected_shape(h, p->arch, m->gguf, &nd, &d0, &d1) &&
-				    (s = check_shape(p, t, nd, d0, d1, err)))
-					goto fail;
-				snprintf(gname, sizeof gname, "blk.%lld.%s", (long long)layer, m->gguf);
-				if ((s = add_simple(p, t, gname, m->cls, (int)layer, CVT_OP_COPY, err)))
+				if ((s = add_mapped(p, t, m, layer, CVT_OP_COPY, err)))
 					goto fail;
 			}
 		}

@@ -65,18 +65,12 @@ const char *qf_json_get_str(const cJSON *o, const char *key)
 	return cJSON_IsString(j) ? j->valuestring : NULL;
 }
 
-static int ends_with(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 int qf_path_is_tar(const char *path)
 {
 	static const char *const ext[] = { ".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz",
 					   ".tar.bz2", NULL };
 	for (int i = 0; ext[i]; i++)
-		if (ends_with(path, ext[i]))
+		if (qf_str_ends_with(path, ext[i]))
 			return 1;
 	return 0;
 }

@@ -44,6 +44,13 @@ static inline int qf_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 	return !__builtin_add_overflow(a, b, out);
 }
 
+/* 1 if s ends with suf. */
+static inline int qf_str_ends_with(const char *s, const char *suf)
+{
+	size_t a = __builtin_strlen(s), b = __builtin_strlen(suf);
+	return a >= b && __builtin_memcmp(s + a - b, suf, b) == 0;
+}
+
 /* Progress/log callback the CLI may install; libraries call it, never print. */
 typedef void (*qf_log_fn)(void *ud, int level, const char *msg);
 

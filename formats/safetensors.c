@@ -341,12 +341,6 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int ends_with(const char *s, const char *suf)
-{
-	size_t a = strlen(s), b = strlen(suf);
-	return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
 /* Reads a whole small file into a NUL-terminated buffer. */
 static qf_status slurp(const char *path, char **out, qf_err *err)
 {
@@ -510,7 +504,7 @@ qf_status qf_st_open(const char *path, qf_st **out, qf_err *err)
 	struct dirent *e;
 	s = QF_OK;
 	while ((e = readdir(d)) != NULL) {
-		if (!ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.')
+		if (!qf_str_ends_with(e->d_name, ".safetensors") || e->d_name[0] == '.')
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 8;
