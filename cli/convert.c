@@ -84,19 +84,15 @@ int cli_convert(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return cli_usage_error("convert", "expected one CHECKPOINT (folder, tar or .safetensors)");
-	if (strcmp(format, "gguf") != 0)
-		return cli_usage_error("convert", "--format must be gguf (packed bundles are written by 'qforge quantize --format packed')");
+	int packed = strcmp(format, "packed") == 0;
+	if (!packed && strcmp(format, "gguf") != 0)
+		return cli_usage_error("convert", "--format must be gguf or packed, not '%s'", format);
 	const char *in = argv[optind];
 	qf_err err = { { 0 } };
-	qf_ckpt *ck = NULL;
 	cvt_plan *plan = NULL;
-	qf_status s = qf_ckpt_open(in, &ck, &err);
-	if (!s)
-		s = cvt_plan_build(ck, &o, &plan, &err);
-	if (s) {
-		qf_ckpt_close(ck);
+	qf_status s = cvt_plan_open(in, &o, &plan, &err);
+	if (s)
 		return cli_error("convert", s, &err);
-	}
 	char defname[4096];
 	if (!outpath) {
 		const char *b = in + strlen(in);
@@ -106,14 +102,14 @@ int cli_convert(int argc, char **argv)
 		while (b > in && b[-1] != '/')
 			b--;
 		const char *ot = o.outtype == QF_F32 ? "f32" : o.outtype == QF_F16 ? "f16" : o.outtype == QF_BF16 ? "bf16" : "auto";
-		snprintf(defname, sizeof defname, "%.*s-%s.gguf", (int)(e - b), b, ot);
+		snprintf(defname, sizeof defname, "%.*s-%s%s", (int)(e - b), b, ot, packed ? ".qfpack" : ".gguf");
 		outpath = defname;
 	}
 	size_t n = cvt_plan_count(plan);
 	uint64_t tin = 0, tout = 0;
 	for (size_t i = 0; i < n; i++) {
 		tin += cvt_item_src_bytes(cvt_plan_item(plan, i));
-		tout += cvt_item_nbytes(cvt_plan_item(plan, i));
+		tout += cvt_item_out_bytes(cvt_plan_item(plan, i), packed);
 	}
 	int rc = 0;
 	if (dry) {
@@ -160,8 +156,9 @@ int cli_convert(int argc, char **argv)
 		cli_progress pr;
 		cli_progress_init(&pr, "convert", quiet || json);
 		cvt_result res;
-		memset(&res, 0, sizeof res);
-		s = cvt_write_gguf(plan, outpath, force, o.threads, on_progress, &pr, &res, &err);
+		cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads,
+				      .prog = on_progress, .ud = &pr };
+		s = cvt_write(plan, outpath, &wo, &res, &err);
 		cli_progress_done(&pr);
 		if (s) {
 			rc = cli_error("convert", s, &err);
@@ -189,6 +186,5 @@ int cli_convert(int argc, char **argv)
 		}
 	}
 	cvt_plan_free(plan);
-	qf_ckpt_close(ck);
 	return rc;
 }

@@ -10,6 +10,8 @@
 #include "cli/cli.h"
 #include "formats/checkpoint.h"
 #include "formats/gguf.h"
+#include "formats/packed.h"
+#include "quantize/qformat.h"
 #include "formats/safetensors.h"
 
 typedef struct totals {
@@ -295,6 +297,63 @@ static int inspect_gguf(const char *path, int json, int hashes)
 	return 0;
 }
 
+static int inspect_bundle(const char *path, int json, int hashes)
+{
+	qf_err err = { { 0 } };
+	qf_pk *pk = NULL;
+	qf_status s = qf_pk_open(path, qnt_bundle_sizer, &pk, &err);
+	if (s)
+		return cli_error("inspect", s, &err);
+	const cJSON *m = qf_pk_manifest(pk);
+	totals tot;
+	memset(&tot, 0, sizeof tot);
+	if (json) {
+		cJSON *o = cJSON_Duplicate(m, 1);
+		cJSON_AddStringToObject(o, "kind", "bundle");
+		cJSON_AddStringToObject(o, "path", path);
+		if (hashes) {
+			cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "tensors");
+			size_t i = 0;
+			for (cJSON *t = ts ? ts->child : NULL; t; t = t->next, i++) {
+				const qf_pk_tensor *pt = qf_pk_tensor_at(pk, i);
+				char h[17];
+				snprintf(h, sizeof h, "%016llx", (unsigned long long)XXH64(pt->t.data, (size_t)pt->t.nbytes, 0));
+				cJSON_AddStringToObject(t, "xxh64_now", h);
+			}
+		}
+		for (size_t i = 0; i < qf_pk_ntensors(pk); i++)
+			add_total(&tot, &qf_pk_tensor_at(pk, i)->t);
+		cJSON_AddItemToObject(o, "totals", totals_json(&tot));
+		cli_print_json(o);
+	} else {
+		const cJSON *a = cJSON_GetObjectItemCaseSensitive(m, "architecture");
+		const cJSON *g = cJSON_GetObjectItemCaseSensitive(m, "generator");
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "data_xxh64");
+		const cJSON *pr = cJSON_GetObjectItemCaseSensitive(m, "profile");
+		const cJSON *pn = pr ? cJSON_GetObjectItemCaseSensitive(pr, "name") : NULL;
+		printf("bundle: %s (qforge-packed v%d, %s, by %s, data xxh64 %s)\n", path, QF_PK_VERSION,
+		       cJSON_IsString(a) ? a->valuestring : "?", cJSON_IsString(g) ? g->valuestring : "?",
+		       cJSON_IsString(d) ? d->valuestring : "?");
+		if (cJSON_IsString(pn))
+			printf("profile: %s\n", pn->valuestring);
+		printf("tensors (%zu, shapes outermost first):\n", qf_pk_ntensors(pk));
+		for (size_t i = 0; i < qf_pk_ntensors(pk); i++) {
+			const qf_pk_tensor *pt = qf_pk_tensor_at(pk, i);
+			char sh[128];
+			shape_str(&pt->t, sh, sizeof sh);
+			printf("  %-52s %-15s %-8s %-22s %12llu  @%llu", pt->t.name, pt->format, qf_dtype_name(pt->t.dtype),
+			       sh, (unsigned long long)pt->t.nbytes, (unsigned long long)pt->t.offset);
+			if (hashes)
+				printf("  %016llx", (unsigned long long)XXH64(pt->t.data, (size_t)pt->t.nbytes, 0));
+			printf("\n");
+			add_total(&tot, &pt->t);
+		}
+		print_totals(&tot);
+	}
+	qf_pk_close(pk);
+	return 0;
+}
+
 int cli_inspect(int argc, char **argv)
 {
 	int json = 0, hashes = 0;
@@ -321,6 +380,8 @@ int cli_inspect(int argc, char **argv)
 		qf_fail(&err, QF_EFORMAT, "%s: no such file or folder", path);
 		return cli_error("inspect", QF_EFORMAT, &err);
 	}
+	if (qf_pk_is_bundle(path))
+		return inspect_bundle(path, json, hashes);
 	if (S_ISREG(sb.st_mode) && !qf_path_is_tar(path)) {
 		FILE *f = fopen(path, "rb");
 		char magic[4] = { 0 };

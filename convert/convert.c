@@ -23,38 +23,16 @@ int cvt_class_from_name(const char *s)
 	return -1;
 }
 
-typedef enum arch_kind { ARCH_LLAMA, ARCH_DEEPSEEK } arch_kind;
-
-/* Hyperparameters read from config.json. */
-typedef struct hparams {
-	int64_t hidden, n_layer, n_head, n_head_kv, vocab, ff, ctx;
-	double eps, rope_theta;
-	int tied;
-	/* deepseek */
-	int64_t q_lora, kv_lora, nope, rope_dim, vdim, moe_ff, n_exp, n_used, n_shared, first_dense;
-	int64_t n_group, topk_group, n_mtp;
-	double routed_scale;
-	int norm_topk, sigmoid;
-	int yarn;
-	double yarn_factor, yarn_mscale_all;
-	int64_t yarn_orig_ctx;
-} hparams;
-
-struct cvt_plan {
-	qf_ckpt *ck;
-	arch_kind arch;
-	hparams hp;
-	cvt_options opt;
-	cvt_item *items;
-	size_t n, cap;
-	size_t skipped;
-	int src_is_fp8;
-	qf_dtype main_src_type;
-};
+#include "convert/plan.h"
 
 size_t cvt_plan_count(const cvt_plan *p) { return p->n; }
 cvt_item *cvt_plan_item(cvt_plan *p, size_t i) { return i < p->n ? &p->items[i] : NULL; }
-const char *cvt_plan_arch(const cvt_plan *p) { return p->arch == ARCH_LLAMA ? "llama" : "deepseek2"; }
+const char *cvt_plan_arch(const cvt_plan *p)
+{
+	if (p->arch_str[0])
+		return p->arch_str;
+	return p->arch == ARCH_LLAMA ? "llama" : "deepseek2";
+}
 size_t cvt_plan_skipped(const cvt_plan *p) { return p->skipped; }
 
 void cvt_plan_free(cvt_plan *p)
@@ -64,6 +42,13 @@ void cvt_plan_free(cvt_plan *p)
 	for (size_t i = 0; i < p->n; i++)
 		free(p->items[i].srcs);
 	free(p->items);
+	qf_gguf_close(p->meta);
+	free(p->meta_blob);
+	qf_gguf_close(p->g);
+	qf_pk_close(p->pk);
+	if (p->owns_ck)
+		qf_ckpt_close(p->ck);
+	free(p->src_path);
 	free(p);
 }
 
@@ -79,10 +64,19 @@ int64_t cvt_item_rows(const cvt_item *it)
 
 uint64_t cvt_item_nbytes(const cvt_item *it)
 {
-	uint64_t ne = 1;
-	for (int i = 0; i < it->ndim; i++)
-		ne *= (uint64_t)it->shape[i];
-	return qf_dtype_nbytes(it->type, ne, NULL);
+	return qnt_main_bytes(it->fmt, 0, it->ndim, it->shape);
+}
+
+uint64_t cvt_item_out_bytes(const cvt_item *it, int packed)
+{
+	if (!packed)
+		return cvt_item_nbytes(it);
+	uint64_t b = qnt_main_bytes(it->fmt, 1, it->ndim, it->shape);
+	int64_t cs[4];
+	int cnd;
+	for (int k = 0; k < qnt_ncomp(it->fmt, 1); k++)
+		b += qnt_comp_shape(it->fmt, k, it->ndim, it->shape, &cnd, cs);
+	return b;
 }
 
 uint64_t cvt_item_src_bytes(const cvt_item *it)
@@ -498,7 +492,12 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 	if (!p)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	p->ck = ck;
+	p->kind = CVT_SRC_CHECKPOINT;
 	p->opt = *o;
+	if (!(p->src_path = strdup(ck->path))) {
+		free(p);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
 	if (!ck->config) {
 		s = qf_fail(err, QF_EFORMAT, "%s: no config.json", ck->path);
 		goto fail;
@@ -701,6 +700,9 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 		}
 	}
 	free(stack_idx);
+	for (size_t i = 0; i < p->n; i++)
+		p->items[i].fmt = qnt_fmt_from_dtype(p->items[i].type);
+	p->release_ok = 1;
 	*out = p;
 	return QF_OK;
 fail_oom:
@@ -713,26 +715,27 @@ fail:
 
 /* ---- metadata --------------------------------------------------------------------- */
 
-static uint32_t file_type_of(const cvt_plan *p)
+uint32_t cvt_plan_file_type(const cvt_plan *p)
 {
 	/* llama_ftype of the dominant 2-D weight type */
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->items[i].ndim < 2)
 			continue;
-		switch (p->items[i].type) {
-		case QF_F32: return 0;
-		case QF_F16: return 1;
-		case QF_BF16: return 32;
-		case QF_Q4_0: return 2;
-		case QF_Q4_1: return 3;
-		case QF_Q8_0: return 7;
+		switch (p->items[i].fmt) {
+		case QNT_F32: return 0;
+		case QNT_F16: return 1;
+		case QNT_BF16: return 32;
+		case QNT_Q4_0: return 2;
+		case QNT_Q4_1: return 3;
+		case QNT_Q8_0: return 7;
+		case QNT_MXFP4: return 38;
 		default: return 0;
 		}
 	}
 	return 0;
 }
 
-qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
+qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 {
 	const hparams *h = &p->hp;
 	const char *arch = cvt_plan_arch(p);
@@ -742,7 +745,7 @@ qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 	const char *base = strrchr(p->ck->path, '/');
 	base = base && base[1] ? base + 1 : p->ck->path;
 	qf_gguf_set_str(w, "general.name", base);
-	qf_gguf_set_u32(w, "general.file_type", file_type_of(p));
+	qf_gguf_set_u32(w, "general.file_type", cvt_plan_file_type(p));
 	qf_gguf_set_u32(w, "general.alignment", QF_GGUF_DEFAULT_ALIGN);
 	qf_gguf_set_u32(w, KEY("block_count"), (uint32_t)h->n_layer);
 	qf_gguf_set_u32(w, KEY("context_length"), (uint32_t)h->ctx);
@@ -801,9 +804,13 @@ qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 /* Source row r of s as f32 (row length = product of inner dims). */
 static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 {
+	if (s->coded) {
+		qnt_decode(&s->qv, r, 1, dst);
+		return;
+	}
 	const qf_tensor *t = s->t;
 	const qf_dtype_traits *tr = qf_dtype_info(t->dtype);
-	int64_t len = qf_tensor_row_len(t);
+	int64_t len = t->ndim ? t->shape[t->ndim - 1] : 1; /* rows of a 3-D tensor are its last dim */
 	const uint8_t *row = t->data + (uint64_t)r * (uint64_t)len * tr->block_bytes;
 	tr->to_f32(row, dst, len);
 	if (s->scale) {
@@ -883,196 +890,3 @@ qf_status cvt_item_rows_f32(const cvt_item *it, int64_t r0, int64_t n, float *ds
 	return QF_OK;
 }
 
-/* ---- writing ------------------------------------------------------------------------- */
-
-#define BLOCK_BYTES (4u << 20) /* target f32 bytes per thread per block */
-
-/*
- * Drops source pages already consumed (rows before out row `done`) from the
- * resident set, so peak RSS stays at the row-block working set even for a
- * stack of 256 experts.  KB/VB read a head's rows out of order: released at
- * the end of the item.
- */
-static void release_consumed(const cvt_plan *p, const cvt_item *it, int64_t done)
-{
-	const qf_st *st = p->ck->st;
-	switch (it->op) {
-	case CVT_OP_COPY: {
-		const qf_tensor *t = it->srcs[0].t;
-		qf_st_release(st, t, 0, (uint64_t)done * (t->nbytes / (uint64_t)(qf_tensor_rows(t) ? qf_tensor_rows(t) : 1)));
-		break;
-	}
-	case CVT_OP_PERMUTE: {
-		const qf_tensor *t = it->srcs[0].t;
-		int64_t rows = done / it->head_dim * it->head_dim;
-		qf_st_release(st, t, 0, (uint64_t)rows * (t->nbytes / (uint64_t)qf_tensor_rows(t)));
-		break;
-	}
-	case CVT_OP_STACK: {
-		int64_t per = it->shape[1], e = done / per;
-		for (int64_t k = 0; k < e && k < it->nsrc; k++)
-			qf_st_release(st, it->srcs[k].t, 0, it->srcs[k].t->nbytes);
-		if (e < it->nsrc) {
-			const qf_tensor *t = it->srcs[e].t;
-			qf_st_release(st, t, 0, (uint64_t)(done % per) * (t->nbytes / (uint64_t)per));
-		}
-		break;
-	}
-	default:
-		break;
-	}
-}
-
-typedef struct work {
-	const cvt_item *it;
-	int64_t r0;
-	float **f32;        /* per worker */
-	float **scratch;    /* per worker */
-	uint8_t *out;       /* encoded output of the block */
-	size_t out_row_bytes;
-	int allow_nonfinite;
-	qf_status *st;      /* per worker */
-	qf_err *errs;       /* per worker */
-	int64_t max_rows;   /* per worker capacity */
-} work;
-
-static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
-{
-	work *w = ctx;
-	const cvt_item *it = w->it;
-	const qf_dtype_traits *tr = qf_dtype_info(it->type);
-	int64_t len = cvt_item_row_len(it);
-	for (int64_t r = b; r < e && !w->st[wk];) {
-		int64_t n = e - r < w->max_rows ? e - r : w->max_rows;
-		w->st[wk] = cvt_item_rows_f32(it, w->r0 + r, n, w->f32[wk], w->scratch[wk],
-					      w->allow_nonfinite, &w->errs[wk]);
-		if (w->st[wk])
-			return;
-		for (int64_t i = 0; i < n; i++)
-			tr->from_f32(w->f32[wk] + i * len, w->out + (size_t)(r + i) * w->out_row_bytes, len);
-		r += n;
-	}
-}
-
-qf_status cvt_write_gguf(cvt_plan *p, const char *path, int force, int threads,
-			 cvt_progress_fn prog, void *ud, cvt_result *res, qf_err *err)
-{
-	qf_status s = QF_OK;
-	qf_gguf_writer *w = qf_gguf_writer_new();
-	float **f32 = NULL, **scr = NULL;
-	uint8_t *out = NULL;
-	qf_status *wst = NULL;
-	qf_err *werr = NULL;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (threads < 1)
-		threads = 1;
-	if (!w)
-		return qf_fail(err, QF_ENOMEM, "out of memory");
-	if ((s = cvt_plan_set_metadata(p, w, err)))
-		goto out;
-	uint64_t total_in = 0;
-	int64_t max_len = 1, max_scr = 1;
-	for (size_t i = 0; i < p->n; i++) {
-		cvt_item *it = &p->items[i];
-		if ((s = qf_gguf_add_tensor(w, it->name, it->ndim, it->shape, it->type, err)))
-			goto out;
-		total_in += cvt_item_src_bytes(it);
-		int64_t l = cvt_item_row_len(it);
-		if (it->op == CVT_OP_COPY || it->op == CVT_OP_STACK || it->op == CVT_OP_PERMUTE) {
-			int64_t sl = qf_tensor_row_len(it->srcs[0].t);
-			if (sl > l)
-				l = sl;
-		}
-		if (l > max_len)
-			max_len = l;
-		if (it->op == CVT_OP_KB && it->kv_lora > max_len)
-			max_len = it->kv_lora;
-		if (cvt_scratch_floats(it) > max_scr)
-			max_scr = cvt_scratch_floats(it);
-	}
-	int64_t rows_per_worker = (int64_t)(BLOCK_BYTES / 4) / max_len;
-	if (rows_per_worker < 1)
-		rows_per_worker = 1;
-	f32 = calloc((size_t)threads, sizeof *f32);
-	scr = calloc((size_t)threads, sizeof *scr);
-	wst = calloc((size_t)threads, sizeof *wst);
-	werr = calloc((size_t)threads, sizeof *werr);
-	if (!f32 || !scr || !wst || !werr)
-		goto oom;
-	for (int i = 0; i < threads; i++) {
-		f32[i] = malloc((size_t)(rows_per_worker * max_len) * sizeof(float));
-		scr[i] = malloc((size_t)max_scr * sizeof(float));
-		if (!f32[i] || !scr[i])
-			goto oom;
-	}
-	/* output buffer for one block of rows over all workers, at the widest type (f32) */
-	int64_t block_rows = rows_per_worker * threads;
-	out = malloc((size_t)(block_rows * max_len) * 4);
-	if (!out)
-		goto oom;
-	if ((s = qf_gguf_writer_begin(w, path, force, err)))
-		goto out;
-	uint64_t done_in = 0;
-	for (size_t i = 0; i < p->n; i++) {
-		cvt_item *it = &p->items[i];
-		int64_t rows = cvt_item_rows(it), len = cvt_item_row_len(it);
-		const qf_dtype_traits *tr = qf_dtype_info(it->type);
-		size_t orb = (size_t)(len / tr->block_elems) * tr->block_bytes;
-		uint64_t in_bytes = cvt_item_src_bytes(it);
-		/* KB needs each worker to start at a head boundary to reuse its scratch: rows of one head */
-		int64_t brows = block_rows;
-		if (it->op == CVT_OP_KB && brows > it->kv_lora)
-			brows = brows / it->kv_lora * it->kv_lora;
-		for (int64_t r0 = 0; r0 < rows; r0 += brows) {
-			int64_t n = rows - r0 < brows ? rows - r0 : brows;
-			work wk = { .it = it, .r0 = r0, .f32 = f32, .scratch = scr, .out = out,
-				    .out_row_bytes = orb, .allow_nonfinite = p->opt.allow_nonfinite,
-				    .st = wst, .errs = werr, .max_rows = rows_per_worker };
-			qf_parallel_for(threads, n, work_fn, &wk);
-			for (int k = 0; k < threads; k++) {
-				if (wst[k]) {
-					char file[4096];
-					snprintf(file, sizeof file, "%s", qf_st_file_path(p->ck->st, (size_t)it->srcs[0].t->file));
-					s = qf_fail(err, wst[k], "%s: %s", file, werr[k].msg);
-					goto out;
-				}
-			}
-			if ((s = qf_gguf_writer_write(w, out, (size_t)n * orb, err)))
-				goto out;
-			release_consumed(p, it, r0 + n);
-			uint64_t frac = rows ? in_bytes * (uint64_t)(r0 + n) / (uint64_t)rows : in_bytes;
-			if (prog)
-				prog(ud, done_in + frac, total_in, i, p->n);
-		}
-		/* drop the consumed source pages from the resident set */
-		for (int k = 0; k < it->nsrc; k++) {
-			qf_st_release(p->ck->st, it->srcs[k].t, 0, it->srcs[k].t->nbytes);
-		}
-		done_in += in_bytes;
-	}
-	if ((s = qf_gguf_writer_finish(w, err)))
-		goto out;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (res) {
-		res->bytes_in = total_in;
-		res->bytes_out = qf_gguf_writer_total_bytes(w);
-		res->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-		res->data_hash = qf_gguf_writer_data_hash(w);
-	}
-	goto out;
-oom:
-	s = qf_fail(err, QF_ENOMEM, "out of memory");
-out:
-	for (int i = 0; f32 && i < threads; i++)
-		free(f32[i]);
-	for (int i = 0; scr && i < threads; i++)
-		free(scr[i]);
-	free(f32);
-	free(scr);
-	free(wst);
-	free(werr);
-	free(out);
-	qf_gguf_writer_free(w); /* removes the .tmp on failure */
-	return s;
-}

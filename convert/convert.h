@@ -16,6 +16,7 @@
 #include "formats/gguf.h"
 #include "formats/qf.h"
 #include "formats/tensor.h"
+#include "quantize/qformat.h"
 
 typedef enum cvt_class {
 	CVT_CLASS_ATTN, CVT_CLASS_EXPERT, CVT_CLASS_SHARED_EXPERT, CVT_CLASS_DENSE_FFN,
@@ -38,13 +39,20 @@ typedef struct cvt_src {
 	const qf_tensor *t;
 	const qf_tensor *scale;   /* F32 [ceil(out/bo), ceil(in/bi)], or NULL */
 	int64_t bo, bi;           /* block shape of the scale */
+	int coded;                /* rows decode through qv (GGUF blocks, bundle formats) */
+	qnt_view qv;
 } cvt_src;
+
+typedef enum cvt_source { CVT_SRC_CHECKPOINT, CVT_SRC_GGUF, CVT_SRC_BUNDLE } cvt_source;
 
 typedef struct cvt_item {
 	char name[QF_GGUF_MAX_NAME];
 	int ndim;
 	int64_t shape[4];         /* outermost first */
-	qf_dtype type;            /* output element type */
+	qf_dtype type;            /* what convert writes (F32/F16/BF16) */
+	qnt_fmt fmt;              /* what is written: type's format unless quantize changed it */
+	int fallback;             /* quantize wanted a format whose block does not divide the row */
+	int src_quant;            /* the source is already quantized (GGUF blocks, bundle formats) */
 	cvt_op op;
 	cvt_class cls;
 	cvt_src *srcs;            /* owned array */
@@ -65,11 +73,26 @@ typedef struct cvt_options {
 typedef struct cvt_plan cvt_plan;
 
 qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_err *err);
+/*
+ * Opens any source qforge reads — a checkpoint folder, tar or safetensors
+ * file; a GGUF; a packed bundle — and plans it (GGUF names).  The plan owns
+ * the opened source.
+ */
+qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, qf_err *err);
+cvt_source cvt_plan_source(const cvt_plan *p);
+const char *cvt_plan_source_path(const cvt_plan *p);
+/* The checkpoint behind a plan, or NULL. */
+qf_ckpt *cvt_plan_ckpt(cvt_plan *p);
+/* The plan's metadata (every GGUF key convert would write) as a reader; borrowed. */
+qf_status cvt_plan_meta(cvt_plan *p, const qf_gguf **out, qf_err *err);
+/* Class of a GGUF tensor name (blk.N.attn_q.weight → attn). */
+cvt_class cvt_class_of_gguf(const char *name, int ndim);
 void cvt_plan_free(cvt_plan *p);
 size_t cvt_plan_count(const cvt_plan *p);
 cvt_item *cvt_plan_item(cvt_plan *p, size_t i);
 const char *cvt_plan_arch(const cvt_plan *p);      /* GGUF architecture name */
-uint64_t cvt_item_nbytes(const cvt_item *it);
+uint64_t cvt_item_nbytes(const cvt_item *it);             /* main payload, GGUF layout */
+uint64_t cvt_item_out_bytes(const cvt_item *it, int packed); /* with companions */
 uint64_t cvt_item_src_bytes(const cvt_item *it);
 int64_t cvt_item_rows(const cvt_item *it);
 int64_t cvt_item_row_len(const cvt_item *it);
@@ -91,14 +114,32 @@ int64_t cvt_scratch_floats(const cvt_item *it);
 /* Progress callback: bytes of source consumed so far, total, item index. */
 typedef void (*cvt_progress_fn)(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems);
 
+/* Per class: what was written and how close it is to the source. */
+typedef struct cvt_stats {
+	size_t tensors, fallbacks;
+	uint64_t elems, bytes_in, bytes_out;
+	double d2, x2, y2, xy;    /* Σ(x−y)², Σx², Σy², Σxy over quantized tensors */
+	size_t measured;          /* tensors that contributed to the sums */
+} cvt_stats;
+
 typedef struct cvt_result {
 	uint64_t bytes_in, bytes_out;
 	double seconds;
 	uint64_t data_hash;
+	cvt_stats cls[CVT_CLASS_COUNT];
 } cvt_result;
 
-qf_status cvt_write_gguf(cvt_plan *p, const char *path, int force, int threads,
-			 cvt_progress_fn prog, void *ud, cvt_result *res, qf_err *err);
+typedef struct cvt_write_opts {
+	int packed;               /* bundle (folder, or .tar) instead of GGUF */
+	int force, threads;
+	int quality;              /* measure rel-RMS / cosine of quantized tensors while writing */
+	cvt_progress_fn prog;
+	void *ud;
+	const cJSON *profile;     /* recorded in a bundle's manifest (borrowed), or NULL */
+} cvt_write_opts;
+
+/* Writes the plan; bytes identical for any thread count. */
+qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt_result *res, qf_err *err);
 
 /* Vocabulary from tokenizer.json (+ tokenizer_config.json) into tokenizer.ggml.*. */
 qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w, qf_err *err);

@@ -775,6 +775,27 @@ static void bput_str(buf *b, const char *s)
 static void bput_u32(buf *b, uint32_t v) { bput(b, &v, 4); }
 static void bput_u64(buf *b, uint64_t v) { bput(b, &v, 8); }
 
+qf_status qf_gguf_writer_meta_blob(const qf_gguf_writer *w, uint8_t **out, size_t *len, qf_err *err)
+{
+	buf b = { 0 };
+	bput(&b, "GGUF", 4);
+	bput_u32(&b, 3);
+	bput_u64(&b, 0);
+	bput_u64(&b, w->nkv);
+	for (size_t i = 0; i < w->nkv; i++) {
+		bput_str(&b, w->kvs[i].key);
+		bput_u32(&b, w->kvs[i].type);
+		bput(&b, w->kvs[i].val, w->kvs[i].len);
+	}
+	if (b.oom || w->oom) {
+		free(b.p);
+		return qf_fail(err, QF_ENOMEM, "out of memory building metadata");
+	}
+	*out = b.p;
+	*len = b.n;
+	return QF_OK;
+}
+
 qf_status qf_gguf_writer_begin(qf_gguf_writer *w, const char *path, int force, qf_err *err)
 {
 	buf b = { 0 };

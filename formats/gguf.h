@@ -116,6 +116,9 @@ uint64_t qf_gguf_writer_tensor_nbytes(const qf_gguf_writer *w, size_t i);
 size_t qf_gguf_writer_ntensors(const qf_gguf_writer *w);
 uint64_t qf_gguf_writer_total_bytes(const qf_gguf_writer *w);
 
+/* The metadata alone as a GGUF image with no tensors (malloc'd; caller frees). */
+qf_status qf_gguf_writer_meta_blob(const qf_gguf_writer *w, uint8_t **out, size_t *len, qf_err *err);
+
 /* Writes the header to PATH.tmp; then tensor data is appended in order. */
 qf_status qf_gguf_writer_begin(qf_gguf_writer *w, const char *path, int force, qf_err *err);
 /* Appends bytes of the current tensor (may be called many times per tensor). */

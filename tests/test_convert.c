@@ -35,7 +35,8 @@ static qf_status convert(const char *model, qf_dtype ot, int threads, const char
 	if (!s)
 		s = cvt_plan_build(ck, &o, &p, err);
 	if (!s)
-		s = cvt_write_gguf(p, out, 1, threads, NULL, NULL, res, err);
+		cvt_write_opts wo = { .force = 1, .threads = threads };
+		s = cvt_write(p, out, &wo, res, err);
 	cvt_plan_free(p);
 	qf_ckpt_close(ck);
 	return s;
@@ -328,7 +329,8 @@ int main(void)
 		if (!s)
 			s = cvt_plan_build(c2, &o, &p2, &err);
 		if (!s)
-			s = cvt_write_gguf(p2, tu_path("nan.gguf"), 1, 1, NULL, NULL, NULL, &err);
+			cvt_write_opts wo = { .force = 1, .threads = 1 };
+			s = cvt_write(p2, tu_path("nan.gguf"), &wo, NULL, &err);
 		ok(s == QF_OK && tu_exists(tu_path("nan.gguf")), "--allow-nonfinite passes it through (%s)", err.msg);
 		cvt_plan_free(p2);
 		qf_ckpt_close(c2);

@@ -1,0 +1,334 @@
+/*
+ * source.c — plans over every source qforge reads: a checkpoint (see
+ * convert.c), a GGUF, or a packed bundle.  GGUF and bundle tensors already
+ * carry GGUF names; each becomes one COPY item whose rows decode through
+ * its format.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "convert/plan.h"
+
+cvt_source cvt_plan_source(const cvt_plan *p) { return p->kind; }
+const char *cvt_plan_source_path(const cvt_plan *p) { return p->src_path; }
+qf_ckpt *cvt_plan_ckpt(cvt_plan *p) { return p->ck; }
+
+static int has(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
+
+cvt_class cvt_class_of_gguf(const char *name, int ndim)
+{
+	if (ndim <= 1 || qf_str_ends_with(name, "_norm.weight") || qf_str_ends_with(name, ".bias"))
+		return CVT_CLASS_NORM;
+	if (has(name, "token_embd"))
+		return CVT_CLASS_EMBED;
+	if (!strcmp(name, "output.weight"))
+		return CVT_CLASS_OUTPUT;
+	if (has(name, "ffn_gate_inp"))
+		return CVT_CLASS_ROUTER;
+	if (has(name, "_exps"))
+		return CVT_CLASS_EXPERT;
+	if (has(name, "_shexp"))
+		return CVT_CLASS_SHARED_EXPERT;
+	if (has(name, ".ffn_"))
+		return CVT_CLASS_DENSE_FFN;
+	return CVT_CLASS_ATTN;
+}
+
+static int layer_of(const char *name)
+{
+	int l;
+	return sscanf(name, "blk.%d.", &l) == 1 ? l : -1;
+}
+
+static cvt_item *push_item(cvt_plan *p, qf_err *err)
+{
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 256;
+		cvt_item *g = realloc(p->items, nc * sizeof *g);
+		if (!g) {
+			qf_fail(err, QF_ENOMEM, "out of memory");
+			return NULL;
+		}
+		p->items = g;
+		p->cap = nc;
+	}
+	cvt_item *it = &p->items[p->n];
+	memset(it, 0, sizeof *it);
+	it->srcs = calloc(1, sizeof *it->srcs);
+	if (!it->srcs) {
+		qf_fail(err, QF_ENOMEM, "out of memory");
+		return NULL;
+	}
+	it->nsrc = 1;
+	it->op = CVT_OP_COPY;
+	p->n++;
+	return it;
+}
+
+/* Fills the common fields of a COPY item over tensor t stored as fmt. */
+static qf_status copy_item(cvt_plan *p, const qf_tensor *t, qnt_fmt fmt, int in_bundle, cvt_class cls,
+			   cvt_item **out, qf_err *err)
+{
+	if (t->ndim < 1 || t->ndim > 4)
+		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' has %d dims", p->src_path, t->name, t->ndim);
+	if (fmt == QNT_FMT_NONE || !qnt_fmt_fits(fmt, t->shape[t->ndim - 1]))
+		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': %s cannot be read as a float tensor",
+			       p->src_path, t->name, qf_dtype_name(t->dtype));
+	cvt_item *it = push_item(p, err);
+	if (!it)
+		return QF_ENOMEM;
+	snprintf(it->name, sizeof it->name, "%s", t->name);
+	it->ndim = t->ndim;
+	memcpy(it->shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
+	it->cls = cls;
+	it->layer = layer_of(t->name);
+	it->fmt = fmt;
+	it->src_quant = qnt_fmt_is_quant(fmt);
+	it->type = fmt == QNT_F32 ? QF_F32 : fmt == QNT_F16 ? QF_F16 : QF_BF16;
+	if (t->ndim == 1 || cls == CVT_CLASS_NORM || cls == CVT_CLASS_ROUTER)
+		it->type = QF_F32;
+	cvt_src *s = &it->srcs[0];
+	s->t = t;
+	if (it->src_quant || in_bundle) {
+		s->coded = 1;
+		s->qv.fmt = fmt;
+		s->qv.in_bundle = in_bundle;
+		s->qv.ndim = t->ndim;
+		memcpy(s->qv.shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
+		s->qv.main = t->data;
+	}
+	*out = it;
+	return QF_OK;
+}
+
+static qf_status plan_gguf(cvt_plan *p, qf_err *err)
+{
+	char arch[64] = "";
+	char *a = NULL;
+	if (qf_gguf_get_str(p->g, "general.architecture", &a, NULL) == QF_OK) {
+		snprintf(arch, sizeof arch, "%s", a);
+		free(a);
+	}
+	if (strcmp(arch, "llama") != 0 && strcmp(arch, "deepseek2") != 0)
+		return qf_fail(err, QF_EFORMAT, "%s: unsupported GGUF architecture '%s' (supported: llama, deepseek2)",
+			       p->src_path, arch);
+	snprintf(p->arch_str, sizeof p->arch_str, "%s", arch);
+	p->arch = strcmp(arch, "llama") == 0 ? ARCH_LLAMA : ARCH_DEEPSEEK;
+	for (size_t i = 0; i < qf_gguf_ntensors(p->g); i++) {
+		const qf_tensor *t = qf_gguf_tensor(p->g, i);
+		cvt_item *it;
+		qf_status s = copy_item(p, t, qnt_fmt_from_dtype(t->dtype), 0, cvt_class_of_gguf(t->name, t->ndim),
+					&it, err);
+		if (s)
+			return s;
+	}
+	return QF_OK;
+}
+
+static qf_status plan_bundle(cvt_plan *p, qf_err *err)
+{
+	const cJSON *m = qf_pk_manifest(p->pk);
+	const cJSON *arch = cJSON_GetObjectItemCaseSensitive(m, "architecture");
+	if (!cJSON_IsString(arch) || (strcmp(arch->valuestring, "llama") && strcmp(arch->valuestring, "deepseek2")))
+		return qf_fail(err, QF_EFORMAT, "%s: manifest.json: unsupported or missing architecture", p->src_path);
+	snprintf(p->arch_str, sizeof p->arch_str, "%s", arch->valuestring);
+	p->arch = strcmp(arch->valuestring, "llama") == 0 ? ARCH_LLAMA : ARCH_DEEPSEEK;
+	for (size_t i = 0; i < qf_pk_ntensors(p->pk); i++) {
+		const qf_pk_tensor *pt = qf_pk_tensor_at(p->pk, i);
+		if (pt->of)
+			continue;
+		qnt_fmt f = qnt_fmt_from_name(pt->format);
+		int cls = pt->cls ? cvt_class_from_name(pt->cls) : -1;
+		cvt_item *it;
+		qf_status s = copy_item(p, &pt->t, f, 1, cls >= 0 ? (cvt_class)cls : cvt_class_of_gguf(pt->t.name, pt->t.ndim),
+					&it, err);
+		if (s)
+			return s;
+		const qnt_info *in = qnt_fmt_info(f);
+		for (int k = 0; k < qnt_ncomp(f, 1); k++) {
+			const qf_pk_tensor *c = NULL;
+			for (int j = 0; j < 2 && !c; j++)
+				if (pt->comp[j] >= 0 && strcmp(pt->comp_role[j], in->comp[k] + 1) == 0)
+					c = qf_pk_tensor_at(p->pk, (size_t)pt->comp[j]);
+			int cnd;
+			int64_t cs[4];
+			qnt_comp_shape(f, k, pt->t.ndim, pt->t.shape, &cnd, cs);
+			int same = c && c->t.ndim == cnd && c->t.dtype == in->comp_type[k];
+			for (int d = 0; same && d < cnd; d++)
+				same = c->t.shape[d] == cs[d];
+			if (!same)
+				return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' (%s): companion '%s' is missing or mis-shaped",
+					       p->src_path, pt->t.name, pt->format, in->comp[k] + 1);
+			it->srcs[0].qv.comp[k] = c->t.data;
+		}
+	}
+	return QF_OK;
+}
+
+static int is_gguf_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char magic[4];
+	int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, qf_err *err)
+{
+	qf_status s;
+	if (qf_pk_is_bundle(path) || is_gguf_file(path)) {
+		cvt_plan *p = calloc(1, sizeof *p);
+		if (!p || !(p->src_path = strdup(path))) {
+			free(p);
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		}
+		p->opt = *o;
+		p->release_ok = 1;
+		if (is_gguf_file(path)) {
+			p->kind = CVT_SRC_GGUF;
+			s = qf_gguf_open(path, &p->g, err);
+			if (!s)
+				s = plan_gguf(p, err);
+		} else {
+			p->kind = CVT_SRC_BUNDLE;
+			s = qf_pk_open(path, qnt_bundle_sizer, &p->pk, err);
+			if (!s)
+				s = plan_bundle(p, err);
+		}
+		if (s) {
+			cvt_plan_free(p);
+			return s;
+		}
+		*out = p;
+		return QF_OK;
+	}
+	qf_ckpt *ck = NULL;
+	if ((s = qf_ckpt_open(path, &ck, err)))
+		return s;
+	cvt_plan *p = NULL;
+	if ((s = cvt_plan_build(ck, o, &p, err))) {
+		qf_ckpt_close(ck);
+		return s;
+	}
+	p->owns_ck = 1;
+	return (*out = p, QF_OK);
+}
+
+/* ---- metadata -------------------------------------------------------------------- */
+
+static qf_status bundle_meta(const cvt_plan *p, qf_gguf **g, qf_err *err)
+{
+	uint64_t n = 0;
+	const uint8_t *b = qf_pk_member(p->pk, "metadata.gguf", &n);
+	if (!b)
+		return qf_fail(err, QF_EFORMAT, "%s: bundle has no metadata.gguf", p->src_path);
+	return qf_gguf_open_buffer(b, (size_t)n, "metadata.gguf", g, err);
+}
+
+qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
+{
+	static const char *const skip[] = { "general.file_type", NULL };
+	qf_gguf *g = NULL;
+	switch (p->kind) {
+	case CVT_SRC_CHECKPOINT:
+		return cvt_ckpt_set_metadata(p, w, err);
+	case CVT_SRC_GGUF:
+		qf_gguf_copy_kvs(w, p->g, skip);
+		break;
+	case CVT_SRC_BUNDLE: {
+		qf_status s = bundle_meta(p, &g, err);
+		if (s)
+			return s;
+		qf_gguf_copy_kvs(w, g, skip);
+		qf_gguf_close(g);
+		break;
+	}
+	}
+	qf_gguf_set_u32(w, "general.file_type", cvt_plan_file_type(p));
+	return QF_OK;
+}
+
+qf_status cvt_plan_meta(cvt_plan *p, const qf_gguf **out, qf_err *err)
+{
+	if (p->meta)
+		return (*out = p->meta, QF_OK);
+	if (p->kind == CVT_SRC_GGUF)
+		return (*out = p->g, QF_OK);
+	qf_status s;
+	if (p->kind == CVT_SRC_BUNDLE) {
+		if ((s = bundle_meta(p, &p->meta, err)))
+			return s;
+		return (*out = p->meta, QF_OK);
+	}
+	qf_gguf_writer *w = qf_gguf_writer_new();
+	size_t len = 0;
+	if (!w)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	s = cvt_plan_set_metadata(p, w, err);
+	if (!s)
+		s = qf_gguf_writer_meta_blob(w, &p->meta_blob, &len, err);
+	qf_gguf_writer_free(w);
+	if (!s)
+		s = qf_gguf_open_buffer(p->meta_blob, len, p->src_path, &p->meta, err);
+	if (!s)
+		*out = p->meta;
+	return s;
+}
+
+/* ---- releasing consumed source pages ------------------------------------------- */
+
+static void release(const cvt_plan *p, const qf_tensor *t, uint64_t n)
+{
+	if (!p->release_ok || !t->data)
+		return;
+	qf_view_release(t->data, n < t->nbytes ? n : t->nbytes);
+}
+
+/* Bytes of one row (last dimension) of t. */
+static uint64_t row_bytes(const qf_tensor *t)
+{
+	uint64_t last = t->ndim ? (uint64_t)t->shape[t->ndim - 1] : 1;
+	uint64_t rows = last ? t->nelems / last : 0;
+	return rows ? t->nbytes / rows : t->nbytes;
+}
+
+/*
+ * Drops source pages already consumed (rows before out row `done`) from the
+ * resident set, so peak RSS stays at the row-block working set even for a
+ * stack of 256 experts.  KB/VB read a head's rows out of order: released at
+ * the end of the item.
+ */
+void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t done)
+{
+	const qf_tensor *t = it->srcs[0].t;
+	switch (it->op) {
+	case CVT_OP_COPY:
+		release(p, t, (uint64_t)done * row_bytes(t));
+		break;
+	case CVT_OP_PERMUTE:
+		release(p, t, (uint64_t)(done / it->head_dim * it->head_dim) * row_bytes(t));
+		break;
+	case CVT_OP_STACK: {
+		int64_t per = it->shape[1], e = done / per;
+		for (int64_t k = 0; k < e && k < it->nsrc; k++)
+			release(p, it->srcs[k].t, it->srcs[k].t->nbytes);
+		if (e < it->nsrc)
+			release(p, it->srcs[e].t, (uint64_t)(done % per) * row_bytes(it->srcs[e].t));
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void cvt_release_item(const cvt_plan *p, const cvt_item *it)
+{
+	for (int k = 0; k < it->nsrc; k++)
+		release(p, it->srcs[k].t, it->srcs[k].t->nbytes);
+}

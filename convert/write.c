@@ -1,0 +1,350 @@
+/*
+ * write.c — executes a plan: row blocks stream from the mmap'd source
+ * through f32 into each item's format, workers splitting a block's units
+ * (rows; 128-row block rows for fp8-b128), then the block is appended to a
+ * GGUF or to the bundle's payload.  A unit's bytes depend only on its rows,
+ * so the output is identical for any thread count.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "convert/plan.h"
+#include "formats/pool.h"
+
+#define BLOCK_BYTES (4u << 20) /* target f32 bytes per thread per block */
+
+typedef struct work {
+	const cvt_item *it;
+	int packed, quality, allow_nonfinite;
+	int64_t u0;               /* first unit of the block */
+	uint64_t main_base, comp_base[QNT_MAX_COMP];
+	uint8_t *main, *comp[QNT_MAX_COMP];
+	float **f32, **dec, **scratch; /* per worker */
+	int64_t max_rows;         /* per worker capacity */
+	qf_status *st;            /* per worker */
+	qf_err *errs;
+	double (*acc)[4];         /* per worker: Σ(x−y)², Σx², Σy², Σxy */
+} work;
+
+static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
+{
+	work *w = ctx;
+	const cvt_item *it = w->it;
+	qnt_fmt f = it->fmt;
+	int64_t C = cvt_item_row_len(it);
+	int nc = qnt_ncomp(f, w->packed);
+	for (int64_t u = b; u < e && !w->st[wk];) {
+		int64_t r0, n, nu = 1;
+		qnt_unit_rows(f, it->ndim, it->shape, w->u0 + u, &r0, &n);
+		if (f != QNT_FP8_B128) /* units are rows: take several */
+			n = nu = e - u < w->max_rows ? e - u : w->max_rows;
+		float *x = w->f32[wk];
+		w->st[wk] = cvt_item_rows_f32(it, r0, n, x, w->scratch[wk], w->allow_nonfinite, &w->errs[wk]);
+		if (w->st[wk])
+			return;
+		uint8_t *mo = w->main + (qnt_main_offset(f, w->packed, C, r0) - w->main_base);
+		uint8_t *co[QNT_MAX_COMP] = { NULL, NULL };
+		for (int k = 0; k < nc; k++)
+			co[k] = w->comp[k] + (qnt_comp_offset(f, k, it->ndim, it->shape, r0) - w->comp_base[k]);
+		qnt_encode(f, w->packed, x, n, C, mo, co);
+		if (w->quality && qnt_fmt_is_quant(f)) {
+			/* units start their own scale blocks, so a view at the unit decodes it */
+			qnt_view v = { .fmt = f, .in_bundle = w->packed, .ndim = it->ndim, .main = mo };
+			memcpy(v.shape, it->shape, sizeof v.shape);
+			for (int k = 0; k < nc; k++)
+				v.comp[k] = co[k];
+			float *y = w->dec[wk];
+			qnt_decode(&v, 0, n, y);
+			double d2 = 0, x2 = 0, y2 = 0, xy = 0;
+			for (int64_t i = 0; i < n * C; i++) {
+				double a = x[i], c = y[i];
+				d2 += (a - c) * (a - c);
+				x2 += a * a;
+				y2 += c * c;
+				xy += a * c;
+			}
+			w->acc[wk][0] += d2;
+			w->acc[wk][1] += x2;
+			w->acc[wk][2] += y2;
+			w->acc[wk][3] += xy;
+		}
+		u += nu;
+	}
+}
+
+/* Where the output goes: one GGUF, or a bundle with companions. */
+typedef struct sink {
+	int packed;
+	qf_gguf_writer *g;
+	qf_pk_writer *pk;
+	int *pk_idx;              /* [item][1 + QNT_MAX_COMP] */
+} sink;
+
+static qf_status sink_declare(sink *k, cvt_plan *p, const cvt_write_opts *wo, qf_err *err)
+{
+	if (!k->packed) {
+		for (size_t i = 0; i < p->n; i++) {
+			cvt_item *it = &p->items[i];
+			const qnt_info *in = qnt_fmt_info(it->fmt);
+			if (in->gguf == QF_DTYPE_NONE)
+				return qf_fail(err, QF_EUSAGE,
+					       "tensor '%s': %s is not a ggml type, so GGUF cannot hold it; write a packed bundle (--format packed)",
+					       it->name, in->name);
+			qf_status s = qf_gguf_add_tensor(k->g, it->name, it->ndim, it->shape, in->gguf, err);
+			if (s)
+				return s;
+		}
+		return QF_OK;
+	}
+	k->pk_idx = malloc((p->n ? p->n : 1) * (1 + QNT_MAX_COMP) * sizeof *k->pk_idx);
+	if (!k->pk_idx)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	for (size_t i = 0; i < p->n; i++) {
+		cvt_item *it = &p->items[i];
+		const qnt_info *in = qnt_fmt_info(it->fmt);
+		int64_t C = cvt_item_row_len(it);
+		int64_t blk[2] = { in->brows, in->bcols ? in->bcols : C };
+		int *idx = &k->pk_idx[i * (1 + QNT_MAX_COMP)];
+		idx[0] = qf_pk_writer_add(k->pk, it->name, it->ndim, it->shape, in->name, in->elem, blk,
+					  qnt_main_bytes(it->fmt, 1, it->ndim, it->shape), cvt_class_name(it->cls),
+					  "weight", NULL, err);
+		if (idx[0] < 0)
+			return err ? QF_EFORMAT : QF_EFORMAT;
+		for (int c = 0; c < qnt_ncomp(it->fmt, 1); c++) {
+			char name[QF_GGUF_MAX_NAME + 16];
+			int cnd;
+			int64_t cs[4];
+			uint64_t nb = qnt_comp_shape(it->fmt, c, it->ndim, it->shape, &cnd, cs);
+			snprintf(name, sizeof name, "%s%s", it->name, in->comp[c]);
+			idx[1 + c] = qf_pk_writer_add(k->pk, name, cnd, cs, qf_dtype_name(in->comp_type[c]),
+						      in->comp_type[c], NULL, nb, NULL, in->comp[c] + 1, it->name, err);
+			if (idx[1 + c] < 0)
+				return QF_EFORMAT;
+		}
+	}
+	/* what a runtime needs besides the tensors */
+	qf_pk_writer_set(k->pk, "generator", cJSON_CreateString(PACKAGE_STRING));
+	qf_pk_writer_set(k->pk, "architecture", cJSON_CreateString(cvt_plan_arch(p)));
+	cJSON *src = cJSON_CreateObject();
+	cJSON_AddStringToObject(src, "path", p->src_path);
+	cJSON_AddStringToObject(src, "kind", p->kind == CVT_SRC_CHECKPOINT ? "checkpoint" :
+					     p->kind == CVT_SRC_GGUF ? "gguf" : "bundle");
+	qf_pk_writer_set(k->pk, "source", src);
+	if (p->ck && p->ck->config)
+		qf_pk_writer_set(k->pk, "config", cJSON_Duplicate(p->ck->config, 1));
+	if (wo->profile)
+		qf_pk_writer_set(k->pk, "profile", cJSON_Duplicate(wo->profile, 1));
+	qf_pk_writer_set(k->pk, "metadata", cJSON_CreateString("metadata.gguf"));
+	qf_gguf_writer *mw = qf_gguf_writer_new();
+	uint8_t *blob = NULL;
+	size_t len = 0;
+	if (!mw)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	qf_status s = cvt_plan_set_metadata(p, mw, err);
+	if (!s)
+		s = qf_gguf_writer_meta_blob(mw, &blob, &len, err);
+	qf_gguf_writer_free(mw);
+	if (!s)
+		s = qf_pk_writer_add_blob(k->pk, "metadata.gguf", blob, len, err);
+	free(blob);
+	static const char *const copied[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
+					      "generation_config.json", NULL };
+	for (int i = 0; !s && p->ck && copied[i]; i++) {
+		char *f = qf_ckpt_file(p->ck, copied[i]);
+		if (!f)
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		s = qf_pk_writer_add_file(k->pk, copied[i], f, err);
+		free(f);
+	}
+	return s;
+}
+
+static qf_status sink_put(sink *k, size_t item, int part, const void *buf, size_t n, qf_err *err)
+{
+	if (!n)
+		return QF_OK;
+	if (!k->packed)
+		return qf_gguf_writer_write(k->g, buf, n, err);
+	return qf_pk_writer_write(k->pk, k->pk_idx[item * (1 + QNT_MAX_COMP) + (size_t)part], buf, n, err);
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt_result *res, qf_err *err)
+{
+	qf_status s = QF_OK;
+	int threads = wo->threads < 1 ? 1 : wo->threads;
+	sink k = { .packed = wo->packed };
+	float **f32 = NULL, **dec = NULL, **scr = NULL;
+	uint8_t *mainbuf = NULL, *compbuf[QNT_MAX_COMP] = { NULL, NULL };
+	qf_status *wst = NULL;
+	qf_err *werr = NULL;
+	double (*acc)[4] = NULL;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (res)
+		memset(res, 0, sizeof *res);
+	if (wo->packed)
+		k.pk = qf_pk_writer_new();
+	else
+		k.g = qf_gguf_writer_new();
+	if (!k.pk && !k.g)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	if (!wo->packed && (s = cvt_plan_set_metadata(p, k.g, err)))
+		goto out;
+	if ((s = sink_declare(&k, p, wo, err)))
+		goto out;
+
+	uint64_t total_in = 0;
+	int64_t max_len = 1, max_scr = 1, min_rows = 1;
+	for (size_t i = 0; i < p->n; i++) {
+		cvt_item *it = &p->items[i];
+		total_in += cvt_item_src_bytes(it);
+		int64_t l = cvt_item_row_len(it);
+		if (it->op == CVT_OP_COPY || it->op == CVT_OP_STACK || it->op == CVT_OP_PERMUTE)
+			l = max64(l, it->srcs[0].t->shape[it->srcs[0].t->ndim - 1]);
+		if (it->op == CVT_OP_KB)
+			l = max64(l, it->kv_lora);
+		max_len = max64(max_len, l);
+		max_scr = max64(max_scr, cvt_scratch_floats(it));
+		if (it->fmt == QNT_FP8_B128)
+			min_rows = 128;
+	}
+	int64_t rows_per_worker = max64(max64((int64_t)(BLOCK_BYTES / 4) / max_len, 1), min_rows);
+	f32 = calloc((size_t)threads, sizeof *f32);
+	dec = calloc((size_t)threads, sizeof *dec);
+	scr = calloc((size_t)threads, sizeof *scr);
+	wst = calloc((size_t)threads, sizeof *wst);
+	werr = calloc((size_t)threads, sizeof *werr);
+	acc = calloc((size_t)threads, sizeof *acc);
+	if (!f32 || !dec || !scr || !wst || !werr || !acc)
+		goto oom;
+	size_t fl = (size_t)(rows_per_worker * max_len) * sizeof(float);
+	for (int i = 0; i < threads; i++) {
+		f32[i] = malloc(fl);
+		dec[i] = wo->quality ? malloc(fl) : NULL;
+		scr[i] = malloc((size_t)max_scr * sizeof(float));
+		if (!f32[i] || !scr[i] || (wo->quality && !dec[i]))
+			goto oom;
+	}
+	int64_t block_rows = rows_per_worker * threads;
+	mainbuf = malloc((size_t)(block_rows * max_len) * 4);
+	for (int c = 0; c < QNT_MAX_COMP; c++)
+		compbuf[c] = malloc((size_t)(block_rows * (max_len / 16 + 16)));
+	if (!mainbuf || !compbuf[0] || !compbuf[1])
+		goto oom;
+	s = wo->packed ? qf_pk_writer_begin(k.pk, path, wo->force, err) : qf_gguf_writer_begin(k.g, path, wo->force, err);
+	if (s)
+		goto out;
+
+	uint64_t done_in = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		cvt_item *it = &p->items[i];
+		qnt_fmt f = it->fmt;
+		int nc = qnt_ncomp(f, wo->packed);
+		int64_t rows = cvt_item_rows(it), C = cvt_item_row_len(it);
+		int64_t U = qnt_units(f, it->ndim, it->shape);
+		int64_t ub = f == QNT_FP8_B128 ? max64(block_rows / 128, 1) : block_rows;
+		/* KB reuses a head's transposed rows: keep blocks on head boundaries */
+		if (it->op == CVT_OP_KB && f != QNT_FP8_B128 && ub > it->kv_lora)
+			ub = ub / it->kv_lora * it->kv_lora;
+		uint64_t in_bytes = cvt_item_src_bytes(it);
+		for (int w = 0; w < threads; w++)
+			memset(acc[w], 0, sizeof acc[w]);
+		for (int64_t u0 = 0; u0 < U; u0 += ub) {
+			int64_t u1 = u0 + ub < U ? u0 + ub : U, ra, rb, n;
+			qnt_unit_rows(f, it->ndim, it->shape, u0, &ra, &n);
+			if (u1 < U)
+				qnt_unit_rows(f, it->ndim, it->shape, u1, &rb, &n);
+			else
+				rb = rows;
+			work wk = { .it = it, .packed = wo->packed, .quality = wo->quality,
+				    .allow_nonfinite = p->opt.allow_nonfinite, .u0 = u0,
+				    .main_base = qnt_main_offset(f, wo->packed, C, ra), .main = mainbuf,
+				    .f32 = f32, .dec = dec, .scratch = scr, .max_rows = rows_per_worker,
+				    .st = wst, .errs = werr, .acc = acc };
+			uint64_t comp_end[QNT_MAX_COMP] = { 0, 0 };
+			for (int c = 0; c < nc; c++) {
+				wk.comp[c] = compbuf[c];
+				wk.comp_base[c] = qnt_comp_offset(f, c, it->ndim, it->shape, ra);
+				comp_end[c] = qnt_comp_offset(f, c, it->ndim, it->shape, rb);
+			}
+			qf_parallel_for(threads, u1 - u0, work_fn, &wk);
+			for (int w = 0; w < threads; w++) {
+				if (wst[w]) {
+					s = qf_fail(err, wst[w], "%s: %s", p->src_path, werr[w].msg);
+					goto out;
+				}
+			}
+			uint64_t main_end = qnt_main_offset(f, wo->packed, C, rb);
+			if ((s = sink_put(&k, i, 0, mainbuf, (size_t)(main_end - wk.main_base), err)))
+				goto out;
+			for (int c = 0; c < nc; c++)
+				if ((s = sink_put(&k, i, 1 + c, compbuf[c], (size_t)(comp_end[c] - wk.comp_base[c]), err)))
+					goto out;
+			cvt_release_consumed(p, it, rb);
+			if (wo->prog)
+				wo->prog(wo->ud, done_in + (rows ? in_bytes * (uint64_t)rb / (uint64_t)rows : in_bytes),
+					 total_in, i, p->n);
+		}
+		cvt_release_item(p, it);
+		done_in += in_bytes;
+		if (res) {
+			cvt_stats *cs = &res->cls[it->cls];
+			cs->tensors++;
+			cs->fallbacks += (size_t)it->fallback;
+			cs->elems += (uint64_t)rows * (uint64_t)C;
+			cs->bytes_in += in_bytes;
+			cs->bytes_out += cvt_item_out_bytes(it, wo->packed);
+			if (wo->quality && qnt_fmt_is_quant(f)) {
+				for (int w = 0; w < threads; w++) {
+					cs->d2 += acc[w][0];
+					cs->x2 += acc[w][1];
+					cs->y2 += acc[w][2];
+					cs->xy += acc[w][3];
+				}
+				cs->measured++;
+			}
+		}
+	}
+	s = wo->packed ? qf_pk_writer_finish(k.pk, err) : qf_gguf_writer_finish(k.g, err);
+	if (s)
+		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (res) {
+		res->bytes_in = total_in;
+		res->bytes_out = wo->packed ? qf_pk_writer_total_bytes(k.pk) : qf_gguf_writer_total_bytes(k.g);
+		res->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+		res->data_hash = wo->packed ? qf_pk_writer_data_hash(k.pk) : qf_gguf_writer_data_hash(k.g);
+	}
+	goto out;
+oom:
+	s = qf_fail(err, QF_ENOMEM, "out of memory");
+out:
+	for (int i = 0; i < threads; i++) {
+		if (f32)
+			free(f32[i]);
+		if (dec)
+			free(dec[i]);
+		if (scr)
+			free(scr[i]);
+	}
+	free(f32);
+	free(dec);
+	free(scr);
+	free(wst);
+	free(werr);
+	free(acc);
+	free(mainbuf);
+	free(compbuf[0]);
+	free(compbuf[1]);
+	free(k.pk_idx);
+	qf_gguf_writer_free(k.g); /* removes the .tmp on failure */
+	qf_pk_writer_free(k.pk);
+	return s;
+}
