@@ -21,6 +21,16 @@ static const cmd cmds[] = {
 	  "  _scale_inv block scales.  auto: BF16 for BF16/FP8, F16 for F16, F32 for F32; norms,\n"
 	  "  routers and 1-D tensors stay F32.  Output goes to OUT.tmp and is renamed when complete.\n"
 	  "  --legacy-kv-b writes one attn_kv_b (llama.cpp before April 2025) instead of attn_k_b/attn_v_b.\n" },
+	{ "quantize", cli_quantize, "FP8/INT8/INT4/ggml block quantization per target chip → GGUF or packed bundle",
+	  "qforge quantize (--target NAME | --profile FILE | --type REGEX=FORMAT) [-o OUT] [--format gguf|packed]\n"
+	  "                [--type REGEX=FORMAT]... [--keep REGEX]... [--allow-requantize] [-t N] [--dry-run]\n"
+	  "                [--json] [--force] [--quiet] [--no-quality] SOURCE\n"
+	  "       qforge quantize --list-targets [--json]\n"
+	  "  SOURCE: a checkpoint (FP8 release or BF16; read in one pass), or a GGUF or bundle from convert.\n"
+	  "  Formats: f32 f16 bf16 q8_0 q4_0 q4_1 mxfp4 (GGUF or bundle); fp8-b128 mxfp8 int8-ch int4-g128\n"
+	  "  int4-g128-asym (bundle only).  Routers, norms and 1-D tensors stay F32.  --type rules are tried\n"
+	  "  in order before the profile (first match wins); --keep leaves matching tensors unquantized.\n"
+	  "  A format whose block does not divide a row falls back to BF16/F16/F32 (reported).\n" },
 	{ "inspect", cli_inspect, "show what is in a checkpoint, safetensors, GGUF or packed bundle",
 	  "qforge inspect [--json] [--hashes] PATH\n"
 	  "  PATH: a checkpoint folder or tar, a .safetensors file, a .gguf file or a packed bundle.\n"

@@ -1,0 +1,308 @@
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "convert/convert.h"
+#include "quantize/profile.h"
+
+#define MAX_RULES 64
+
+static void on_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t n)
+{
+	cli_progress_update(ud, done, total, "tensor %zu/%zu", item + 1, n);
+}
+
+static int list_targets(int json)
+{
+	char **names = NULL;
+	size_t n = qnt_profile_names(&names);
+	cJSON *arr = json ? cJSON_CreateArray() : NULL;
+	if (!json)
+		printf("targets (profiles in %s):\n", qnt_profile_dir());
+	for (size_t i = 0; i < n; i++) {
+		qnt_profile p;
+		qf_err err = { { 0 } };
+		if (qnt_profile_find(names[i], &p, &err) == QF_OK) {
+			if (json) {
+				cJSON *o = cJSON_Duplicate(p.json, 1);
+				cJSON_AddItemToArray(arr, o);
+			} else {
+				printf("  %-20s %-6s %s\n", p.name, p.packed ? "packed" : "gguf", p.desc);
+			}
+			qnt_profile_free(&p);
+		} else if (!json) {
+			printf("  %-20s (broken: %s)\n", names[i], err.msg);
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (json)
+		cli_print_json(arr);
+	return 0;
+}
+
+/* Formats used by the items of one class, "q8_0+f16". */
+static void class_formats(cvt_plan *p, int cls, char *b, size_t n)
+{
+	int seen[QNT_FMT_COUNT] = { 0 };
+	for (size_t i = 0; i < cvt_plan_count(p); i++) {
+		cvt_item *it = cvt_plan_item(p, i);
+		if ((int)it->cls == cls)
+			seen[it->fmt] = 1;
+	}
+	size_t k = 0;
+	b[0] = 0;
+	for (int f = 0; f < QNT_FMT_COUNT && k < n; f++)
+		if (seen[f])
+			k += (size_t)snprintf(b + k, n - k, "%s%s", k ? "+" : "", qnt_fmt_info((qnt_fmt)f)->name);
+}
+
+static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
+{
+	cJSON *cls = json ? cJSON_AddArrayToObject(jo, "classes") : NULL;
+	if (!json)
+		printf("%-14s %-18s %7s %22s %7s %9s %9s\n", "class", "format", "tensors", "bytes in → out",
+		       "bits/w", "rel-RMS", "cosine");
+	for (int c = 0; c < CVT_CLASS_COUNT; c++) {
+		const cvt_stats *s = &r->cls[c];
+		if (!s->tensors)
+			continue;
+		char fm[96], a[32], b[32], io[72];
+		class_formats(p, c, fm, sizeof fm);
+		double bpw = s->elems ? 8.0 * (double)s->bytes_out / (double)s->elems : 0;
+		double rel = s->measured && s->x2 > 0 ? sqrt(s->d2 / s->x2) : 0;
+		double cosv = s->measured && s->x2 > 0 && s->y2 > 0 ? s->xy / sqrt(s->x2 * s->y2) : 1;
+		if (json) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "class", cvt_class_name((cvt_class)c));
+			cJSON_AddStringToObject(o, "format", fm);
+			cJSON_AddNumberToObject(o, "tensors", (double)s->tensors);
+			cJSON_AddNumberToObject(o, "fallbacks", (double)s->fallbacks);
+			cJSON_AddNumberToObject(o, "bytes_in", (double)s->bytes_in);
+			cJSON_AddNumberToObject(o, "bytes_out", (double)s->bytes_out);
+			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
+			if (s->measured) {
+				cJSON_AddNumberToObject(o, "rel_rms", rel);
+				cJSON_AddNumberToObject(o, "cosine", cosv);
+			}
+			cJSON_AddItemToArray(cls, o);
+		} else {
+			snprintf(io, sizeof io, "%s → %s", cli_human_bytes(s->bytes_in, a, sizeof a),
+				 cli_human_bytes(s->bytes_out, b, sizeof b));
+			printf("%-14s %-18s %7zu %24s %7.2f", cvt_class_name((cvt_class)c), fm, s->tensors, io, bpw);
+			if (s->measured)
+				printf(" %9.5f %9.6f", rel, cosv);
+			else
+				printf(" %9s %9s", "exact", "-");
+			printf("\n");
+		}
+	}
+	size_t nfb = 0;
+	for (size_t i = 0; i < cvt_plan_count(p); i++)
+		nfb += (size_t)cvt_plan_item(p, i)->fallback;
+	if (nfb && !json) {
+		printf("fallback: %zu tensor%s kept unquantized (row length not a multiple of the format's block):\n", nfb,
+		       nfb == 1 ? "" : "s");
+		for (size_t i = 0; i < cvt_plan_count(p); i++) {
+			cvt_item *it = cvt_plan_item(p, i);
+			if (it->fallback)
+				printf("  %s (row length %lld) → %s\n", it->name, (long long)cvt_item_row_len(it),
+				       qnt_fmt_info(it->fmt)->name);
+		}
+	}
+}
+
+int cli_quantize(int argc, char **argv)
+{
+	const char *outpath = NULL, *format = NULL, *target = NULL, *profile_path = NULL;
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = cli_default_threads() };
+	int force = 0, json = 0, quiet = 0, dry = 0, list = 0, allow_rq = 0, quality = 1;
+	const char *type_args[MAX_RULES];
+	int type_keep[MAX_RULES];
+	size_t nrules = 0;
+	static const struct option opts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "target", required_argument, NULL, 'T' },
+		{ "profile", required_argument, NULL, 'P' },
+		{ "format", required_argument, NULL, 'F' },
+		{ "type", required_argument, NULL, 'y' },
+		{ "keep", required_argument, NULL, 'k' },
+		{ "allow-requantize", no_argument, NULL, 'R' },
+		{ "list-targets", no_argument, NULL, 'l' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "force", no_argument, NULL, 'f' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "no-quality", no_argument, NULL, 'Q' },
+		{ "keep-mtp", no_argument, NULL, 'M' },
+		{ "allow-nonfinite", no_argument, NULL, 'N' },
+		{ "legacy-kv-b", no_argument, NULL, 'L' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	long v;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:t:fq", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o': outpath = optarg; break;
+		case 'T': target = optarg; break;
+		case 'P': profile_path = optarg; break;
+		case 'F': format = optarg; break;
+		case 'y':
+		case 'k':
+			if (nrules == MAX_RULES)
+				return cli_usage_error("quantize", "at most %d --type/--keep rules", MAX_RULES);
+			type_args[nrules] = optarg;
+			type_keep[nrules++] = c == 'k';
+			break;
+		case 'R': allow_rq = 1; break;
+		case 'l': list = 1; break;
+		case 't':
+			if (!cli_parse_int(optarg, 1, 1024, &v))
+				return cli_usage_error("quantize", "-t needs a thread count 1..1024, not '%s'", optarg);
+			o.threads = (int)v;
+			break;
+		case 'n': dry = 1; break;
+		case 'j': json = 1; break;
+		case 'f': force = 1; break;
+		case 'q': quiet = 1; break;
+		case 'Q': quality = 0; break;
+		case 'M': o.keep_mtp = 1; break;
+		case 'N': o.allow_nonfinite = 1; break;
+		case 'L': o.legacy_kv_b = 1; break;
+		default: return cli_usage_error("quantize", "unknown option");
+		}
+	}
+	if (list)
+		return list_targets(json);
+	if (optind != argc - 1)
+		return cli_usage_error("quantize", "expected one SOURCE (checkpoint, GGUF or packed bundle)");
+	if (target && profile_path)
+		return cli_usage_error("quantize", "give --target or --profile, not both");
+	if (!target && !profile_path && nrules == 0)
+		return cli_usage_error("quantize", "no target: use --target NAME (see --list-targets), --profile FILE or --type");
+	if (format && strcmp(format, "gguf") && strcmp(format, "packed"))
+		return cli_usage_error("quantize", "--format must be gguf or packed, not '%s'", format);
+	const char *in = argv[optind];
+	qf_err err = { { 0 } };
+	qf_status s = QF_OK;
+	qnt_profile prof;
+	int have_prof = 0;
+	qnt_rule rules[MAX_RULES];
+	size_t nr = 0;
+	cvt_plan *plan = NULL;
+	int rc = 0;
+	if (target || profile_path) {
+		s = target ? qnt_profile_find(target, &prof, &err) : qnt_profile_load(profile_path, &prof, &err);
+		if (s)
+			return cli_error("quantize", s, &err);
+		have_prof = 1;
+	}
+	for (; nr < nrules; nr++)
+		if ((s = qnt_rule_parse(type_args[nr], type_keep[nr], &rules[nr], &err)))
+			goto done;
+	int packed = format ? strcmp(format, "packed") == 0 : have_prof && prof.packed;
+	if (have_prof && prof.kv_b_joined)
+		o.legacy_kv_b = 1;
+	if ((s = cvt_plan_open(in, &o, &plan, &err)))
+		goto done;
+	if ((s = qnt_plan_apply(plan, have_prof ? &prof : NULL, rules, nr, allow_rq, &err)))
+		goto done;
+	char defname[4096];
+	if (!outpath) {
+		const char *b = in + strlen(in);
+		while (b > in && b[-1] == '/')
+			b--;
+		const char *e = b;
+		while (b > in && b[-1] != '/')
+			b--;
+		snprintf(defname, sizeof defname, "%.*s-%s%s", (int)(e - b), b, have_prof ? prof.name : "custom",
+			 packed ? ".qfpack" : ".gguf");
+		outpath = defname;
+	}
+	size_t n = cvt_plan_count(plan);
+	if (dry) {
+		uint64_t tin = 0, tout = 0;
+		cJSON *j = json ? cJSON_CreateObject() : NULL;
+		cJSON *ts = json ? cJSON_AddArrayToObject(j, "tensors") : NULL;
+		if (!json)
+			printf("plan: %s → %s (%s, %s)\n", in, outpath, have_prof ? prof.name : "--type rules",
+			       packed ? "packed" : "gguf");
+		for (size_t i = 0; i < n; i++) {
+			cvt_item *it = cvt_plan_item(plan, i);
+			uint64_t ob = cvt_item_out_bytes(it, packed);
+			tin += cvt_item_src_bytes(it);
+			tout += ob;
+			if (json) {
+				cJSON *t = cJSON_CreateObject();
+				cJSON_AddStringToObject(t, "name", it->name);
+				cJSON_AddStringToObject(t, "class", cvt_class_name(it->cls));
+				cJSON_AddStringToObject(t, "format", qnt_fmt_info(it->fmt)->name);
+				cJSON_AddBoolToObject(t, "fallback", it->fallback);
+				cJSON_AddNumberToObject(t, "bytes", (double)ob);
+				cJSON_AddItemToArray(ts, t);
+			} else {
+				printf("  %-44s %-14s %-15s%s %12llu\n", it->name, cvt_class_name(it->cls),
+				       qnt_fmt_info(it->fmt)->name, it->fallback ? "*" : " ", (unsigned long long)ob);
+			}
+		}
+		if (json) {
+			cJSON_AddNumberToObject(j, "bytes_in", (double)tin);
+			cJSON_AddNumberToObject(j, "bytes_out", (double)tout);
+			cli_print_json(j);
+		} else {
+			char a[32], b[32];
+			printf("totals: %zu tensors, %s in → %s out (* = fallback)\n", n, cli_human_bytes(tin, a, sizeof a),
+			       cli_human_bytes(tout, b, sizeof b));
+		}
+		goto done;
+	}
+	cli_progress pr;
+	cli_progress_init(&pr, "quantize", quiet || json);
+	cvt_result res;
+	cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads, .quality = quality,
+			      .prog = on_progress, .ud = &pr, .profile = have_prof ? prof.json : NULL };
+	s = cvt_write(plan, outpath, &wo, &res, &err);
+	cli_progress_done(&pr);
+	if (s)
+		goto done;
+	char h[17];
+	snprintf(h, sizeof h, "%016llx", (unsigned long long)res.data_hash);
+	if (json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "input", in);
+		cJSON_AddStringToObject(j, "output", outpath);
+		cJSON_AddStringToObject(j, "target", have_prof ? prof.name : "");
+		cJSON_AddStringToObject(j, "format", packed ? "packed" : "gguf");
+		cJSON_AddNumberToObject(j, "tensors", (double)n);
+		cJSON_AddNumberToObject(j, "bytes_in", (double)res.bytes_in);
+		cJSON_AddNumberToObject(j, "bytes_out", (double)res.bytes_out);
+		cJSON_AddNumberToObject(j, "seconds", res.seconds);
+		cJSON_AddNumberToObject(j, "threads", o.threads);
+		cJSON_AddStringToObject(j, "data_xxh64", h);
+		summary(plan, &res, 1, j);
+		cli_print_json(j);
+	} else {
+		char a[32], b[32];
+		printf("quantized %s → %s (%s, %s): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %s\n",
+		       in, outpath, have_prof ? prof.name : "--type rules", packed ? "packed" : "gguf", n,
+		       cli_human_bytes(res.bytes_in, a, sizeof a), cli_human_bytes(res.bytes_out, b, sizeof b),
+		       res.seconds, res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0.0, o.threads, h);
+		summary(plan, &res, 0, NULL);
+	}
+done:
+	if (s)
+		rc = cli_error("quantize", s, &err);
+	cvt_plan_free(plan);
+	for (size_t i = 0; i < nr; i++)
+		qnt_rule_free(&rules[i]);
+	if (have_prof)
+		qnt_profile_free(&prof);
+	return rc;
+}

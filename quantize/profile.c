@@ -1,0 +1,254 @@
+#include "config.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/mapfile.h"
+#include "quantize/profile.h"
+
+void qnt_profile_free(qnt_profile *p)
+{
+	if (!p)
+		return;
+	cJSON_Delete(p->json);
+	p->json = NULL;
+}
+
+static qf_status list_formats(char *b, size_t n)
+{
+	size_t k = 0;
+	b[0] = 0;
+	for (int i = 0; i < QNT_FMT_COUNT && k < n; i++)
+		k += (size_t)snprintf(b + k, n - k, "%s%s", i ? ", " : "", qnt_fmt_info((qnt_fmt)i)->name);
+	return QF_OK;
+}
+
+qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt_profile *p, qf_err *err)
+{
+	memset(p, 0, sizeof *p);
+	for (int i = 0; i < CVT_CLASS_COUNT; i++)
+		p->cls[i] = QNT_FMT_NONE;
+	p->json = cJSON_ParseWithLength(text, len);
+	if (!cJSON_IsObject(p->json)) {
+		qnt_profile_free(p);
+		return qf_fail(err, QF_EUSAGE, "%s: profile is not a JSON object", label);
+	}
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(p->json, "name");
+	const cJSON *desc = cJSON_GetObjectItemCaseSensitive(p->json, "description");
+	const cJSON *out = cJSON_GetObjectItemCaseSensitive(p->json, "output");
+	const cJSON *cls = cJSON_GetObjectItemCaseSensitive(p->json, "classes");
+	qf_status s = QF_OK;
+	if (!cJSON_IsString(name) || !name->valuestring[0]) {
+		s = qf_fail(err, QF_EUSAGE, "%s: profile needs a \"name\" string", label);
+		goto fail;
+	}
+	snprintf(p->name, sizeof p->name, "%s", name->valuestring);
+	if (cJSON_IsString(desc))
+		snprintf(p->desc, sizeof p->desc, "%s", desc->valuestring);
+	if (out && (!cJSON_IsString(out) || (strcmp(out->valuestring, "gguf") && strcmp(out->valuestring, "packed")))) {
+		s = qf_fail(err, QF_EUSAGE, "%s: \"output\" must be \"gguf\" or \"packed\"", label);
+		goto fail;
+	}
+	p->packed = out && strcmp(out->valuestring, "packed") == 0;
+	const cJSON *kvb = cJSON_GetObjectItemCaseSensitive(p->json, "kv_b");
+	if (kvb && (!cJSON_IsString(kvb) || (strcmp(kvb->valuestring, "split") && strcmp(kvb->valuestring, "joined")))) {
+		s = qf_fail(err, QF_EUSAGE, "%s: \"kv_b\" must be \"split\" or \"joined\"", label);
+		goto fail;
+	}
+	p->kv_b_joined = kvb && strcmp(kvb->valuestring, "joined") == 0;
+	if (!cJSON_IsObject(cls)) {
+		s = qf_fail(err, QF_EUSAGE, "%s: profile needs a \"classes\" object", label);
+		goto fail;
+	}
+	for (const cJSON *c = cls->child; c; c = c->next) {
+		int k = cvt_class_from_name(c->string);
+		if (k < 0) {
+			s = qf_fail(err, QF_EUSAGE,
+				    "%s: unknown tensor class '%s' (classes: attn, expert, shared_expert, dense_ffn, router, embed, output, norm)",
+				    label, c->string);
+			goto fail;
+		}
+		qnt_fmt f = cJSON_IsString(c) ? qnt_fmt_from_name(c->valuestring) : QNT_FMT_NONE;
+		if (f == QNT_FMT_NONE) {
+			char fl[256];
+			list_formats(fl, sizeof fl);
+			s = qf_fail(err, QF_EUSAGE, "%s: class '%s': unknown format '%s' (formats: %s)", label, c->string,
+				    cJSON_IsString(c) ? c->valuestring : "(not a string)", fl);
+			goto fail;
+		}
+		if ((k == CVT_CLASS_ROUTER || k == CVT_CLASS_NORM) && f != QNT_F32) {
+			s = qf_fail(err, QF_EUSAGE, "%s: class '%s' always stays f32", label, c->string);
+			goto fail;
+		}
+		p->cls[k] = f;
+	}
+	return QF_OK;
+fail:
+	qnt_profile_free(p);
+	return s;
+}
+
+qf_status qnt_profile_load(const char *path, qnt_profile *p, qf_err *err)
+{
+	qf_mapfile m;
+	qf_status s = qf_mapfile_open(&m, path, err);
+	if (s)
+		return s;
+	s = qnt_profile_parse((const char *)m.data, (size_t)m.size, path, p, err);
+	qf_mapfile_close(&m);
+	return s;
+}
+
+const char *qnt_profile_dir(void)
+{
+	static char dir[4096 + 32];
+	const char *env = getenv("QFORGE_PROFILES");
+	if (env && *env)
+		return env;
+	/* next to the executable (a build tree), then the installed data folder */
+	char exe[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = 0;
+			static const char *const rel[] = { "/profiles", "/../profiles", "/../../profiles", NULL };
+			for (int i = 0; rel[i]; i++) {
+				if (snprintf(dir, sizeof dir, "%s%s", exe, rel[i]) >= (int)sizeof dir)
+					continue;
+				char probe[4200];
+				snprintf(probe, sizeof probe, "%s/hopper-fp8.json", dir);
+				if (access(probe, R_OK) == 0)
+					return dir;
+			}
+		}
+	}
+	return QF_PROFILEDIR;
+}
+
+qf_status qnt_profile_find(const char *name, qnt_profile *p, qf_err *err)
+{
+	if (strchr(name, '/'))
+		return qnt_profile_load(name, p, err);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/%s.json", qnt_profile_dir(), name);
+	if (access(path, R_OK) != 0)
+		return qf_fail(err, QF_EUSAGE, "unknown target '%s' (see qforge quantize --list-targets)", name);
+	return qnt_profile_load(path, p, err);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+size_t qnt_profile_names(char ***names)
+{
+	DIR *d = opendir(qnt_profile_dir());
+	size_t n = 0, cap = 0;
+	char **v = NULL;
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		if (l <= 5 || strcmp(e->d_name + l - 5, ".json") != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **g = realloc(v, cap * sizeof *g);
+			if (!g)
+				break;
+			v = g;
+		}
+		v[n] = strndup(e->d_name, l - 5);
+		if (v[n])
+			n++;
+	}
+	if (d)
+		closedir(d);
+	if (n)
+		qsort(v, n, sizeof *v, cmp_str);
+	*names = v;
+	return n;
+}
+
+qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err)
+{
+	memset(r, 0, sizeof *r);
+	r->fmt = QNT_FMT_NONE;
+	const char *eq = keep ? NULL : strrchr(arg, '=');
+	if (!keep && !eq)
+		return qf_fail(err, QF_EUSAGE, "--type '%s': expected REGEX=FORMAT", arg);
+	r->pattern = keep ? strdup(arg) : strndup(arg, (size_t)(eq - arg));
+	if (!r->pattern)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	if (!keep) {
+		r->fmt = qnt_fmt_from_name(eq + 1);
+		if (r->fmt == QNT_FMT_NONE) {
+			char fl[256];
+			list_formats(fl, sizeof fl);
+			free(r->pattern);
+			r->pattern = NULL;
+			return qf_fail(err, QF_EUSAGE, "--type '%s': unknown format '%s' (formats: %s)", arg, eq + 1, fl);
+		}
+	}
+	int rc = regcomp(&r->re, r->pattern, REG_EXTENDED | REG_NOSUB);
+	if (rc) {
+		char m[256];
+		regerror(rc, &r->re, m, sizeof m);
+		qf_status s = qf_fail(err, QF_EUSAGE, "%s '%s': bad regular expression: %s", keep ? "--keep" : "--type",
+				      r->pattern, m);
+		free(r->pattern);
+		r->pattern = NULL;
+		return s;
+	}
+	return QF_OK;
+}
+
+void qnt_rule_free(qnt_rule *r)
+{
+	if (r && r->pattern) {
+		regfree(&r->re);
+		free(r->pattern);
+		r->pattern = NULL;
+	}
+}
+
+qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
+			 int allow_requantize, qf_err *err)
+{
+	for (size_t i = 0; i < cvt_plan_count(p); i++) {
+		cvt_item *it = cvt_plan_item(p, i);
+		/* "unchanged": the source's own format when it is already quantized, else what convert writes */
+		qnt_fmt base = it->srcs[0].coded ? it->srcs[0].qv.fmt : qnt_fmt_from_dtype(it->type);
+		qnt_fmt want = QNT_FMT_NONE;
+		it->fallback = 0;
+		if (it->ndim < 2 || it->cls == CVT_CLASS_ROUTER || it->cls == CVT_CLASS_NORM) {
+			it->fmt = base;
+			continue;
+		}
+		int decided = 0;
+		for (size_t r = 0; r < nrules && !decided; r++) {
+			if (regexec(&rules[r].re, it->name, 0, NULL, 0) == 0) {
+				want = rules[r].fmt == QNT_FMT_NONE ? base : rules[r].fmt;
+				decided = 1;
+			}
+		}
+		if (!decided)
+			want = prof && prof->cls[it->cls] != QNT_FMT_NONE ? prof->cls[it->cls] : base;
+		if (it->src_quant && want != base && qnt_fmt_is_quant(want) && !allow_requantize) {
+			return qf_fail(err, QF_EUSAGE,
+				       "tensor '%s' is already quantized; quantizing it again (to %s) compounds the error — use --allow-requantize to do it anyway",
+				       it->name, qnt_fmt_info(want)->name);
+		}
+		if (!qnt_fmt_fits(want, cvt_item_row_len(it))) {
+			it->fallback = 1;
+			want = base;
+		}
+		it->fmt = want;
+	}
+	return QF_OK;
+}

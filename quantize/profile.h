@@ -1,0 +1,75 @@
+/*
+ * profile.h — target-chip profiles and choosing each tensor's format.
+ *
+ * A profile is a JSON file:
+ *
+ *   { "name": "hopper-fp8", "description": "…", "output": "gguf" | "packed",
+ *     "classes": { "attn": FORMAT, "expert": …, "shared_expert": …,
+ *                  "dense_ffn": …, "embed": …, "output": … },
+ *     "kv_b": "split" | "joined" }
+ *
+ * "kv_b": "joined" keeps DeepSeek's kv_b_proj as one attn_kv_b (as
+ * --legacy-kv-b), so its FP8 blocks stay the release's blocks.
+ *
+ * Classes a profile leaves out keep what convert would write.  Routers,
+ * norms and every 1-D tensor stay F32 whatever the profile or overrides say.
+ *
+ * Choosing a tensor's format, first rule that applies:
+ *   1. router / norm / 1-D               → F32 (unchanged)
+ *   2. --keep REGEX matches the name      → what convert writes (BF16/F16/F32)
+ *   3. --type REGEX=FORMAT, first match   → FORMAT
+ *   4. the profile's class entry          → that format
+ *   5. otherwise                          → what convert writes
+ * Fallback: a format whose block does not divide the row length (32 for
+ * q8_0/q4_0/q4_1/mxfp4/mxfp8) is replaced by what convert writes, and the
+ * summary counts it.
+ */
+#ifndef QNT_PROFILE_H
+#define QNT_PROFILE_H
+
+#include <regex.h>
+
+#include <cjson/cJSON.h>
+
+#include "convert/convert.h"
+#include "quantize/qformat.h"
+
+typedef struct qnt_profile {
+	char name[64];
+	char desc[256];
+	int packed;                       /* preferred output */
+	int kv_b_joined;                  /* write attn_kv_b unsplit */
+	qnt_fmt cls[CVT_CLASS_COUNT];     /* QNT_FMT_NONE: unchanged */
+	cJSON *json;                      /* the parsed file (owned) */
+} qnt_profile;
+
+/* Parses a profile; errors name the file and the bad entry. */
+qf_status qnt_profile_load(const char *path, qnt_profile *p, qf_err *err);
+qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt_profile *p, qf_err *err);
+void qnt_profile_free(qnt_profile *p);
+
+/* The folder of shipped profiles: $QFORGE_PROFILES, the install folder, or the source tree. */
+const char *qnt_profile_dir(void);
+/* Loads a shipped profile by name. */
+qf_status qnt_profile_find(const char *name, qnt_profile *p, qf_err *err);
+/* Names of the shipped profiles, sorted (malloc'd array of malloc'd strings). */
+size_t qnt_profile_names(char ***names);
+
+typedef struct qnt_rule {
+	regex_t re;
+	char *pattern;
+	qnt_fmt fmt;                      /* QNT_FMT_NONE: --keep */
+} qnt_rule;
+
+/* Parses "REGEX=FORMAT" (fmt) or "REGEX" (keep). */
+qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err);
+void qnt_rule_free(qnt_rule *r);
+
+/*
+ * Sets every item's format.  A source tensor that is already quantized is
+ * only re-quantized with allow_requantize.
+ */
+qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
+			 int allow_requantize, qf_err *err);
+
+#endif
