@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <dirent.h>
+#include <oniguruma.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,12 +196,21 @@ qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err)
 			return qf_fail(err, QF_EUSAGE, "--type '%s': unknown format '%s' (formats: %s)", arg, eq + 1, fl);
 		}
 	}
-	int rc = regcomp(&r->re, r->pattern, REG_EXTENDED | REG_NOSUB);
-	if (rc) {
-		char m[256];
-		regerror(rc, &r->re, m, sizeof m);
+	static OnigEncoding enc[1];
+	enc[0] = ONIG_ENCODING_UTF8;
+	onig_initialize(enc, 1);
+	OnigErrorInfo einfo;
+	OnigRegex re = NULL;
+	const UChar *pat = (const UChar *)r->pattern;
+	int rc = onig_new(&re, pat, pat + strlen(r->pattern), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8,
+			  ONIG_SYNTAX_PERL, &einfo);
+	r->re = re;
+	if (rc != ONIG_NORMAL) {
+		UChar m[ONIG_MAX_ERROR_MESSAGE_LEN];
+		onig_error_code_to_str(m, rc, &einfo);
+		r->re = NULL;
 		qf_status s = qf_fail(err, QF_EUSAGE, "%s '%s': bad regular expression: %s", keep ? "--keep" : "--type",
-				      r->pattern, m);
+				      r->pattern, (const char *)m);
 		free(r->pattern);
 		r->pattern = NULL;
 		return s;
@@ -210,11 +220,19 @@ qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err)
 
 void qnt_rule_free(qnt_rule *r)
 {
-	if (r && r->pattern) {
-		regfree(&r->re);
-		free(r->pattern);
-		r->pattern = NULL;
-	}
+	if (!r)
+		return;
+	if (r->re)
+		onig_free(r->re);
+	r->re = NULL;
+	free(r->pattern);
+	r->pattern = NULL;
+}
+
+int qnt_rule_match(const qnt_rule *r, const char *name)
+{
+	const UChar *s = (const UChar *)name, *e = s + strlen(name);
+	return onig_search(r->re, s, e, s, e, NULL, ONIG_OPTION_NONE) >= 0;
 }
 
 qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
@@ -232,7 +250,7 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 		}
 		int decided = 0;
 		for (size_t r = 0; r < nrules && !decided; r++) {
-			if (regexec(&rules[r].re, it->name, 0, NULL, 0) == 0) {
+			if (qnt_rule_match(&rules[r], it->name)) {
 				want = rules[r].fmt == QNT_FMT_NONE ? base : rules[r].fmt;
 				decided = 1;
 			}

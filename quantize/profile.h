@@ -27,8 +27,6 @@
 #ifndef QNT_PROFILE_H
 #define QNT_PROFILE_H
 
-#include <regex.h>
-
 #include <cjson/cJSON.h>
 
 #include "convert/convert.h"
@@ -55,8 +53,13 @@ qf_status qnt_profile_find(const char *name, qnt_profile *p, qf_err *err);
 /* Names of the shipped profiles, sorted (malloc'd array of malloc'd strings). */
 size_t qnt_profile_names(char ***names);
 
+/*
+ * Override patterns are Oniguruma regular expressions (Perl syntax, the
+ * engine the tokenizer uses too), searched anywhere in the tensor name.
+ * (glibc's regcomp cannot be used: libonig exports a regcomp of its own.)
+ */
 typedef struct qnt_rule {
-	regex_t re;
+	void *re;                         /* OnigRegex */
 	char *pattern;
 	qnt_fmt fmt;                      /* QNT_FMT_NONE: --keep */
 } qnt_rule;
@@ -64,6 +67,8 @@ typedef struct qnt_rule {
 /* Parses "REGEX=FORMAT" (fmt) or "REGEX" (keep). */
 qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err);
 void qnt_rule_free(qnt_rule *r);
+/* 1 if the rule's pattern occurs in name. */
+int qnt_rule_match(const qnt_rule *r, const char *name);
 
 /*
  * Sets every item's format.  A source tensor that is already quantized is

@@ -17,6 +17,7 @@
 
 #include "convert/convert.h"
 #include "formats/gguf.h"
+#include "formats/safetensors.h"
 #include "tests/tap.h"
 #include "tests/util.h"
 
@@ -34,8 +35,8 @@ static qf_status convert(const char *model, qf_dtype ot, int threads, const char
 	qf_status s = qf_ckpt_open(model, &ck, err);
 	if (!s)
 		s = cvt_plan_build(ck, &o, &p, err);
+	cvt_write_opts wo = { .force = 1, .threads = threads };
 	if (!s)
-		cvt_write_opts wo = { .force = 1, .threads = threads };
 		s = cvt_write(p, out, &wo, res, err);
 	cvt_plan_free(p);
 	qf_ckpt_close(ck);
@@ -293,6 +294,37 @@ int main(void)
 		   "rejects %s: %s", bad_cfg[i].what, err.msg);
 	}
 
+	/* DeepSeek V2 with q_lora_rank null: self_attn.q_proj → attn_q, no q_lora key */
+	{
+		const char *dir = tu_path("dsv2");
+		ok(tu_gen_dsv2(dir, 7) == 0, "generated a V2-Lite-shaped checkpoint");
+		memset(&err, 0, sizeof err);
+		qf_status s = convert(dir, QF_F32, 2, tu_path("dsv2.gguf"), &r1, &err);
+		ok(s == QF_OK, "converted q_lora_rank null checkpoint: %s", err.msg);
+		qf_gguf *g2 = NULL;
+		qf_ckpt *ck2 = NULL;
+		if (!s)
+			s = qf_gguf_open(tu_path("dsv2.gguf"), &g2, &err);
+		if (!s)
+			s = qf_ckpt_open(dir, &ck2, &err);
+		if (!s) {
+			const qf_tensor *q = qf_gguf_find_tensor(g2, "blk.0.attn_q.weight");
+			const qf_tensor *src = qf_st_find(ck2->st, "model.layers.0.self_attn.q_proj.weight");
+			ok(q && src && q->ndim == 2 && q->shape[0] == 48 && q->shape[1] == 64 &&
+			   memcmp(q->data, src->data, src->nbytes) == 0, "attn_q is q_proj, [48, 64], bytes equal");
+			ok(!qf_gguf_find_tensor(g2, "blk.0.attn_q_a.weight") && qf_gguf_find_kv(g2, "deepseek2.attention.q_lora_rank") < 0,
+			   "no attn_q_a and no q_lora_rank key");
+			uint32_t gf = 0;
+			qf_gguf_get_u32(g2, "deepseek2.expert_gating_func", &gf, &err);
+			ok(gf == 1, "softmax routing recorded as gating func 1");
+			const qf_tensor *ex = qf_gguf_find_tensor(g2, "blk.1.ffn_down_exps.weight");
+			ok(ex && ex->ndim == 3 && ex->shape[0] == 4 && ex->shape[1] == 64 && ex->shape[2] == 32,
+			   "experts stacked [4, 64, 32]");
+		}
+		qf_gguf_close(g2);
+		qf_ckpt_close(ck2);
+	}
+
 	/* non-finite weights: error naming tensor and index; allowed with the option */
 	{
 		float wv[8] = { 1, 2, 3, NAN, 5, 6, 7, 8 }, nv[4] = { 1, 1, 1, 1 }, emb[8 * 4];
@@ -328,8 +360,8 @@ int main(void)
 		s = qf_ckpt_open(dir, &c2, &err);
 		if (!s)
 			s = cvt_plan_build(c2, &o, &p2, &err);
+		cvt_write_opts wo = { .force = 1, .threads = 1 };
 		if (!s)
-			cvt_write_opts wo = { .force = 1, .threads = 1 };
 			s = cvt_write(p2, tu_path("nan.gguf"), &wo, NULL, &err);
 		ok(s == QF_OK && tu_exists(tu_path("nan.gguf")), "--allow-nonfinite passes it through (%s)", err.msg);
 		cvt_plan_free(p2);

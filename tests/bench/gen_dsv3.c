@@ -200,7 +200,7 @@ int main(int argc, char **argv)
 	fprintf(fi, "{\"architectures\":[\"DeepseekV3ForCausalLM\"],\"hidden_size\":%d,\"intermediate_size\":%d,"
 		    "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"vocab_size\":%d,"
 		    "\"q_lora_rank\":%d,\"kv_lora_rank\":%d,\"qk_nope_head_dim\":%d,\"qk_rope_head_dim\":%d,\"v_head_dim\":%d,"
-		    "\"moe_intermediate_size\":%d,\"n_routed_experts\":%d,\"num_experts_per_tok\":8,\"n_shared_experts\":1,"
+		    "\"moe_intermediate_size\":%d,\"n_routed_experts\":%d,\"num_experts_per_tok\":%d,\"n_shared_experts\":1,"
 		    "\"first_k_dense_replace\":%d,\"n_group\":%d,\"topk_group\":%d,\"routed_scaling_factor\":2.5,"
 		    "\"norm_topk_prob\":true,\"scoring_func\":\"sigmoid\",\"rms_norm_eps\":1e-6,\"rope_theta\":10000,"
 		    "\"max_position_embeddings\":163840,\"tie_word_embeddings\":false,"
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
 		    "\"beta_fast\":32,\"beta_slow\":1,\"mscale\":1.0,\"mscale_all_dim\":1.0},"
 		    "\"quantization_config\":{\"quant_method\":\"fp8\",\"fmt\":\"e4m3\",\"weight_block_size\":[128,128],"
 		    "\"activation_scheme\":\"dynamic\"}}\n",
-		H, FF, layers, NH, NH, vocab, QL, KVL, NOPE, ROPE, VD, MFF, experts, dense,
+		H, FF, layers, NH, NH, vocab, QL, KVL, NOPE, ROPE, VD, MFF, experts, experts < 8 ? experts : 8, dense,
 		experts % 8 ? 1 : 8, experts % 8 ? 1 : 4);
 	fclose(fi);
 	snprintf(idx, sizeof idx, "%s/tokenizer.json", dir);
