@@ -130,7 +130,21 @@ uint8_t qf_f32_to_e4m3(float f)
 {
 	if (isnan(f))
 		return signbit(f) ? 0xff : 0x7f;
-	return minifloat_encode(f, 4, 3, 7, 0x7e);
+	/* bit arithmetic, round to nearest even, saturating at ±448 (0x7e) */
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	uint8_t sign = (uint8_t)((u >> 24) & 0x80);
+	uint32_t a = u & 0x7fffffffu;
+	if (a >= 0x43e00000u) /* ≥ 448, or inf */
+		return sign | 0x7e;
+	if (a < 0x3c800000u) { /* below 2^-6: subnormal steps of 2^-9 (may round up to the min normal) */
+		float m;
+		memcpy(&m, &a, 4);
+		return sign | (uint8_t)nearbyintf(m * 512.0f);
+	}
+	uint32_t r = (a + 0x7ffffu + ((a >> 20) & 1)) >> 20; /* exponent and 3 mantissa bits, rounded */
+	r -= (127 - 7) << 3;
+	return sign | (uint8_t)(r > 0x7e ? 0x7e : r);
 }
 
 float qf_e5m2_to_f32(uint8_t v)
@@ -262,7 +276,32 @@ static int have_f16c(void)
 	}
 	return cached;
 }
+
+/* AVX2 (leaf 7, EBX bit 5) with the OS saving YMM state. */
+static int have_avx2(void)
+{
+	static int cached = -1;
+	if (cached < 0) {
+		unsigned a, b, c, d;
+		int r = 0;
+		if (have_f16c() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5)))
+			r = 1;
+		if (getenv("QF_NO_SIMD"))
+			r = 0;
+		cached = r;
+	}
+	return cached;
+}
 #endif
+
+int qf_cpu_has_avx2(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	return have_avx2();
+#else
+	return 0;
+#endif
+}
 
 void qf_row_f16_to_f32(const void *src, float *dst, int64_t n)
 {
@@ -388,6 +427,8 @@ void qnt_quant_q4_0_ref(const float *src, void *dst, int64_t n);
 void qnt_quant_q4_1_ref(const float *src, void *dst, int64_t n);
 void qnt_quant_q8_0_ref(const float *src, void *dst, int64_t n);
 void qnt_quant_mxfp4_ref(const float *src, void *dst, int64_t n);
+void qnt_quant_q4_0(const float *src, void *dst, int64_t n);
+void qnt_quant_q8_0(const float *src, void *dst, int64_t n);
 
 static const qf_dtype_traits traits[QF_DTYPE_COUNT] = {
 	[QF_BOOL] = { .name = "BOOL", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
@@ -428,13 +469,13 @@ static const qf_dtype_traits traits[QF_DTYPE_COUNT] = {
 			 .is_float = 1, .to_f32 = row_e8m0_to_f32, .from_f32 = row_f32_to_e8m0 },
 	[QF_Q4_0] = { .name = "Q4_0", .ggml_name = "q4_0", .ggml_type = 2, .block_elems = 32,
 		      .block_bytes = 18, .is_float = 1, .to_f32 = qnt_dequant_q4_0,
-		      .from_f32 = qnt_quant_q4_0_ref },
+		      .from_f32 = qnt_quant_q4_0 },
 	[QF_Q4_1] = { .name = "Q4_1", .ggml_name = "q4_1", .ggml_type = 3, .block_elems = 32,
 		      .block_bytes = 20, .is_float = 1, .to_f32 = qnt_dequant_q4_1,
 		      .from_f32 = qnt_quant_q4_1_ref },
 	[QF_Q8_0] = { .name = "Q8_0", .ggml_name = "q8_0", .ggml_type = 8, .block_elems = 32,
 		      .block_bytes = 34, .is_float = 1, .to_f32 = qnt_dequant_q8_0,
-		      .from_f32 = qnt_quant_q8_0_ref },
+		      .from_f32 = qnt_quant_q8_0 },
 	[QF_MXFP4] = { .name = "MXFP4", .ggml_name = "mxfp4", .ggml_type = 39, .block_elems = 32,
 		       .block_bytes = 17, .is_float = 1, .to_f32 = qnt_dequant_mxfp4,
 		       .from_f32 = qnt_quant_mxfp4_ref },

@@ -81,6 +81,9 @@ void qf_row_f32_to_f16(const float *src, void *dst, int64_t n);
 void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n);
 void qf_row_e4m3_to_f32(const void *src, float *dst, int64_t n);
 
+/* 1 when AVX2 kernels may run (the CPU has it, the OS saves YMM, QF_NO_SIMD unset). */
+int qf_cpu_has_avx2(void);
+
 /* Portable paths of the SIMD converters (for tests and benchmarks). */
 void qf_row_f16_to_f32_scalar(const void *src, float *dst, int64_t n);
 

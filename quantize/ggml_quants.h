@@ -37,6 +37,9 @@ void qnt_quant_q8_0_ref(const float *src, void *dst, int64_t n);
 void qnt_quant_q4_0_ref(const float *src, void *dst, int64_t n);
 void qnt_quant_q4_1_ref(const float *src, void *dst, int64_t n);
 void qnt_quant_mxfp4_ref(const float *src, void *dst, int64_t n);
+/* The same bytes as the references, with AVX2 when the CPU has it. */
+void qnt_quant_q8_0(const float *src, void *dst, int64_t n);
+void qnt_quant_q4_0(const float *src, void *dst, int64_t n);
 void qnt_dequant_q8_0(const void *src, float *dst, int64_t n);
 void qnt_dequant_q4_0(const void *src, float *dst, int64_t n);
 void qnt_dequant_q4_1(const void *src, float *dst, int64_t n);

@@ -344,8 +344,8 @@ void qnt_encode(qnt_fmt f, int in_bundle, const float *x, int64_t n, int64_t C, 
 		case QNT_F32: memcpy(o, xr, (size_t)C * 4); break;
 		case QNT_F16: qf_row_f32_to_f16(xr, o, C); break;
 		case QNT_BF16: qf_row_f32_to_bf16(xr, o, C); break;
-		case QNT_Q8_0: qnt_quant_q8_0_ref(xr, o, C); break;
-		case QNT_Q4_0: qnt_quant_q4_0_ref(xr, o, C); break;
+		case QNT_Q8_0: qnt_quant_q8_0(xr, o, C); break;
+		case QNT_Q4_0: qnt_quant_q4_0(xr, o, C); break;
 		case QNT_Q4_1: qnt_quant_q4_1_ref(xr, o, C); break;
 		case QNT_MXFP4:
 			if (in_bundle)

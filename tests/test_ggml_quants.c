@@ -133,6 +133,38 @@ int main(void)
 	check_bound("q4_0", QF_Q4_0, Q4_0_MAX_ERR_OF_D, 8, data, N);
 	check_bound("q4_1", QF_Q4_1, Q4_1_MAX_ERR_OF_D, 15, data, N);
 
+	/* the AVX2 kernels (when this CPU has AVX2) write the reference's bytes */
+	{
+		enum { NT = 32 * 2048 };
+		float *tx = malloc(NT * sizeof *tx);
+		fill(tx, NT, 7);
+		/* exact ties for q8_0: amax 127 → d = 1, values k + 0.5; for q4_0 x·id + 8.5 on integers */
+		for (int b = 0; b < 64; b++)
+			for (int j = 0; j < 32; j++)
+				tx[b * 32 + j] = j == 0 ? 127.0f : (float)((j * 7 + b) % 200 - 100) + 0.5f;
+		for (int b = 64; b < 128; b++)
+			for (int j = 0; j < 32; j++)
+				tx[b * 32 + j] = j == 3 ? -8.0f : (float)((j + b) % 16 - 8) * (b & 1 ? 1.0f : -1.0f);
+		static const struct { const char *name; void (*fast)(const float *, void *, int64_t);
+				      void (*ref)(const float *, void *, int64_t); size_t bb; } ks[] = {
+			{ "q8_0", qnt_quant_q8_0, qnt_quant_q8_0_ref, sizeof(qnt_block_q8_0) },
+			{ "q4_0", qnt_quant_q4_0, qnt_quant_q4_0_ref, sizeof(qnt_block_q4_0) },
+		};
+		for (int k = 0; k < 2; k++) {
+			size_t nb = (size_t)(NT / 32) * ks[k].bb;
+			uint8_t *a = malloc(nb), *b = malloc(nb);
+			memset(a, 0xAA, nb);
+			memset(b, 0x55, nb);
+			ks[k].fast(tx, a, NT);
+			ks[k].ref(tx, b, NT);
+			ok(memcmp(a, b, nb) == 0, "%s: optimized kernel (%s) equals the scalar reference on %d blocks with ties",
+			   ks[k].name, qf_cpu_has_avx2() ? "AVX2" : "portable", NT / 32);
+			free(a);
+			free(b);
+		}
+		free(tx);
+	}
+
 	/* bit-identity with llama.cpp's own reference quantizers */
 	void *h = dlopen(oracle_lib(), RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
