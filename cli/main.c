@@ -31,6 +31,11 @@ static const cmd cmds[] = {
 	  "  int4-g128-asym (bundle only).  Routers, norms and 1-D tensors stay F32.  --type rules are tried\n"
 	  "  in order before the profile (first match wins); --keep leaves matching tensors unquantized.\n"
 	  "  A format whose block does not divide a row falls back to BF16/F16/F32 (reported).\n" },
+	{ "tokenize", cli_tokenize, "text → token ids with a model's own tokenizer (as Hugging Face encodes)",
+	  "qforge tokenize [--ids] [--json] [--no-special] MODEL TEXTFILE\n"
+	  "  MODEL: a checkpoint folder (tokenizer.json), a GGUF or a packed bundle.  TEXTFILE may be gzip'd;\n"
+	  "  '-' reads stdin.  Default output: offset, id, piece, text per token; --ids: the ids on one line;\n"
+	  "  --json: ids, pieces and byte offsets.  BOS/EOS are added as the tokenizer says unless --no-special.\n" },
 	{ "inspect", cli_inspect, "show what is in a checkpoint, safetensors, GGUF or packed bundle",
 	  "qforge inspect [--json] [--hashes] PATH\n"
 	  "  PATH: a checkpoint folder or tar, a .safetensors file, a .gguf file or a packed bundle.\n"

@@ -1,0 +1,73 @@
+/*
+ * tokenizer.h — Hugging Face tokenizer.json (and GGUF tokenizer.ggml.*)
+ * tokenizers: byte-level BPE and SentencePiece-style BPE, exactly as the
+ * `tokenizers` library encodes.
+ *
+ * Pipeline (tokenizers' order):
+ *   1. added tokens are matched on the raw text (leftmost, longest first;
+ *      lstrip/rstrip swallow adjacent whitespace) and emitted as they are;
+ *   2. each stretch between them is normalized (Sequence of Prepend,
+ *      Replace with a String pattern, NFC for ASCII-only text);
+ *   3. pre-tokenized (Sequence of Split with an Oniguruma regex or a
+ *      string and any behaviour; ByteLevel with or without the GPT-2 regex;
+ *      Metaspace; Digits);
+ *   4. each piece is BPE-merged: merge ranks from "merges" (both the
+ *      "a b" and ["a", "b"] forms), lowest rank first, leftmost on ties;
+ *      byte-level models start from bytes mapped through GPT-2's
+ *      bytes_to_unicode, others from UTF-8 characters with <0xNN> byte
+ *      fallback or the unk token;
+ *   5. BOS/EOS as tokenizer_config.json's add_bos_token/add_eos_token say
+ *      (or, without them, the post-processor's template).
+ * A GGUF vocabulary (`gpt2` or `llama`) gives the same tokenizer: gpt2 with
+ * its merges and the regexes its `tokenizer.ggml.pre` names; llama with
+ * SentencePiece's rule (merge the adjacent pair whose concatenation is the
+ * highest-scoring token).
+ *
+ * Invalid UTF-8 in the input is replaced by U+FFFD first (what reading the
+ * file as text does).  Any component this code does not implement is an
+ * error naming it — never an approximation.
+ */
+#ifndef QF_TOKENIZER_H
+#define QF_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/gguf.h"
+#include "formats/qf.h"
+
+typedef struct qf_tok qf_tok;
+
+/* tokenizer.json text plus the optional tokenizer_config.json text. */
+qf_status qf_tok_from_json(const char *json, size_t len, const char *config, size_t clen,
+			   const char *label, qf_tok **out, qf_err *err);
+/* A checkpoint folder (tokenizer.json + tokenizer_config.json). */
+qf_status qf_tok_from_dir(const char *dir, qf_tok **out, qf_err *err);
+/* tokenizer.ggml.* of a GGUF (or a bundle's metadata.gguf). */
+qf_status qf_tok_from_gguf(const qf_gguf *g, qf_tok **out, qf_err *err);
+void qf_tok_free(qf_tok *t);
+
+typedef struct qf_tok_piece {
+	int32_t id;
+	uint64_t start, end;   /* byte offsets in the input text ([start, end); added BOS/EOS: 0, 0) */
+} qf_tok_piece;
+
+/*
+ * Encodes text; with add_special, BOS/EOS are added as the tokenizer says.
+ * *out is malloc'd (caller frees); *n its length.
+ */
+qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special, qf_tok_piece **out,
+			size_t *n, qf_err *err);
+/* Decodes ids to text with the tokenizer's decoder (malloc'd, NUL-terminated). */
+qf_status qf_tok_decode(const qf_tok *t, const int32_t *ids, size_t n, char **out, size_t *len, qf_err *err);
+
+size_t qf_tok_vocab_size(const qf_tok *t);
+/* The token's string as the vocabulary spells it (borrowed), or NULL. */
+const char *qf_tok_piece_str(const qf_tok *t, int32_t id);
+int32_t qf_tok_bos(const qf_tok *t);   /* -1 if none */
+int32_t qf_tok_eos(const qf_tok *t);
+int qf_tok_adds_bos(const qf_tok *t);
+/* "byte-level BPE" or "SentencePiece BPE" */
+const char *qf_tok_kind(const qf_tok *t);
+
+#endif
