@@ -167,8 +167,8 @@ typedef struct added {
 	int lstrip, rstrip;
 } added;
 
-#define CACHE_SLOTS 65536
-#define CACHE_MAX_WORD 64
+#define CACHE_SLOTS 32768
+#define CACHE_MAX_WORD 40
 
 typedef struct cache_ent {
 	char word[CACHE_MAX_WORD];
@@ -361,9 +361,6 @@ static qf_status finish_vocab(qf_tok *t, const char *label, qf_err *err)
 				t->ms_cut = 0;
 				break;
 			}
-	t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
-	if (!t->cache)
-		return qf_fail(err, QF_ENOMEM, "out of memory");
 	return QF_OK;
 }
 
@@ -1312,19 +1309,20 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 	/* initial symbols */
 	size_t ns = 0;
 	for (size_t i = 0; i < n;) {
+		int k = 1;
+		int32_t id;
 		if (t->byte_level) {
-			ws->s[ns++] = (sym){ t->byte_id[(uint8_t)word[i]], (uint32_t)i, (uint32_t)i + 1, 0, 0 };
-			i++;
-			continue;
+			id = t->byte_id[(uint8_t)word[i]];
+		} else {
+			uint32_t cp;
+			k = utf8_len((const unsigned char *)word + i, n - i, &cp);
+			if (k <= 0)
+				k = 1;
+			id = smap_get(&t->vocab, t->p, word + i, (size_t)k);
 		}
-		uint32_t cp;
-		int k = utf8_len((const unsigned char *)word + i, n - i, &cp);
-		if (k <= 0)
-			k = 1;
-		int32_t id = smap_get(&t->vocab, t->p, word + i, (size_t)k);
 		if (id < 0 && t->spm) {
 			id = -2; /* unresolved yet: SentencePiece falls back to bytes after merging */
-		} else if (id < 0 && t->byte_fallback) {
+		} else if (id < 0 && t->byte_fallback && !t->byte_level) {
 			int all = 1;
 			for (int j = 0; j < k; j++)
 				all &= t->byte_id[(uint8_t)word[i + j]] >= 0;
@@ -1435,6 +1433,8 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 static int bpe_cached(qf_tok *t, bpe_ws *ws, const wstr *w, span sp, outv *o)
 {
 	const char *word = w->b + sp.off;
+	if (!t->cache && sp.len < CACHE_MAX_WORD)
+		t->cache = calloc(CACHE_SLOTS, sizeof *t->cache); /* on first use; without it, no caching */
 	if (sp.len >= CACHE_MAX_WORD || !t->cache)
 		return bpe_word(t, ws, word, sp.len, w, sp.off, o);
 	cache_ent *c = &t->cache[hbytes(word, sp.len) & (CACHE_SLOTS - 1)];
@@ -1734,11 +1734,17 @@ static int sb_put(sbuf *b, const char *s, size_t n)
 	return 0;
 }
 
+/* The byte a bytes_to_unicode code point stands for, or -1. */
 static int cp_to_byte(uint32_t cp)
 {
-	for (int b = 0; b < 256; b++)
-		if (byte_to_cp(b) == cp)
-			return b;
+	if (cp < 256)
+		return byte_to_cp((int)cp) == cp ? (int)cp : -1;
+	if (cp >= 256 + 68) /* 68 bytes are remapped */
+		return -1;
+	int k = 0;
+	for (int i = 0; i < 256; i++)
+		if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174) && k++ == (int)(cp - 256))
+			return i;
 	return -1;
 }
 

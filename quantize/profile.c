@@ -10,6 +10,10 @@
 #include "formats/mapfile.h"
 #include "quantize/profile.h"
 
+#ifndef QF_PROFILEDIR /* set by Makefile.am from the install prefix */
+#define QF_PROFILEDIR "/usr/local/share/qforge/profiles"
+#endif
+
 void qnt_profile_free(qnt_profile *p)
 {
 	if (!p)
