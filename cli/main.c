@@ -31,6 +31,16 @@ static const cmd cmds[] = {
 	  "  int4-g128-asym (bundle only).  Routers, norms and 1-D tensors stay F32.  --type rules are tried\n"
 	  "  in order before the profile (first match wins); --keep leaves matching tensors unquantized.\n"
 	  "  A format whose block does not divide a row falls back to BF16/F16/F32 (reported).\n" },
+	{ "verify", cli_verify, "hashes, per-tensor error and a reference forward pass: perplexity, KL divergence, top-1",
+	  "qforge verify [--reference ORIG] [--text FILE [--ctx N] [--chunks N]] [--max-ppl-ratio R] [--max-kld K]\n"
+	  "              [-t N] [--mem GIB] [--top N] [--no-tensors] [--json] [--quiet] MODEL...\n"
+	  "  Every MODEL (GGUF, bundle or checkpoint): its recorded hashes are recomputed (any mismatch fails).\n"
+	  "  --reference: each tensor is compared with the original (relative RMS, max |Δ|, cosine).\n"
+	  "  --text (plain or gzip): fp32 forward passes of the reference and every MODEL on the same tokens,\n"
+	  "  chunks of --ctx (512) with BOS first, second half scored: PPL ± error, and against the reference\n"
+	  "  the PPL ratio, mean KLD (and 99th percentile), same-top-1 rate and RMS Δp (llama.cpp's definitions).\n"
+	  "  Weights stay decoded when they fit in --mem GiB (4), else they stream per chunk.\n"
+	  "  Exit 1 when a hash mismatches or a --max-* limit is exceeded.\n" },
 	{ "tokenize", cli_tokenize, "text → token ids with a model's own tokenizer (as Hugging Face encodes)",
 	  "qforge tokenize [--ids] [--json] [--no-special] MODEL TEXTFILE\n"
 	  "  MODEL: a checkpoint folder (tokenizer.json), a GGUF or a packed bundle.  TEXTFILE may be gzip'd;\n"

@@ -743,8 +743,23 @@ static cJSON *build_manifest(qf_pk_writer *w)
 	cJSON_AddNumberToObject(f, "size", (double)w->total);
 	cJSON_AddItemToArray(files, f);
 	for (size_t i = 0; i < w->nfiles; i++) {
+		/* each member's own hash: metadata.gguf and the tokenizer are part of what verify checks */
+		uint64_t h = 0, size = w->files[i].len;
+		if (w->files[i].src) {
+			qf_mapfile mf;
+			if (qf_mapfile_open(&mf, w->files[i].src, NULL) == QF_OK) {
+				h = XXH64(mf.data, (size_t)mf.size, 0);
+				size = mf.size;
+				qf_mapfile_close(&mf);
+			}
+		} else {
+			h = XXH64(w->files[i].data, w->files[i].len, 0);
+		}
 		f = cJSON_CreateObject();
 		cJSON_AddStringToObject(f, "name", w->files[i].name);
+		cJSON_AddNumberToObject(f, "size", (double)size);
+		snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+		cJSON_AddStringToObject(f, "xxh64", hex);
 		cJSON_AddItemToArray(files, f);
 	}
 	cJSON *ts = cJSON_AddArrayToObject(m, "tensors");

@@ -15,4 +15,63 @@
  */
 qf_status vfy_tokenizer_open(const char *model, qf_tok **out, qf_err *err);
 
+#include "convert/convert.h"
+#include "verify/model.h"
+
+/* ---- level 1: integrity ---------------------------------------------------------- */
+
+typedef struct vfy_mismatch {
+	char name[160];             /* tensor name, or "(metadata)", "(all data)" */
+	uint64_t want, got;
+} vfy_mismatch;
+
+typedef struct vfy_integrity {
+	const char *kind;           /* "gguf", "bundle" or "checkpoint" */
+	int hashed;                 /* the file carries qforge hashes */
+	size_t tensors, checked;
+	uint64_t bytes;
+	uint64_t data_hash;         /* recomputed */
+	vfy_mismatch *bad;          /* malloc'd */
+	size_t nbad;
+} vfy_integrity;
+
+/* Recomputes every hash a GGUF or bundle records.  Fails (QF_EFORMAT) only when it cannot read it. */
+qf_status vfy_integrity_check(const char *path, vfy_integrity *r, qf_err *err);
+void vfy_integrity_free(vfy_integrity *r);
+
+/* ---- level 2: per-tensor error against a reference ---------------------------------- */
+
+typedef struct vfy_terr {
+	char name[160];
+	cvt_class cls;
+	const char *fmt;            /* candidate's format */
+	uint64_t n;
+	double rel_rms, max_abs, cosine;
+	double d2, x2, y2, xy;      /* sums, for class totals */
+	const char *problem;        /* "missing in the reference", "shapes differ", or NULL */
+} vfy_terr;
+
+/* Compares every candidate tensor with the reference tensor of the same name (streaming, threads over rows). */
+qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr **out, size_t *n, qf_err *err);
+
+/* ---- level 3: perplexity, KL divergence, top-1 (llama.cpp's definitions) ------------- */
+
+typedef struct vfy_ppl {
+	double ppl, ppl_err;        /* exp(mean NLL) ± its standard error */
+	double nll, nll_var;
+	/* against the reference (model 0); zero for the reference itself */
+	double ppl_ratio, kld, kld_err, kld_p99, top1, rms_dp;
+	size_t n;
+} vfy_ppl;
+
+typedef void (*vfy_progress_fn)(void *ud, size_t chunk, size_t nchunks, double tokens_per_s);
+
+/*
+ * Evaluates models[0..nm) on the same tokens: floor(n/ctx) chunks (at most
+ * max_chunks if > 0), BOS first in each chunk when bos >= 0, positions
+ * ctx/2 … ctx−2 scored.  res[i] for each model; res[i>0] also against res[0].
+ */
+qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
+			 int32_t bos, size_t max_chunks, vfy_progress_fn prog, void *ud, vfy_ppl *res, qf_err *err);
+
 #endif

@@ -1,0 +1,383 @@
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "formats/textfile.h"
+#include "verify/verify.h"
+
+#define MAX_CAND 16
+
+static void on_progress(void *ud, size_t chunk, size_t n, double tps)
+{
+	cli_progress_update(ud, chunk, n, "chunk %zu/%zu, %.0f tokens/s", chunk, n, tps);
+}
+
+static const char *base(const char *p)
+{
+	const char *e = p + strlen(p);
+	while (e > p && e[-1] == '/')
+		e--;
+	const char *b = e;
+	while (b > p && b[-1] != '/')
+		b--;
+	return b;
+}
+
+static int cmp_terr(const void *a, const void *b)
+{
+	const vfy_terr *x = a, *y = b;
+	double rx = x->problem ? INFINITY : x->rel_rms, ry = y->problem ? INFINITY : y->rel_rms;
+	return rx < ry ? 1 : rx > ry ? -1 : strcmp(x->name, y->name);
+}
+
+static char hexs[MAX_CAND + 2][17];
+
+static const char *hx(int slot, uint64_t v)
+{
+	snprintf(hexs[slot], sizeof hexs[slot], "%016llx", (unsigned long long)v);
+	return hexs[slot];
+}
+
+/* Level 2 report for one candidate; returns the JSON (or prints). */
+static cJSON *report_tensors(vfy_terr *e, size_t n, int top, int json)
+{
+	qsort(e, n, sizeof *e, cmp_terr);
+	cJSON *o = json ? cJSON_CreateObject() : NULL;
+	cJSON *arr = json ? cJSON_AddArrayToObject(o, "tensors") : NULL;
+	if (!json)
+		printf("  per-tensor error against the reference, worst first:\n  %-44s %-15s %10s %10s %10s\n", "tensor", "format",
+		       "rel-RMS", "max |Δ|", "cosine");
+	for (size_t i = 0; i < n; i++) {
+		if (json) {
+			cJSON *t = cJSON_CreateObject();
+			cJSON_AddStringToObject(t, "name", e[i].name);
+			cJSON_AddStringToObject(t, "class", cvt_class_name(e[i].cls));
+			cJSON_AddStringToObject(t, "format", e[i].fmt);
+			if (e[i].problem) {
+				cJSON_AddStringToObject(t, "problem", e[i].problem);
+			} else {
+				cJSON_AddNumberToObject(t, "rel_rms", e[i].rel_rms);
+				cJSON_AddNumberToObject(t, "max_abs", e[i].max_abs);
+				cJSON_AddNumberToObject(t, "cosine", e[i].cosine);
+			}
+			cJSON_AddItemToArray(arr, t);
+		} else if ((int)i < top) {
+			if (e[i].problem)
+				printf("  %-44s %-15s %s\n", e[i].name, e[i].fmt, e[i].problem);
+			else
+				printf("  %-44s %-15s %10.5f %10.4g %10.6f\n", e[i].name, e[i].fmt, e[i].rel_rms, e[i].max_abs, e[i].cosine);
+		}
+	}
+	if (!json && (size_t)top < n)
+		printf("  … %zu more (--top N, or --json for all)\n", n - (size_t)top);
+	/* per class */
+	cJSON *cls = json ? cJSON_AddArrayToObject(o, "classes") : NULL;
+	if (!json)
+		printf("  per class:\n  %-14s %7s %10s %10s %10s\n", "class", "tensors", "rel-RMS", "max |Δ|", "cosine");
+	for (int c = 0; c < CVT_CLASS_COUNT; c++) {
+		double d2 = 0, x2 = 0, y2 = 0, xy = 0, mx = 0;
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			if ((int)e[i].cls != c || e[i].problem)
+				continue;
+			d2 += e[i].d2;
+			x2 += e[i].x2;
+			y2 += e[i].y2;
+			xy += e[i].xy;
+			mx = e[i].max_abs > mx ? e[i].max_abs : mx;
+			k++;
+		}
+		if (!k)
+			continue;
+		double rel = x2 > 0 ? sqrt(d2 / x2) : 0, cosv = x2 > 0 && y2 > 0 ? xy / sqrt(x2 * y2) : 1;
+		if (json) {
+			cJSON *t = cJSON_CreateObject();
+			cJSON_AddStringToObject(t, "class", cvt_class_name((cvt_class)c));
+			cJSON_AddNumberToObject(t, "tensors", (double)k);
+			cJSON_AddNumberToObject(t, "rel_rms", rel);
+			cJSON_AddNumberToObject(t, "max_abs", mx);
+			cJSON_AddNumberToObject(t, "cosine", cosv);
+			cJSON_AddItemToArray(cls, t);
+		} else {
+			printf("  %-14s %7zu %10.5f %10.4g %10.6f\n", cvt_class_name((cvt_class)c), k, rel, mx, cosv);
+		}
+	}
+	return o;
+}
+
+int cli_verify(int argc, char **argv)
+{
+	const char *ref_path = NULL, *text_path = NULL;
+	long ctx = 512, chunks = 0, top = 10, threads = cli_default_threads();
+	double max_ratio = 0, max_kld = -1, mem_gib = 4;
+	int json = 0, quiet = 0, no_tensors = 0;
+	static const struct option opts[] = {
+		{ "reference", required_argument, NULL, 'r' },
+		{ "text", required_argument, NULL, 'x' },
+		{ "ctx", required_argument, NULL, 'c' },
+		{ "chunks", required_argument, NULL, 'k' },
+		{ "max-ppl-ratio", required_argument, NULL, 'R' },
+		{ "max-kld", required_argument, NULL, 'K' },
+		{ "threads", required_argument, NULL, 't' },
+		{ "mem", required_argument, NULL, 'm' },
+		{ "top", required_argument, NULL, 'T' },
+		{ "no-tensors", no_argument, NULL, 'N' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:q", opts, NULL)) != -1) {
+		char *end = NULL;
+		switch (c) {
+		case 'r': ref_path = optarg; break;
+		case 'x': text_path = optarg; break;
+		case 'c':
+			if (!cli_parse_int(optarg, 4, 1 << 20, &ctx))
+				return cli_usage_error("verify", "--ctx needs a token count ≥ 4, not '%s'", optarg);
+			break;
+		case 'k':
+			if (!cli_parse_int(optarg, 1, 1L << 30, &chunks))
+				return cli_usage_error("verify", "--chunks needs a positive count, not '%s'", optarg);
+			break;
+		case 'T':
+			if (!cli_parse_int(optarg, 0, 1L << 30, &top))
+				return cli_usage_error("verify", "--top needs a count, not '%s'", optarg);
+			break;
+		case 't':
+			if (!cli_parse_int(optarg, 1, 1024, &threads))
+				return cli_usage_error("verify", "-t needs a thread count 1..1024, not '%s'", optarg);
+			break;
+		case 'R':
+			max_ratio = strtod(optarg, &end);
+			if (!end || *end || !(max_ratio > 0))
+				return cli_usage_error("verify", "--max-ppl-ratio needs a positive number, not '%s'", optarg);
+			break;
+		case 'K':
+			max_kld = strtod(optarg, &end);
+			if (!end || *end || !(max_kld >= 0))
+				return cli_usage_error("verify", "--max-kld needs a number ≥ 0, not '%s'", optarg);
+			break;
+		case 'm':
+			mem_gib = strtod(optarg, &end);
+			if (!end || *end || !(mem_gib >= 0))
+				return cli_usage_error("verify", "--mem needs GiB ≥ 0 (0: always stream), not '%s'", optarg);
+			break;
+		case 'N': no_tensors = 1; break;
+		case 'j': json = 1; break;
+		case 'q': quiet = 1; break;
+		default: return cli_usage_error("verify", "unknown option");
+		}
+	}
+	int nc = argc - optind;
+	if (nc < 1 || nc > MAX_CAND)
+		return cli_usage_error("verify", "expected 1 to %d MODELs to verify", MAX_CAND);
+	if ((max_ratio > 0 || max_kld >= 0) && (!ref_path || !text_path))
+		return cli_usage_error("verify", "--max-ppl-ratio and --max-kld need --reference and --text");
+	char **cand = argv + optind;
+	qf_err err = { { 0 } };
+	qf_status s = QF_OK;
+	int failed = 0;
+	cJSON *jo = json ? cJSON_CreateObject() : NULL, *jc = json ? cJSON_AddArrayToObject(jo, "models") : NULL;
+	cJSON *jfail = json ? cJSON_AddArrayToObject(jo, "failures") : NULL;
+	vfy_model *models[MAX_CAND + 1] = { 0 };
+	cvt_plan *refplan = NULL;
+	qf_tok *tok = NULL;
+	char *text = NULL;
+	qf_tok_piece *pieces = NULL;
+	int32_t *ids = NULL;
+	char msg[512];
+#define FAIL(...)                                                              \
+	do {                                                                   \
+		snprintf(msg, sizeof msg, __VA_ARGS__);                        \
+		failed = 1;                                                    \
+		fflush(stdout);                                                \
+		if (json)                                                      \
+			cJSON_AddItemToArray(jfail, cJSON_CreateString(msg));  \
+		else                                                           \
+			fprintf(stderr, "qforge verify: %s\n", msg);           \
+	} while (0)
+
+	/* level 1 and 2 per candidate */
+	for (int i = 0; i < nc; i++) {
+		vfy_integrity ir;
+		cJSON *jm = json ? cJSON_CreateObject() : NULL;
+		if (json) {
+			cJSON_AddStringToObject(jm, "path", cand[i]);
+			cJSON_AddItemToArray(jc, jm);
+		}
+		if ((s = vfy_integrity_check(cand[i], &ir, &err)))
+			goto done;
+		if (json) {
+			cJSON *ji = cJSON_AddObjectToObject(jm, "integrity");
+			cJSON_AddStringToObject(ji, "kind", ir.kind);
+			cJSON_AddBoolToObject(ji, "hashed", ir.hashed);
+			cJSON_AddNumberToObject(ji, "tensors", (double)ir.tensors);
+			cJSON_AddNumberToObject(ji, "checked", (double)ir.checked);
+			cJSON_AddNumberToObject(ji, "bytes", (double)ir.bytes);
+			cJSON_AddStringToObject(ji, "data_xxh64", hx(0, ir.data_hash));
+			cJSON *mm = cJSON_AddArrayToObject(ji, "mismatches");
+			for (size_t k = 0; k < ir.nbad; k++) {
+				cJSON *x = cJSON_CreateObject();
+				cJSON_AddStringToObject(x, "name", ir.bad[k].name);
+				cJSON_AddStringToObject(x, "recorded", hx(0, ir.bad[k].want));
+				cJSON_AddStringToObject(x, "computed", hx(1, ir.bad[k].got));
+				cJSON_AddItemToArray(mm, x);
+			}
+		} else {
+			char hb[32];
+			printf("%s (%s)\n", cand[i], ir.kind);
+			if (!ir.hashed)
+				printf("  integrity: no qforge hashes to check%s\n",
+				       strcmp(ir.kind, "checkpoint") ? " (not written by qforge)" : "");
+			else if (!ir.nbad)
+				printf("  integrity: OK — %zu hashes match over %zu tensors, %s, data xxh64 %s\n", ir.checked, ir.tensors,
+				       cli_human_bytes(ir.bytes, hb, sizeof hb), hx(0, ir.data_hash));
+			for (size_t k = 0; k < ir.nbad; k++)
+				printf("  integrity: MISMATCH %s: recorded %s, computed %s\n", ir.bad[k].name, hx(0, ir.bad[k].want),
+				       hx(1, ir.bad[k].got));
+		}
+		for (size_t k = 0; k < ir.nbad; k++)
+			FAIL("%s: %s: hash mismatch (recorded %s, computed %s)", cand[i], ir.bad[k].name, hx(0, ir.bad[k].want),
+			     hx(1, ir.bad[k].got));
+		vfy_integrity_free(&ir);
+		if (ref_path && !no_tensors) {
+			cvt_options o = { .outtype = QF_F32, .threads = (int)threads, .allow_nonfinite = 1 };
+			cvt_plan *cp = NULL;
+			vfy_terr *te = NULL;
+			size_t nte = 0;
+			if ((s = cvt_plan_open(cand[i], &o, &cp, &err)))
+				goto done;
+			/* a candidate that keeps kv_b joined is compared with a joined reference */
+			for (size_t k = 0; k < cvt_plan_count(cp); k++)
+				if (strstr(cvt_plan_item(cp, k)->name, ".attn_kv_b."))
+					o.legacy_kv_b = 1;
+			cvt_plan_free(refplan);
+			refplan = NULL;
+			if ((s = cvt_plan_open(ref_path, &o, &refplan, &err)) ||
+			    (s = vfy_tensor_errors(cp, refplan, (int)threads, &te, &nte, &err))) {
+				cvt_plan_free(cp);
+				goto done;
+			}
+			cJSON *t = report_tensors(te, nte, (int)top, json);
+			if (json)
+				cJSON_AddItemToObject(jm, "tensor_errors", t);
+			for (size_t k = 0; k < nte; k++)
+				if (te[k].problem)
+					FAIL("%s: tensor '%s': %s", cand[i], te[k].name, te[k].problem);
+			free(te);
+			cvt_plan_free(cp);
+		}
+	}
+	cvt_plan_free(refplan);
+	refplan = NULL;
+
+	/* level 3: the forward pass */
+	if (text_path) {
+		const char *tokpath = ref_path ? ref_path : cand[0];
+		size_t len = 0, n = 0;
+		if ((s = vfy_tokenizer_open(tokpath, &tok, &err)) || (s = qf_text_read(text_path, &text, &len, &err)) ||
+		    (s = qf_tok_encode(tok, text, len, 1, &pieces, &n, &err)))
+			goto done;
+		if (!(ids = malloc((n ? n : 1) * sizeof *ids))) {
+			s = qf_fail(&err, QF_ENOMEM, "out of memory");
+			goto done;
+		}
+		for (size_t k = 0; k < n; k++)
+			ids[k] = pieces[k].id;
+		size_t nm = 0;
+		uint64_t budget = (uint64_t)(mem_gib * (double)(1ull << 30));
+		if (ref_path && (s = vfy_model_open(ref_path, (int)threads, budget, &models[nm++], &err)))
+			goto done;
+		for (int i = 0; i < nc; i++)
+			if ((s = vfy_model_open(cand[i], (int)threads, budget, &models[nm++], &err)))
+				goto done;
+		vfy_ppl res[MAX_CAND + 1];
+		cli_progress pr;
+		cli_progress_init(&pr, "verify", quiet || json);
+		int32_t bos = qf_tok_adds_bos(tok) ? qf_tok_bos(tok) : -1;
+		s = vfy_perplexity(models, nm, ids, n, ctx, bos, (size_t)chunks, on_progress, &pr, res, &err);
+		cli_progress_done(&pr);
+		if (s)
+			goto done;
+		size_t nch = (size_t)(n / (size_t)ctx);
+		if (chunks && nch > (size_t)chunks)
+			nch = (size_t)chunks;
+		if (json) {
+			cJSON *jp = cJSON_AddObjectToObject(jo, "perplexity");
+			cJSON_AddStringToObject(jp, "text", text_path);
+			cJSON_AddNumberToObject(jp, "tokens", (double)n);
+			cJSON_AddNumberToObject(jp, "ctx", (double)ctx);
+			cJSON_AddNumberToObject(jp, "chunks", (double)nch);
+			cJSON_AddNumberToObject(jp, "scored", (double)res[0].n);
+			cJSON *rows = cJSON_AddArrayToObject(jp, "rows");
+			for (size_t k = 0; k < nm; k++) {
+				cJSON *r = cJSON_CreateObject();
+				int is_ref = ref_path && k == 0;
+				cJSON_AddStringToObject(r, "model", is_ref ? ref_path : cand[k - (ref_path ? 1 : 0)]);
+				cJSON_AddBoolToObject(r, "reference", is_ref);
+				cJSON_AddNumberToObject(r, "ppl", res[k].ppl);
+				cJSON_AddNumberToObject(r, "ppl_err", res[k].ppl_err);
+				if (ref_path && k > 0) {
+					cJSON_AddNumberToObject(r, "ppl_ratio", res[k].ppl_ratio);
+					cJSON_AddNumberToObject(r, "kld", res[k].kld);
+					cJSON_AddNumberToObject(r, "kld_err", res[k].kld_err);
+					cJSON_AddNumberToObject(r, "kld_p99", res[k].kld_p99);
+					cJSON_AddNumberToObject(r, "same_top1", res[k].top1);
+					cJSON_AddNumberToObject(r, "rms_dp", res[k].rms_dp);
+				}
+				cJSON_AddItemToArray(rows, r);
+			}
+		} else {
+			printf("\nperplexity on %s: %zu tokens, %zu chunks of %ld, %zu positions scored (%s tokenizer of %s)\n",
+			       base(text_path), n, nch, ctx, res[0].n, qf_tok_kind(tok), base(tokpath));
+			printf("%-26s %18s %9s %16s %9s %8s %7s\n", "model", "PPL", "ratio", "mean KLD", "KLD p99", "top-1",
+			       "RMS Δp");
+			for (size_t k = 0; k < nm; k++) {
+				int is_ref = ref_path && k == 0;
+				const char *nmn = base(is_ref ? ref_path : cand[k - (ref_path ? 1 : 0)]);
+				char ppl[40];
+				snprintf(ppl, sizeof ppl, "%.4f ± %.4f", res[k].ppl, res[k].ppl_err);
+				if (ref_path && k > 0)
+					printf("%-26.26s %18s %9.4f %8.5f±%.5f %9.5f %7.2f%% %6.2f%%\n", nmn, ppl, res[k].ppl_ratio,
+					       res[k].kld, res[k].kld_err, res[k].kld_p99, 100 * res[k].top1, 100 * res[k].rms_dp);
+				else
+					printf("%-26.26s %18s %9s %16s %9s %8s %7s\n", nmn, ppl, is_ref ? "(ref)" : "-", "-", "-", "-", "-");
+			}
+		}
+		for (size_t k = ref_path ? 1 : 0; ref_path && k < nm; k++) {
+			const char *nmn = cand[k - 1];
+			if (max_ratio > 0 && res[k].ppl_ratio > max_ratio)
+				FAIL("%s: PPL ratio %.4f exceeds --max-ppl-ratio %.4f", nmn, res[k].ppl_ratio, max_ratio);
+			if (max_kld >= 0 && res[k].kld > max_kld)
+				FAIL("%s: mean KLD %.5f exceeds --max-kld %.5f", nmn, res[k].kld, max_kld);
+		}
+	}
+done:
+	cvt_plan_free(refplan);
+	for (size_t k = 0; k <= MAX_CAND; k++)
+		vfy_model_free(models[k]);
+	qf_tok_free(tok);
+	free(text);
+	free(pieces);
+	free(ids);
+	if (s) {
+		cJSON_Delete(jo);
+		return cli_error("verify", s, &err);
+	}
+	if (json) {
+		cJSON_AddBoolToObject(jo, "ok", !failed);
+		cli_print_json(jo);
+	} else {
+		printf("%s\n", failed ? "verify: FAILED" : "verify: OK");
+	}
+	return failed ? 1 : 0;
+#undef FAIL
+}

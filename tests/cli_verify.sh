@@ -1,0 +1,47 @@
+#!/bin/sh
+# CLI tests for `qforge verify`: integrity, per-tensor report, perplexity table, limits, JSON, exit codes.
+. "${QF_SRCDIR:-.}/tests/tap-sh.sh"
+M="$QF_SRCDIR/models"; T="$QF_SRCDIR/tests/data"
+
+"$QFORGE" convert -q -o "$tmp/bf16.gguf" "$M/tiny-dsv3" > /dev/null
+"$QFORGE" quantize -q --target llamacpp-q4_0 -o "$tmp/q4.gguf" "$M/tiny-dsv3" > /dev/null
+"$QFORGE" quantize -q --target ascend-w4a16 -o "$tmp/w4" "$M/tiny-dsv3" > /dev/null
+
+run "$QFORGE" verify "$tmp/bf16.gguf"
+expect_rc 0 "integrity of a fresh GGUF"
+contains "$out" "integrity: OK — 70 hashes match"; ok $? "says all hashes match"
+
+run "$QFORGE" verify --reference "$M/tiny-dsv3" --text "$T/eval-a.txt" --ctx 128 --chunks 12 --top 3 "$tmp/bf16.gguf" "$tmp/q4.gguf" "$tmp/w4"
+expect_rc 0 "reference, text and three candidates"
+contains "$out" "perplexity on eval-a.txt"; ok $? "prints the perplexity table"
+contains "$out" "(ref)"; ok $? "the reference row is marked"
+contains "$out" "int4-g128"; ok $? "per-tensor report names the formats"
+contains "$out" "verify: OK"; ok $? "ends OK"
+
+run "$QFORGE" verify --reference "$M/tiny-dsv3" --text "$T/eval-a.txt" --ctx 128 --chunks 12 --max-ppl-ratio 1.0001 --no-tensors "$tmp/q4.gguf"
+expect_rc 1 "a PPL ratio above --max-ppl-ratio fails"
+contains "$err" "exceeds --max-ppl-ratio 1.0001"; ok $? "says which limit: $err"
+run "$QFORGE" verify --reference "$M/tiny-dsv3" --text "$T/eval-a.txt" --ctx 128 --chunks 12 --max-kld 0.000001 --no-tensors "$tmp/q4.gguf"
+expect_rc 1 "a KLD above --max-kld fails"
+contains "$err" "exceeds --max-kld"; ok $? "says which limit: $err"
+run "$QFORGE" verify --reference "$M/tiny-dsv3" --text "$T/eval-a.txt" --ctx 128 --chunks 12 --max-kld 1 --max-ppl-ratio 1.5 --json --no-tensors "$tmp/q4.gguf"
+expect_rc 0 "generous limits pass"
+contains "$out" '"same_top1":'; ok $? "JSON has the metrics"
+contains "$out" '"ok":	true'; ok $? "JSON says ok"
+
+cp "$tmp/q4.gguf" "$tmp/flip.gguf"
+printf '\377' | dd of="$tmp/flip.gguf" bs=1 seek=400000 conv=notrunc 2>/dev/null
+run "$QFORGE" verify "$tmp/flip.gguf"
+expect_rc 1 "a corrupted tensor fails integrity"
+contains "$err" "hash mismatch"; ok $? "names the tensor: $err"
+
+gzip -c "$T/eval-a.txt" > "$tmp/eval.txt.gz"
+run "$QFORGE" verify --text "$tmp/eval.txt.gz" --ctx 128 --chunks 4 "$tmp/bf16.gguf"
+expect_rc 0 "perplexity alone, from gzip'd text"
+run "$QFORGE" verify --text "$tmp/none.txt" "$tmp/bf16.gguf"
+expect_rc 3 "a missing text file is an input error"
+run "$QFORGE" verify --max-kld 1 "$tmp/bf16.gguf"
+expect_rc 2 "limits without --reference and --text are a usage error"
+run "$QFORGE" verify --text "$T/eval-a.txt" --ctx 100000 "$tmp/bf16.gguf"
+expect_rc 2 "a text shorter than one chunk is a usage error"
+finish

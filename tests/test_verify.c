@@ -1,0 +1,315 @@
+/*
+ * verify: the reference forward pass reproduces the fixtures' fp64
+ * reference logits (max |Δ| ≤ 1e-3 × max |logit|) and perplexities
+ * (relative ≤ 1e-3) from the HF original and from our F32 GGUF; results do
+ * not depend on the thread count or on streaming vs cached weights; the
+ * integrity check catches any flipped bit; per-tensor errors are exact
+ * where they must be.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/convert.h"
+#include "formats/gguf.h"
+#include "formats/textfile.h"
+#include "tests/tap.h"
+#include "tests/util.h"
+#include "verify/model.h"
+#include "verify/verify.h"
+
+#define LOGIT_TOL_OF_MAX 1e-3   /* the bound: max |Δ| ≤ 1e-3 × max |logit| */
+#define PPL_REL_TOL 1e-3
+
+static const struct fixture {
+	const char *name, *model;
+	int64_t vocab;
+	double ppl;
+} fixtures[] = {
+	{ "stories260k-hf", "models/stories260k-hf", 512, 5.88723600465909 },
+	{ "tiny-dsv3", "models/tiny-dsv3", 1024, 18.706541467721422 },
+};
+
+static void *read_all(const char *rel, size_t *n)
+{
+	return tu_read(tu_src(rel), n);
+}
+
+static void check_logits(const struct fixture *f, const char *path, const char *how, int threads, uint64_t budget)
+{
+	char p[256];
+	size_t nt = 0, nl = 0;
+	snprintf(p, sizeof p, "tests/data/reference/ref-tokens-%s.i32", f->name);
+	int32_t *tok = read_all(p, &nt);
+	snprintf(p, sizeof p, "tests/data/reference/ref-logits-%s.f32", f->name);
+	float *ref = read_all(p, &nl);
+	int64_t T = (int64_t)(nt / 4);
+	vfy_model *m = NULL;
+	qf_err err = { { 0 } };
+	qf_status s = vfy_model_open(path, threads, budget, &m, &err);
+	float *lg = malloc((size_t)(T * f->vocab) * sizeof *lg);
+	int64_t *want = malloc((size_t)T * sizeof *want);
+	for (int64_t i = 0; i < T; i++)
+		want[i] = i;
+	if (!s)
+		s = vfy_forward(m, tok, T, want, T, lg, &err);
+	double maxd = 0, maxl = 0;
+	int64_t top1 = 0;
+	for (int64_t i = 0; !s && i < T; i++) {
+		int64_t a = 0, b = 0;
+		for (int64_t v = 0; v < f->vocab; v++) {
+			double d = fabs((double)lg[i * f->vocab + v] - ref[i * f->vocab + v]);
+			maxd = d > maxd ? d : maxd;
+			maxl = fabs(ref[i * f->vocab + v]) > maxl ? fabs(ref[i * f->vocab + v]) : maxl;
+			if (lg[i * f->vocab + v] > lg[i * f->vocab + a])
+				a = v;
+			if (ref[i * f->vocab + v] > ref[i * f->vocab + b])
+				b = v;
+		}
+		top1 += a == b;
+	}
+	ok(s == QF_OK && T == 512 && maxd <= LOGIT_TOL_OF_MAX * maxl,
+	   "%s from %s (%d thread%s, %s): logits at all %lld positions within %.0e × max |logit| (max |Δ| %.2e, max |logit| %.2f, top-1 %lld/%lld) %s",
+	   f->name, how, threads, threads == 1 ? "" : "s", budget ? "cached" : "streamed", (long long)T, LOGIT_TOL_OF_MAX,
+	   maxd, maxl, (long long)top1, (long long)T, err.msg);
+	vfy_model_free(m);
+	free(lg);
+	free(want);
+	free(tok);
+	free(ref);
+}
+
+static qf_status write(const char *src, const char *out, int packed, qf_dtype ot, int legacy, qf_err *err)
+{
+	cvt_options o = { .outtype = ot, .threads = 2, .legacy_kv_b = legacy };
+	cvt_plan *p = NULL;
+	cvt_write_opts wo = { .packed = packed, .force = 1, .threads = 2 };
+	qf_status s = cvt_plan_open(src, &o, &p, err);
+	if (!s)
+		s = cvt_write(p, out, &wo, NULL, err);
+	cvt_plan_free(p);
+	return s;
+}
+
+/* Logits of the first T tokens of the eval text. */
+static float *logits_of(const char *path, const int32_t *tok, int64_t T, int64_t V, int threads, uint64_t budget,
+			qf_err *err)
+{
+	vfy_model *m = NULL;
+	float *lg = malloc((size_t)(T * V) * sizeof *lg);
+	int64_t *want = malloc((size_t)T * sizeof *want);
+	for (int64_t i = 0; i < T; i++)
+		want[i] = i;
+	qf_status s = vfy_model_open(path, threads, budget, &m, err);
+	if (!s)
+		s = vfy_forward(m, tok, T, want, T, lg, err);
+	vfy_model_free(m);
+	free(want);
+	if (s) {
+		free(lg);
+		return NULL;
+	}
+	return lg;
+}
+
+static double max_diff(const float *a, const float *b, int64_t n)
+{
+	double d = 0;
+	for (int64_t i = 0; i < n; i++)
+		d = fabs((double)a[i] - b[i]) > d ? fabs((double)a[i] - b[i]) : d;
+	return d;
+}
+
+static void check_ppl(const struct fixture *f, const char *path, const char *how)
+{
+	char p[256];
+	size_t n = 0;
+	snprintf(p, sizeof p, "tests/data/tokens/eval-a.%s.ids", f->name);
+	size_t len;
+	char *txt = (char *)tu_read(tu_src(p), &len);
+	int32_t *ids = malloc((len / 2 + 1) * sizeof *ids);
+	for (char *q = txt, *e; q && *q; q = e) {
+		long v = strtol(q, &e, 10);
+		if (e == q)
+			break;
+		ids[n++] = (int32_t)v;
+	}
+	vfy_model *m = NULL;
+	vfy_ppl r;
+	qf_err err = { { 0 } };
+	qf_status s = vfy_model_open(path, 2, 1u << 30, &m, &err);
+	if (!s)
+		s = vfy_perplexity(&m, 1, ids, n, 128, ids[0], 0, NULL, NULL, &r, &err);
+	double rel = s ? 1 : fabs(r.ppl - f->ppl) / f->ppl;
+	ok(s == QF_OK && rel <= PPL_REL_TOL && r.n == n / 128 * 63,
+	   "%s from %s: perplexity %.5f vs the reference %.5f (relative %.1e ≤ %.0e, %zu positions) %s", f->name, how, r.ppl,
+	   f->ppl, rel, PPL_REL_TOL, r.n, err.msg);
+	vfy_model_free(m);
+	free(ids);
+	free(txt);
+}
+
+static void flip_bit(const char *path, uint64_t off, int bit)
+{
+	FILE *fp = fopen(path, "r+b");
+	fseek(fp, (long)off, SEEK_SET);
+	int c = fgetc(fp);
+	fseek(fp, (long)off, SEEK_SET);
+	fputc(c ^ (1 << bit), fp);
+	fclose(fp);
+}
+
+static void integrity_tests(void)
+{
+	qf_err err = { { 0 } };
+	const char *g = tu_path("int.gguf");
+	ok(write(tu_src("models/tiny-dsv3"), g, 0, QF_DTYPE_NONE, 0, &err) == QF_OK, "wrote a GGUF: %s", err.msg);
+	vfy_integrity r;
+	ok(vfy_integrity_check(g, &r, &err) == QF_OK && r.hashed && r.nbad == 0 && r.checked == 70,
+	   "a fresh GGUF: all 70 tensor hashes match");
+	vfy_integrity_free(&r);
+	/* flip single bits: inside tensor data (sampled all over) and inside the metadata */
+	qf_gguf *gg = NULL;
+	qf_gguf_open(g, &gg, &err);
+	uint64_t rs = 99;
+	int caught = 0, tries = 0, named = 0;
+	for (int k = 0; k < 64 && gg; k++) {
+		const qf_tensor *t = qf_gguf_tensor(gg, (size_t)(tu_rand(&rs) % qf_gguf_ntensors(gg)));
+		uint64_t off = t->offset + tu_rand(&rs) % t->nbytes;
+		int bit = (int)(tu_rand(&rs) % 8);
+		char name[128];
+		snprintf(name, sizeof name, "%s", t->name);
+		flip_bit(g, off, bit);
+		memset(&err, 0, sizeof err);
+		qf_status s = vfy_integrity_check(g, &r, &err);
+		tries++;
+		caught += s == QF_OK && r.nbad >= 1;
+		named += s == QF_OK && r.nbad >= 1 && strcmp(r.bad[0].name, name) == 0;
+		vfy_integrity_free(&r);
+		flip_bit(g, off, bit);
+	}
+	qf_gguf_close(gg);
+	ok(tries == 64 && caught == tries && named == tries, "64 single-bit flips in tensor data: all caught, each naming its tensor");
+	/* metadata: the value of general.name */
+	size_t len;
+	uint8_t *bytes = tu_read(g, &len);
+	uint8_t *at = memmem(bytes, len, "tiny-dsv3", 9);
+	flip_bit(g, (uint64_t)(at - bytes) + 2, 0);
+	memset(&err, 0, sizeof err);
+	qf_status s = vfy_integrity_check(g, &r, &err);
+	ok(s == QF_OK && r.nbad == 1 && strstr(r.bad[0].name, "metadata"), "a flipped bit in a metadata value is caught");
+	vfy_integrity_free(&r);
+	free(bytes);
+	/* bundles: tensor data, and metadata.gguf */
+	const char *b = tu_path("int.qfpack");
+	ok(write(tu_src("models/tiny-dsv3"), b, 1, QF_DTYPE_NONE, 0, &err) == QF_OK, "wrote a bundle: %s", err.msg);
+	ok(vfy_integrity_check(b, &r, &err) == QF_OK && r.nbad == 0 && r.checked == 70 + 5, "a fresh bundle: 70 tensor and 5 file hashes match");
+	vfy_integrity_free(&r);
+	char p[4200];
+	snprintf(p, sizeof p, "%s/tensors.bin", b);
+	flip_bit(p, 5000, 3);
+	memset(&err, 0, sizeof err);
+	s = vfy_integrity_check(b, &r, &err);
+	ok(s == QF_OK && r.nbad == 2 && strcmp(r.bad[0].name, "blk.0.attn_norm.weight") != 0, "a flipped bit in tensors.bin is caught (%s)",
+	   r.nbad ? r.bad[0].name : "");
+	vfy_integrity_free(&r);
+	flip_bit(p, 5000, 3);
+	snprintf(p, sizeof p, "%s/metadata.gguf", b);
+	flip_bit(p, 200, 1);
+	s = vfy_integrity_check(b, &r, &err);
+	ok(s == QF_OK && r.nbad == 1 && strstr(r.bad[0].name, "metadata.gguf"), "a flipped bit in metadata.gguf is caught");
+	vfy_integrity_free(&r);
+}
+
+static void tensor_error_tests(void)
+{
+	qf_err err = { { 0 } };
+	cvt_options o = { .outtype = QF_F32, .threads = 2, .allow_nonfinite = 1 };
+	cvt_plan *ref = NULL, *cand = NULL;
+	const char *g = tu_path("bf16.gguf");
+	vfy_terr *e = NULL;
+	size_t n = 0;
+	qf_status s = write(tu_src("models/tiny-dsv3"), g, 0, QF_DTYPE_NONE, 0, &err);
+	if (!s)
+		s = cvt_plan_open(tu_src("models/tiny-dsv3"), &o, &ref, &err);
+	if (!s)
+		s = cvt_plan_open(g, &o, &cand, &err);
+	if (!s)
+		s = vfy_tensor_errors(cand, ref, 3, &e, &n, &err);
+	int within = s == QF_OK && n == 70;
+	for (size_t i = 0; within && i < n; i++)
+		within = !e[i].problem && e[i].rel_rms <= 0x1p-8 && e[i].cosine > 0.9999;
+	ok(within, "BF16 GGUF vs the FP8 original: every tensor within BF16 rounding (rel-RMS ≤ 2^-8) %s", err.msg);
+	free(e);
+	cvt_plan_free(cand);
+	cvt_plan_free(ref);
+}
+
+int main(void)
+{
+	plan_lazy();
+	qf_err err = { { 0 } };
+	for (size_t i = 0; i < 2; i++) {
+		const struct fixture *f = &fixtures[i];
+		char g[64];
+		snprintf(g, sizeof g, "%s-f32.gguf", f->name);
+		check_logits(f, tu_src(f->model), "the HF checkpoint", 2, 1u << 30);
+		check_logits(f, tu_src(f->model), "the HF checkpoint", 1, 0);
+		ok(write(tu_src(f->model), tu_path(g), 0, QF_F32, 0, &err) == QF_OK, "F32 GGUF written: %s", err.msg);
+		check_logits(f, tu_path(g), "our F32 GGUF", 3, 1u << 30);
+		check_ppl(f, tu_src(f->model), "the HF checkpoint");
+		check_ppl(f, tu_path(g), "our F32 GGUF");
+	}
+	/* thread counts and streaming change nothing */
+	size_t nt;
+	int32_t *tok = (int32_t *)(void *)tu_read(tu_src("tests/data/reference/ref-tokens-tiny-dsv3.i32"), &nt);
+	float *a = logits_of(tu_src("models/tiny-dsv3"), tok, 200, 1024, 1, 1u << 30, &err);
+	float *b = logits_of(tu_src("models/tiny-dsv3"), tok, 200, 1024, 3, 1u << 30, &err);
+	float *c = logits_of(tu_src("models/tiny-dsv3"), tok, 200, 1024, 2, 0, &err);
+	ok(a && b && c && memcmp(a, b, 200 * 1024 * 4) == 0 && memcmp(a, c, 200 * 1024 * 4) == 0,
+	   "logits are bit-identical for 1 and 3 threads, cached or streamed");
+	/* split attn_k_b/attn_v_b and the joined attn_kv_b compute the same attention */
+	const char *lg = tu_path("legacy.gguf");
+	float *d = write(tu_src("models/tiny-dsv3"), lg, 0, QF_F32, 1, &err) == QF_OK
+			   ? logits_of(lg, tok, 200, 1024, 2, 1u << 30, &err) : NULL;
+	ok(d && a && max_diff(a, d, 200 * 1024) < 1e-4, "joined attn_kv_b gives the split form's logits (max |Δ| %.1e)",
+	   d && a ? max_diff(a, d, 200 * 1024) : -1.0);
+	/* a bundle (every tensor in its own format) runs too: fp8-b128 bundle = the FP8 original exactly */
+	free(d);
+	d = NULL;
+	const char *bp = tu_path("f32.qfpack");
+	if (write(tu_src("models/tiny-dsv3"), bp, 1, QF_F32, 0, &err) == QF_OK)
+		d = logits_of(bp, tok, 200, 1024, 2, 0, &err);
+	ok(d && a && memcmp(a, d, 200 * 1024 * 4) == 0, "an F32 bundle gives the original's logits exactly %s", err.msg);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+	/* the q_lora_rank null variant (DeepSeek-V2-Lite shape, softmax routing): HF folder = GGUF = bundle */
+	const char *v2 = tu_path("dsv2");
+	int32_t t2[48];
+	for (int i = 0; i < 48; i++)
+		t2[i] = (int32_t)((i * 7 + 3) % 16);
+	a = b = c = NULL;
+	if (tu_gen_dsv2(v2, 11) == 0 && write(v2, tu_path("dsv2.gguf"), 0, QF_F32, 0, &err) == QF_OK &&
+	    write(v2, tu_path("dsv2.qfpack"), 1, QF_F32, 0, &err) == QF_OK) {
+		a = logits_of(v2, t2, 48, 16, 2, 1u << 30, &err);
+		b = logits_of(tu_path("dsv2.gguf"), t2, 48, 16, 1, 0, &err);
+		c = logits_of(tu_path("dsv2.qfpack"), t2, 48, 16, 3, 1u << 30, &err);
+	}
+	int finite = a != NULL;
+	for (int i = 0; a && i < 48 * 16; i++)
+		finite &= isfinite(a[i]) && fabsf(a[i]) > 0;
+	ok(finite && b && c && memcmp(a, b, 48 * 16 * 4) == 0 && memcmp(a, c, 48 * 16 * 4) == 0,
+	   "q_lora_rank null model: same logits from the HF folder, the GGUF and the bundle %s", err.msg);
+	free(a);
+	free(b);
+	free(c);
+	free(tok);
+	integrity_tests();
+	tensor_error_tests();
+	return tap_failures() ? 1 : 0;
+}
