@@ -812,6 +812,19 @@ static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 	const qf_dtype_traits *tr = qf_dtype_info(t->dtype);
 	int64_t len = t->ndim ? t->shape[t->ndim - 1] : 1; /* rows of a 3-D tensor are its last dim */
 	const uint8_t *row = t->data + (uint64_t)r * (uint64_t)len * tr->block_bytes;
+	if (s->scale && t->dtype == QF_F8_E4M3) {
+		/* decode and scale in one pass (the same products as below) */
+		const float *lut = qf_e4m3_table();
+		const float *sc = (const float *)s->scale->data + (r / s->bo) * s->scale->shape[1];
+		for (int64_t c0 = 0, b = 0; c0 < len; c0 += s->bi, b++) {
+			float f;
+			memcpy(&f, sc + b, 4);
+			int64_t c1 = c0 + s->bi < len ? c0 + s->bi : len;
+			for (int64_t c = c0; c < c1; c++)
+				dst[c] = lut[row[c]] * f;
+		}
+		return;
+	}
 	tr->to_f32(row, dst, len);
 	if (s->scale) {
 		/* DeepSeek weight_dequant: w[i][j] = fp8(w) * s[i / bo][j / bi] */

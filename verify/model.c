@@ -49,6 +49,7 @@ struct vfy_model {
 	float **wbuf, **wscr;                       /* per worker: RB decoded rows, op scratch */
 	int64_t max_cols, max_scr;
 	double *inv_freq;                           /* (rope_dim / 2) */
+	uint64_t streamed;                          /* source bytes decoded by forward passes */
 	double rope_mscale;                         /* cos/sin magnitude (YaRN), 1 otherwise */
 	float *vec_store;                           /* the norm vectors */
 };
@@ -57,6 +58,7 @@ const vfy_hparams *vfy_model_hparams(const vfy_model *m) { return &m->hp; }
 cvt_plan *vfy_model_plan(vfy_model *m) { return m->plan; }
 int vfy_model_cached(const vfy_model *m) { return m->cached; }
 uint64_t vfy_model_weight_bytes(const vfy_model *m) { return m->weight_bytes; }
+uint64_t vfy_model_streamed(const vfy_model *m) { return m->streamed; }
 
 /* ---- opening ---------------------------------------------------------------------- */
 
@@ -585,6 +587,8 @@ static qf_status matmul(vfy_model *m, const vw *w, int64_t r0, int64_t nr, const
 		     .st = st, .errs = errs };
 	memset(errs, 0, sizeof errs);
 	qf_parallel_for(th, (nr + RB - 1) / RB, mm_fn, &j);
+	if (!w->f32) /* the source bytes of the rows read */
+		m->streamed += cvt_item_src_bytes(w->it) / (uint64_t)w->rows * (uint64_t)nr;
 	for (int i = 0; i < th; i++)
 		if (st[i])
 			return qf_fail(err, st[i], "%s", errs[i].msg);

@@ -49,8 +49,10 @@ const vfy_hparams *vfy_model_hparams(const vfy_model *m);
 cvt_plan *vfy_model_plan(vfy_model *m);
 /* 1 when all weights are held decoded. */
 int vfy_model_cached(const vfy_model *m);
-/* Bytes of weights one forward over a chunk streams (all weights once). */
+/* Source bytes of all weights. */
 uint64_t vfy_model_weight_bytes(const vfy_model *m);
+/* Source bytes of weights decoded by forward passes so far (streaming mode). */
+uint64_t vfy_model_streamed(const vfy_model *m);
 
 /*
  * Runs tokens[0..T) as one sequence from position 0 and writes the logits
