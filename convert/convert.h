@@ -93,6 +93,8 @@ cvt_item *cvt_plan_item(cvt_plan *p, size_t i);
 const char *cvt_plan_arch(const cvt_plan *p);      /* GGUF architecture name */
 uint64_t cvt_item_nbytes(const cvt_item *it);             /* main payload, GGUF layout */
 uint64_t cvt_item_out_bytes(const cvt_item *it, int packed); /* with companions */
+/* The format the item's source is stored in (FP8 with block scales: fp8-b128). */
+qnt_fmt cvt_item_src_fmt(const cvt_item *it);
 uint64_t cvt_item_src_bytes(const cvt_item *it);
 int64_t cvt_item_rows(const cvt_item *it);
 int64_t cvt_item_row_len(const cvt_item *it);

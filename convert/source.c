@@ -38,6 +38,17 @@ cvt_class cvt_class_of_gguf(const char *name, int ndim)
 	return CVT_CLASS_ATTN;
 }
 
+qnt_fmt cvt_item_src_fmt(const cvt_item *it)
+{
+	const cvt_src *s = &it->srcs[0];
+	if (s->coded)
+		return s->qv.fmt;
+	if (s->scale)
+		return QNT_FP8_B128;
+	qnt_fmt f = qnt_fmt_from_dtype(s->t->dtype);
+	return f == QNT_FMT_NONE ? QNT_F32 : f;
+}
+
 static int layer_of(const char *name)
 {
 	int l;
@@ -86,11 +97,14 @@ static qf_status copy_item(cvt_plan *p, const qf_tensor *t, qnt_fmt fmt, int in_
 	memcpy(it->shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
 	it->cls = cls;
 	it->layer = layer_of(t->name);
-	it->fmt = fmt;
 	it->src_quant = qnt_fmt_is_quant(fmt);
+	/* what convert writes: --outtype, else the source's float type (BF16 for quantized sources) */
 	it->type = fmt == QNT_F32 ? QF_F32 : fmt == QNT_F16 ? QF_F16 : QF_BF16;
+	if (p->opt.outtype != QF_DTYPE_NONE)
+		it->type = p->opt.outtype;
 	if (t->ndim == 1 || cls == CVT_CLASS_NORM || cls == CVT_CLASS_ROUTER)
 		it->type = QF_F32;
+	it->fmt = qnt_fmt_from_dtype(it->type);
 	cvt_src *s = &it->srcs[0];
 	s->t = t;
 	if (it->src_quant || in_bundle) {

@@ -51,6 +51,15 @@ static int run_convert(const char *model, const char *out)
 	return system(cmd);
 }
 
+static int run_quantize(const char *model, const char *target, const char *out)
+{
+	char cmd[8192];
+	const char *q = getenv("QFORGE");
+	snprintf(cmd, sizeof cmd, "'%s' quantize -q -f --target %s -o '%s' '%s' >/dev/null", q ? q : "./qforge", target, out,
+		 tu_src(model));
+	return system(cmd);
+}
+
 static int32_t *read_ids(const char *path, int *n)
 {
 	size_t sz;
@@ -187,6 +196,95 @@ int main(void)
 		free(ref);
 		free(got);
 		mfree(model);
+	}
+	/*
+	 * Quantized GGUFs: llama.cpp loads them and reads every block as qforge
+	 * means it.  The oracle is llama.cpp itself on an F32 GGUF holding
+	 * exactly qforge's dequantization of the same file (qforge convert of the
+	 * quantized GGUF): the two runs differ only by llama.cpp quantizing its
+	 * activations for quantized products.  (Against the fp64 reference, the
+	 * quantization error itself and, for DeepSeek, llama.cpp's YaRN would blur
+	 * the comparison.)  In the MoE model those small activation differences
+	 * can flip a router's top-k choice at a few positions, which moves those
+	 * positions' logits a lot: there the bound holds at 90% of positions.
+	 */
+	static const struct { const char *model, *target, *reft; int vocab; double tol; int moe; } qs[] = {
+		{ "models/stories260k-hf", "llamacpp-q8_0", "tests/data/reference/ref-tokens-stories260k-hf.i32", 512, 0.02, 0 },
+		{ "models/stories260k-hf", "llamacpp-q4_0", "tests/data/reference/ref-tokens-stories260k-hf.i32", 512, 0.02, 0 },
+		{ "models/tiny-dsv3", "llamacpp-q8_0", "tests/data/reference/ref-tokens-tiny-dsv3.i32", 1024, 0.02, 1 },
+		{ "models/tiny-dsv3", "llamacpp-q4_0", "tests/data/reference/ref-tokens-tiny-dsv3.i32", 1024, 0.02, 1 },
+		{ "models/tiny-dsv3", "llamacpp-moe-mxfp4", "tests/data/reference/ref-tokens-tiny-dsv3.i32", 1024, 0.02, 1 },
+	};
+	for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+		enum { NQ = 64 };
+		const char *qpath = tu_path("q.gguf"), *dpath = tu_path("deq.gguf");
+		char cmd[8192];
+		const char *q = getenv("QFORGE");
+		snprintf(cmd, sizeof cmd, "'%s' convert -q -f --outtype f32 -o '%s' '%s' >/dev/null", q ? q : "./qforge", dpath, qpath);
+		if (run_quantize(qs[k].model, qs[k].target, qpath) != 0 || system(cmd) != 0) {
+			ok(0, "%s: qforge quantize --target %s (or its F32 dequantization) failed", qs[k].model, qs[k].target);
+			continue;
+		}
+		size_t tsz2;
+		int32_t *rt = (int32_t *)tu_read(tu_src(qs[k].reft), &tsz2);
+		float *lg[2] = { malloc((size_t)NQ * (size_t)qs[k].vocab * sizeof(float)),
+				 malloc((size_t)NQ * (size_t)qs[k].vocab * sizeof(float)) };
+		int rc = 0;
+		for (int f = 0; f < 2; f++) {
+			void *model = mload(f ? dpath : qpath, mdef());
+			void *ctx = model ? cinit(model, cdef()) : NULL;
+			if (!ctx || !rt) {
+				rc = -1;
+			} else {
+				llama_batch b = binit(NQ, 0, 1);
+				b.n_tokens = NQ;
+				for (int i = 0; i < NQ; i++) {
+					b.token[i] = rt[i];
+					b.pos[i] = i;
+					b.n_seq_id[i] = 1;
+					b.seq_id[i][0] = 0;
+					b.logits[i] = 1;
+				}
+				rc |= decode(ctx, b);
+				for (int i = 0; rc == 0 && i < NQ; i++)
+					memcpy(lg[f] + (size_t)i * (size_t)qs[k].vocab, logits_ith(ctx, i), (size_t)qs[k].vocab * sizeof(float));
+				bfree(b);
+			}
+			if (ctx)
+				cfree(ctx);
+			if (model)
+				mfree(model);
+		}
+		double maxabs = 0, pos[NQ];
+		int same_top = 0;
+		for (int i = 0; rc == 0 && i < NQ; i++) {
+			const float *a = lg[0] + (size_t)i * (size_t)qs[k].vocab, *b = lg[1] + (size_t)i * (size_t)qs[k].vocab;
+			int a1 = 0, a2 = 0;
+			pos[i] = 0;
+			for (int v = 0; v < qs[k].vocab; v++) {
+				double d = fabs((double)a[v] - b[v]);
+				pos[i] = d > pos[i] ? d : pos[i];
+				maxabs = fabs(b[v]) > maxabs ? fabs(b[v]) : maxabs;
+				a1 = a[v] > a[a1] ? v : a1;
+				a2 = b[v] > b[a2] ? v : a2;
+			}
+			same_top += a1 == a2;
+		}
+		/* sort the per-position maxima: the bound applies to all, or to 90% (MoE) */
+		for (int i = 1; rc == 0 && i < NQ; i++)
+			for (int j = i; j > 0 && pos[j] < pos[j - 1]; j--) {
+				double x = pos[j];
+				pos[j] = pos[j - 1];
+				pos[j - 1] = x;
+			}
+		double at = rc == 0 ? pos[qs[k].moe ? NQ * 9 / 10 - 1 : NQ - 1] : INFINITY;
+		ok(rc == 0 && at <= qs[k].tol * maxabs && same_top >= NQ - 3,
+		   "%s %s: llama.cpp reads the quantized GGUF as qforge dequantizes it (max |Δ| at %s positions %.3g ≤ %.0f%% of max |logit|, worst %.3g; same top-1 %d/%d)",
+		   qs[k].model, qs[k].target, qs[k].moe ? "90% of" : "all", at, 100 * qs[k].tol, rc == 0 ? pos[NQ - 1] : 0.0,
+		   same_top, NQ);
+		free(lg[0]);
+		free(lg[1]);
+		free(rt);
 	}
 	free(text);
 	return tap_failures() ? 1 : 0;

@@ -284,7 +284,7 @@ static void oracle(const char *name, qf_tok *t, const char *special)
 	cJSON_Delete(arr);
 	char tj[4096];
 	snprintf(tj, sizeof tj, "%s/models/%s/tokenizer.json", tu_src(""), name);
-	snprintf(cmd, sizeof cmd, "node '%s/tokenize.js' '%s' '%s' > '%s'", tu_src("tests/oracle"), tj, tp,
+	snprintf(cmd, sizeof cmd, "QF_ORACLE_DIR='%s' node '%s/tokenize.js' '%s' '%s' > '%s'", od, tu_src("tests/oracle"), tj, tp,
 		 tu_path("oracle.json"));
 	int rc = system(cmd);
 	size_t len = 0;

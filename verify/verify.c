@@ -274,7 +274,7 @@ qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr
 		vfy_terr *e = &v[i];
 		snprintf(e->name, sizeof e->name, "%s", a->name);
 		e->cls = a->cls;
-		e->fmt = qnt_fmt_info(a->fmt)->name;
+		e->fmt = qnt_fmt_info(cvt_item_src_fmt(a))->name;
 		e->n = (uint64_t)(cvt_item_rows(a) * cvt_item_row_len(a));
 		if (!b) {
 			e->problem = "missing in the reference";

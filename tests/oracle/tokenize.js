@@ -3,7 +3,9 @@
 // usage: node tokenize.js TOKENIZER_JSON TEXTS_JSON
 const fs = require('fs');
 const path = require('path');
-const { Tokenizer } = require(path.join(__dirname, 'node_modules', 'tokenizers'));
+// the npm modules live in QF_ORACLE_DIR when set (a build tree elsewhere), else next to this script
+const base = process.env.QF_ORACLE_DIR || __dirname;
+const { Tokenizer } = require(path.join(base, 'node_modules', 'tokenizers'));
 (async () => {
   const tok = Tokenizer.fromFile(process.argv[2]);
   const texts = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
