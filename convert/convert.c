@@ -188,6 +188,12 @@ static qf_status read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err
 				       "%s/config.json: rope_scaling.original_max_position_embeddings missing", ck->path);
 		if (!qf_json_get_num(rs, "mscale_all_dim", &h->yarn_mscale_all))
 			h->yarn_mscale_all = 0;
+		if (!qf_json_get_num(rs, "mscale", &h->yarn_mscale))
+			h->yarn_mscale = 1.0;
+		if (!qf_json_get_num(rs, "beta_fast", &h->yarn_beta_fast))
+			h->yarn_beta_fast = 32.0;
+		if (!qf_json_get_num(rs, "beta_slow", &h->yarn_beta_slow))
+			h->yarn_beta_slow = 1.0;
 	}
 	return QF_OK;
 }
@@ -778,6 +784,15 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 			qf_gguf_set_f32(w, KEY("rope.scaling.factor"), (float)h->yarn_factor);
 			qf_gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)h->yarn_orig_ctx);
 			qf_gguf_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), (float)(0.1 * h->yarn_mscale_all));
+			/* llama.cpp's keys; verify reads them so GGUF and bundle sources keep HF's YaRN */
+			qf_gguf_set_f32(w, KEY("rope.scaling.yarn_beta_fast"), (float)h->yarn_beta_fast);
+			qf_gguf_set_f32(w, KEY("rope.scaling.yarn_beta_slow"), (float)h->yarn_beta_slow);
+			if (h->yarn_mscale != h->yarn_mscale_all && h->yarn_factor > 1.0) {
+				/* HF scales cos/sin by mscale(factor, mscale) / mscale(factor, mscale_all_dim) */
+				double a = 0.1 * h->yarn_mscale * log(h->yarn_factor) + 1.0;
+				double b = 0.1 * h->yarn_mscale_all * log(h->yarn_factor) + 1.0;
+				qf_gguf_set_f32(w, KEY("rope.scaling.attn_factor"), (float)(a / b));
+			}
 		}
 		qf_gguf_set_u32(w, KEY("expert_count"), (uint32_t)h->n_exp);
 		qf_gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)h->n_used);

@@ -20,7 +20,7 @@ typedef struct hparams {
 	double routed_scale;
 	int norm_topk, sigmoid;
 	int yarn;
-	double yarn_factor, yarn_mscale_all;
+	double yarn_factor, yarn_mscale_all, yarn_mscale, yarn_beta_fast, yarn_beta_slow;
 	int64_t yarn_orig_ctx;
 } hparams;
 

@@ -1074,14 +1074,13 @@ static int out_push(outv *o, int32_t id, uint64_t s, uint64_t e)
 }
 
 /* Splits a span by a pattern with tokenizers' behaviours. */
-static int split_span(const pre_step *st, const wstr *w, span in, spans *out)
+static int split_span(const pre_step *st, const wstr *w, span in, spans *out, OnigRegion *reg)
 {
 	typedef struct { size_t s, e; int m; } part;
 	part stack[64], *parts = stack;
 	size_t np = 0, cap = 64;
 	const UChar *base = (const UChar *)w->b + in.off, *end = base + in.len;
 	size_t prev = 0, pos = 0;
-	OnigRegion *reg = st->re ? onig_region_new() : NULL;
 	int rc = 0;
 #define PUSH(a, b, mm)                                                             \
 	do {                                                                       \
@@ -1192,8 +1191,6 @@ out:
 #undef PUSH
 	if (parts != stack)
 		free(parts);
-	if (reg)
-		onig_region_free(reg, 1);
 	return rc;
 }
 
@@ -1555,6 +1552,9 @@ static int encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64
 	wstr w = { 0 };
 	spans cur = { 0 }, nxt = { 0 };
 	int rc = -1;
+	OnigRegion *reg = onig_region_new(); /* one for every search of this stretch */
+	if (!reg)
+		return -1;
 	if (normalize(t, s, n, off, &w))
 		goto out;
 	if (!w.n) {
@@ -1578,7 +1578,7 @@ static int encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64
 		for (size_t i = 0; i < cur.n; i++) {
 			span sp = cur.v[i];
 			if (st->kind == PRE_SPLIT) {
-				if (split_span(st, &w, sp, &nxt))
+				if (split_span(st, &w, sp, &nxt, reg))
 					goto out;
 			} else if (st->kind == PRE_BYTELEVEL) {
 				if (st->add_prefix_space && w.b[sp.off] != ' ') {
@@ -1589,7 +1589,7 @@ static int encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64
 				}
 				if (st->re) {
 					pre_step rx = { .kind = PRE_SPLIT, .re = st->re, .behavior = SPLIT_ISOLATED };
-					if (split_span(&rx, &w, sp, &nxt))
+					if (split_span(&rx, &w, sp, &nxt, reg))
 						goto out;
 				} else if (sp_push(&nxt, sp.off, sp.len)) {
 					goto out;
@@ -1612,7 +1612,7 @@ static int encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64
 				span ns = { at, w.n - at };
 				if (st->ms_split) {
 					pre_step lit = { .kind = PRE_SPLIT, .lit = METASPACE, .litlen = 3, .behavior = SPLIT_NEXT };
-					if (split_span(&lit, &w, ns, &nxt))
+					if (split_span(&lit, &w, ns, &nxt, reg))
 						goto out;
 				} else if (sp_push(&nxt, ns.off, ns.len)) {
 					goto out;
@@ -1638,7 +1638,7 @@ static int encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64
 		pre_step cut = { .kind = PRE_SPLIT, .lit = METASPACE, .litlen = 3, .behavior = SPLIT_NEXT };
 		nxt.n = 0;
 		for (size_t i = 0; i < cur.n; i++)
-			if (split_span(&cut, &w, cur.v[i], &nxt))
+			if (split_span(&cut, &w, cur.v[i], &nxt, reg))
 				goto out;
 		spans x = cur;
 		cur = nxt;
@@ -1649,6 +1649,7 @@ static int encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64
 			goto out;
 	rc = 0;
 out:
+	onig_region_free(reg, 1);
 	ws_free(&w);
 	free(cur.v);
 	free(nxt.v);
