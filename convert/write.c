@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,13 +176,112 @@ static qf_status sink_put(sink *k, size_t item, int part, const void *buf, size_
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/*
+ * The writer thread: while workers encode block k+1 into one set of
+ * buffers, it writes block k from the other, so encoding and disk writes
+ * overlap.  One block in flight; the order of bytes is unchanged.
+ */
+typedef struct wjob {
+	size_t item;
+	int nparts;
+	const uint8_t *buf[1 + QNT_MAX_COMP];
+	size_t len[1 + QNT_MAX_COMP];
+} wjob;
+
+typedef struct writer {
+	sink *k;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int has_job, quit, started;
+	wjob job;
+	qf_status st;
+	qf_err err;
+} writer;
+
+static void *writer_main(void *arg)
+{
+	writer *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->has_job && !w->quit)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->has_job)
+			break;
+		wjob j = w->job;
+		qf_status st = w->st;
+		pthread_mutex_unlock(&w->mu);
+		for (int p = 0; !st && p < j.nparts; p++)
+			st = sink_put(w->k, j.item, p, j.buf[p], j.len[p], &w->err);
+		pthread_mutex_lock(&w->mu);
+		w->st = st;
+		w->has_job = 0;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* Waits for the writer to be idle; returns its status (the first error, kept). */
+static qf_status writer_drain(writer *w, qf_err *err)
+{
+	if (!w->started)
+		return w->st;
+	pthread_mutex_lock(&w->mu);
+	while (w->has_job)
+		pthread_cond_wait(&w->cv, &w->mu);
+	qf_status st = w->st;
+	pthread_mutex_unlock(&w->mu);
+	if (st)
+		qf_fail(err, st, "%s", w->err.msg);
+	return st;
+}
+
+/* Hands a block to the writer (or writes it here when no thread could start). */
+static qf_status writer_submit(writer *w, const wjob *j, qf_err *err)
+{
+	if (!w->started) {
+		for (int p = 0; p < j->nparts; p++) {
+			qf_status st = sink_put(w->k, j->item, p, j->buf[p], j->len[p], err);
+			if (st)
+				return st;
+		}
+		return QF_OK;
+	}
+	qf_status st = writer_drain(w, err);
+	if (st)
+		return st;
+	pthread_mutex_lock(&w->mu);
+	w->job = *j;
+	w->has_job = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	return QF_OK;
+}
+
+static void writer_stop(writer *w)
+{
+	if (!w->started)
+		return;
+	pthread_mutex_lock(&w->mu);
+	while (w->has_job)
+		pthread_cond_wait(&w->cv, &w->mu);
+	w->quit = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	w->started = 0;
+}
+
 qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt_result *res, qf_err *err)
 {
 	qf_status s = QF_OK;
 	int threads = wo->threads < 1 ? 1 : wo->threads;
 	sink k = { .packed = wo->packed };
 	float **f32 = NULL, **dec = NULL, **scr = NULL;
-	uint8_t *mainbuf = NULL, *compbuf[QNT_MAX_COMP] = { NULL, NULL };
+	uint8_t *mainbufs[2] = { NULL, NULL }, *compbufs[2][QNT_MAX_COMP] = { { NULL, NULL }, { NULL, NULL } };
+	int set = 0; /* the buffer set being filled; the writer may hold the other */
+	writer wr = { .k = &k, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	qf_status *wst = NULL;
 	qf_err *werr = NULL;
 	double (*acc)[4] = NULL;
@@ -233,14 +333,17 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			goto oom;
 	}
 	int64_t block_rows = rows_per_worker * threads;
-	mainbuf = malloc((size_t)(block_rows * max_len) * 4);
-	for (int c = 0; c < QNT_MAX_COMP; c++)
-		compbuf[c] = malloc((size_t)(block_rows * (max_len / 16 + 16)));
-	if (!mainbuf || !compbuf[0] || !compbuf[1])
-		goto oom;
+	for (int b = 0; b < 2; b++) {
+		mainbufs[b] = malloc((size_t)(block_rows * max_len) * 4);
+		for (int c = 0; c < QNT_MAX_COMP; c++)
+			compbufs[b][c] = malloc((size_t)(block_rows * (max_len / 16 + 16)));
+		if (!mainbufs[b] || !compbufs[b][0] || !compbufs[b][1])
+			goto oom;
+	}
 	s = wo->packed ? qf_pk_writer_begin(k.pk, path, wo->force, err) : qf_gguf_writer_begin(k.g, path, wo->force, err);
 	if (s)
 		goto out;
+	wr.started = pthread_create(&wr.th, NULL, writer_main, &wr) == 0;
 
 	uint64_t done_in = 0;
 	for (size_t i = 0; i < p->n; i++) {
@@ -263,6 +366,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 				qnt_unit_rows(f, it->ndim, it->shape, u1, &rb, &n);
 			else
 				rb = rows;
+			uint8_t *mainbuf = mainbufs[set], **compbuf = compbufs[set];
 			work wk = { .it = it, .packed = wo->packed, .quality = wo->quality,
 				    .allow_nonfinite = p->opt.allow_nonfinite, .u0 = u0,
 				    .main_base = qnt_main_offset(f, wo->packed, C, ra), .main = mainbuf,
@@ -282,11 +386,14 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 				}
 			}
 			uint64_t main_end = qnt_main_offset(f, wo->packed, C, rb);
-			if ((s = sink_put(&k, i, 0, mainbuf, (size_t)(main_end - wk.main_base), err)))
+			wjob job = { .item = i, .nparts = 1 + nc, .buf = { mainbuf }, .len = { (size_t)(main_end - wk.main_base) } };
+			for (int c = 0; c < nc; c++) {
+				job.buf[1 + c] = compbuf[c];
+				job.len[1 + c] = (size_t)(comp_end[c] - wk.comp_base[c]);
+			}
+			if ((s = writer_submit(&wr, &job, err)))
 				goto out;
-			for (int c = 0; c < nc; c++)
-				if ((s = sink_put(&k, i, 1 + c, compbuf[c], (size_t)(comp_end[c] - wk.comp_base[c]), err)))
-					goto out;
+			set ^= 1;
 			cvt_release_consumed(p, it, rb);
 			if (wo->prog)
 				wo->prog(wo->ud, done_in + (rows ? in_bytes * (uint64_t)rb / (uint64_t)rows : in_bytes),
@@ -312,6 +419,9 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			}
 		}
 	}
+	if ((s = writer_drain(&wr, err)))
+		goto out;
+	writer_stop(&wr);
 	s = wo->packed ? qf_pk_writer_finish(k.pk, err) : qf_gguf_writer_finish(k.g, err);
 	if (s)
 		goto out;
@@ -326,6 +436,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
 out:
+	writer_stop(&wr);
 	for (int i = 0; i < threads; i++) {
 		if (f32)
 			free(f32[i]);
@@ -340,9 +451,11 @@ out:
 	free(wst);
 	free(werr);
 	free(acc);
-	free(mainbuf);
-	free(compbuf[0]);
-	free(compbuf[1]);
+	for (int b = 0; b < 2; b++) {
+		free(mainbufs[b]);
+		free(compbufs[b][0]);
+		free(compbufs[b][1]);
+	}
 	free(k.pk_idx);
 	qf_gguf_writer_free(k.g); /* removes the .tmp on failure */
 	qf_pk_writer_free(k.pk);

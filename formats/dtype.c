@@ -214,7 +214,7 @@ void qf_row_bf16_to_f32(const void *src, float *dst, int64_t n)
 		d[i] = (uint32_t)s[i] << 16; /* vectorises at -O2 */
 }
 
-void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n)
+static void row_f32_to_bf16_scalar(const float *src, void *dst, int64_t n)
 {
 	uint16_t *d = dst;
 	for (int64_t i = 0; i < n; i++)
@@ -293,6 +293,44 @@ static int have_avx2(void)
 	return cached;
 }
 #endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* qf_f32_to_bf16 on 8 lanes: round to nearest even, NaN kept quiet. */
+__attribute__((target("avx2"))) static void row_f32_to_bf16_avx2(const float *src, void *dst, int64_t n)
+{
+	uint16_t *d = dst;
+	const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+	const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(64);
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256i r[2];
+		for (int k = 0; k < 2; k++) {
+			__m256i u = _mm256_loadu_si256((const __m256i *)(src + i + 8 * k));
+			__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
+			__m256i rnd = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+			__m256i v = _mm256_blendv_epi8(_mm256_srli_epi32(rnd, 16), _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+			r[k] = v;
+		}
+		/* 16 × u32 (each < 65536) → 16 × u16, in order */
+		__m256i p = _mm256_packus_epi32(r[0], r[1]);
+		p = _mm256_permute4x64_epi64(p, 0xd8);
+		_mm256_storeu_si256((__m256i *)(d + i), p);
+	}
+	for (; i < n; i++)
+		d[i] = qf_f32_to_bf16(src[i]);
+}
+#endif
+
+void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_avx2()) {
+		row_f32_to_bf16_avx2(src, dst, n);
+		return;
+	}
+#endif
+	row_f32_to_bf16_scalar(src, dst, n);
+}
 
 int qf_cpu_has_avx2(void)
 {

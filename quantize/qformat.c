@@ -226,6 +226,98 @@ static uint8_t e4m3_sat(float x)
 
 static int32_t clampi(int32_t v, int32_t lo, int32_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+/* ---- E4M3 rows: q[i] = e4m3_sat(x[i] / s) or e4m3_sat(x[i] · m) --------------------------- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* e4m3_sat on 8 lanes, as the scalar encoder: RNE, ±448 saturation, NaN → 0x7f | sign. */
+__attribute__((target("avx2"))) static inline __m256i e4m3_avx2(__m256 v)
+{
+	__m256i u = _mm256_castps_si256(v);
+	__m256i sign = _mm256_and_si256(_mm256_srli_epi32(u, 24), _mm256_set1_epi32(0x80));
+	__m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+	__m256i nan = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000));
+	__m256i sat = _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x43e00000 - 1));
+	__m256i sub = _mm256_cmpgt_epi32(_mm256_set1_epi32(0x3c800000), a);
+	__m256i m = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_castsi256_ps(a), _mm256_set1_ps(512.0f))); /* RNE */
+	__m256i r = _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(0x7ffff),
+							 _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1))));
+	r = _mm256_sub_epi32(_mm256_srli_epi32(r, 20), _mm256_set1_epi32((127 - 7) << 3));
+	r = _mm256_min_epi32(r, _mm256_set1_epi32(0x7e));
+	r = _mm256_blendv_epi8(r, m, sub);
+	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7e), sat);
+	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7f), nan);
+	return _mm256_or_si256(r, sign);
+}
+
+/* 32 lanes of codes (each < 256) → 32 bytes in order. */
+__attribute__((target("avx2"))) static inline void store32(uint8_t *q, __m256i a, __m256i b, __m256i c, __m256i d)
+{
+	__m256i ab = _mm256_packus_epi32(a, b), cd = _mm256_packus_epi32(c, d);
+	__m256i p = _mm256_packus_epi16(ab, cd);
+	p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	_mm256_storeu_si256((__m256i *)q, p);
+}
+
+__attribute__((target("avx2"))) static void e4m3_row_avx2(const float *x, int64_t n, float s, int divide, uint8_t *q)
+{
+	__m256 vs = _mm256_set1_ps(s);
+	int64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i r[4];
+		for (int k = 0; k < 4; k++) {
+			__m256 v = _mm256_loadu_ps(x + i + 8 * k);
+			r[k] = e4m3_avx2(divide ? _mm256_div_ps(v, vs) : _mm256_mul_ps(v, vs));
+		}
+		store32(q + i, r[0], r[1], r[2], r[3]);
+	}
+	for (; i < n; i++)
+		q[i] = e4m3_sat(divide ? x[i] / s : x[i] * s);
+}
+
+__attribute__((target("avx2"))) static float amax_avx2(const float *x, int64_t n)
+{
+	__m256 m = _mm256_setzero_ps(), absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		m = _mm256_max_ps(m, _mm256_and_ps(_mm256_loadu_ps(x + i), absm));
+	float t[8], r = 0.0f;
+	_mm256_storeu_ps(t, m);
+	for (int k = 0; k < 8; k++)
+		r = t[k] > r ? t[k] : r;
+	for (; i < n; i++)
+		r = fabsf(x[i]) > r ? fabsf(x[i]) : r;
+	return r;
+}
+#endif
+
+/* q[i] = e4m3_sat(x[i] / s) (divide) or e4m3_sat(x[i] · s). */
+static void e4m3_row(const float *x, int64_t n, float s, int divide, uint8_t *q)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (qf_cpu_has_avx2()) {
+		e4m3_row_avx2(x, n, s, divide, q);
+		return;
+	}
+#endif
+	for (int64_t i = 0; i < n; i++)
+		q[i] = e4m3_sat(divide ? x[i] / s : x[i] * s);
+}
+
+/* max |x[i]| (NaN ignored, as the scalar comparisons do). */
+static float amax_row(const float *x, int64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (qf_cpu_has_avx2())
+		return amax_avx2(x, n);
+#endif
+	float r = 0.0f;
+	for (int64_t i = 0; i < n; i++)
+		r = fabsf(x[i]) > r ? fabsf(x[i]) : r;
+	return r;
+}
+
 /* ---- encoders ------------------------------------------------------------------- */
 
 /*
@@ -238,16 +330,18 @@ static void enc_fp8_b128(const float *x, int64_t n, int64_t C, uint8_t *q, float
 	for (int64_t c0 = 0, b = 0; c0 < C; c0 += 128, b++) {
 		int64_t c1 = c0 + 128 < C ? c0 + 128 : C;
 		float amax = 0.0f;
-		for (int64_t r = 0; r < n; r++)
-			for (int64_t c = c0; c < c1; c++) {
-				float a = fabsf(x[r * C + c]);
-				amax = a > amax ? a : amax;
-			}
+		for (int64_t r = 0; r < n; r++) {
+			float a = amax_row(x + r * C + c0, c1 - c0);
+			amax = a > amax ? a : amax;
+		}
 		float s = amax / 448.0f;
 		memcpy(&sc[b], &s, 4);
-		for (int64_t r = 0; r < n; r++)
-			for (int64_t c = c0; c < c1; c++)
-				q[r * C + c] = s > 0.0f ? e4m3_sat(x[r * C + c] / s) : 0;
+		for (int64_t r = 0; r < n; r++) {
+			if (s > 0.0f)
+				e4m3_row(x + r * C + c0, c1 - c0, s, 1, q + r * C + c0);
+			else
+				memset(q + r * C + c0, 0, (size_t)(c1 - c0));
+		}
 	}
 }
 
@@ -256,14 +350,12 @@ static void enc_mxfp8_row(const float *x, int64_t C, uint8_t *q, uint8_t *e)
 {
 	for (int64_t b = 0; b < C / 32; b++) {
 		const float *xb = x + b * 32;
-		float amax = 0.0f;
-		for (int j = 0; j < 32; j++)
-			amax = fabsf(xb[j]) > amax ? fabsf(xb[j]) : amax;
-		int ex = amax > 0.0f ? (int)floorf(log2f(amax)) - 8 : -127;
+		float amax = amax_row(xb, 32);
+		int ex = amax > 0.0f ? ilogbf(amax) - 8 : -127;
 		ex = ex < -127 ? -127 : ex > 127 ? 127 : ex;
 		e[b] = (uint8_t)(ex + 127);
-		for (int j = 0; j < 32; j++)
-			q[b * 32 + j] = e4m3_sat(ldexpf(xb[j], -ex));
+		/* 2^-ex is exact as a float (2^-127 is subnormal), so x·2^-ex rounds once, as ldexpf */
+		e4m3_row(xb, 32, ldexpf(1.0f, -ex), 0, q + b * 32);
 	}
 }
 
