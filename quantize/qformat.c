@@ -292,6 +292,50 @@ __attribute__((target("avx2"))) static float amax_avx2(const float *x, int64_t n
 }
 #endif
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* clamp(rne(x·id), lo, hi) + add for 32 lanes (as lrintf in the default rounding mode). */
+__attribute__((target("avx2"))) static inline void int32x4(const float *x, __m256 id, int lo, int hi, int add, __m256i *r)
+{
+	for (int k = 0; k < 4; k++) {
+		__m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), id));
+		v = _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
+		r[k] = _mm256_add_epi32(v, _mm256_set1_epi32(add));
+	}
+}
+
+/* int8 codes of a row: n a multiple of 32 handled here, the tail by the caller. */
+__attribute__((target("avx2"))) static int64_t int8_row_avx2(const float *x, int64_t n, float id, int8_t *q)
+{
+	int64_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m256i r[4];
+		int32x4(x + i, _mm256_set1_ps(id), -127, 127, 0, r);
+		__m256i ab = _mm256_packs_epi32(r[0], r[1]), cd = _mm256_packs_epi32(r[2], r[3]);
+		__m256i p = _mm256_packs_epi16(ab, cd);
+		p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+		_mm256_storeu_si256((__m256i *)(q + i), p);
+	}
+	return i;
+}
+
+/* Symmetric int4 codes (q + 8), two per byte, low nibble first; returns elements done. */
+__attribute__((target("avx2"))) static int64_t int4_row_avx2(const float *x, int64_t n, float id, uint8_t *q)
+{
+	int64_t i = 0;
+	const __m256i w = _mm256_set1_epi16(0x1001); /* bytes (1, 16): lo + 16·hi */
+	for (; i + 32 <= n; i += 32) {
+		__m256i r[4];
+		uint8_t t[32];
+		int32x4(x + i, _mm256_set1_ps(id), -8, 7, 8, r);
+		store32(t, r[0], r[1], r[2], r[3]);
+		__m256i pr = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)t), w);
+		__m128i b = _mm_packus_epi16(_mm256_castsi256_si128(pr), _mm256_extracti128_si256(pr, 1));
+		_mm_storeu_si128((__m128i *)(q + i / 2), b);
+	}
+	return i;
+}
+#endif
+
 /* q[i] = e4m3_sat(x[i] / s) (divide) or e4m3_sat(x[i] · s). */
 static void e4m3_row(const float *x, int64_t n, float s, int divide, uint8_t *q)
 {
@@ -361,12 +405,15 @@ static void enc_mxfp8_row(const float *x, int64_t C, uint8_t *q, uint8_t *e)
 
 static void enc_int8_row(const float *x, int64_t C, int8_t *q, float *s)
 {
-	float amax = 0.0f;
-	for (int64_t j = 0; j < C; j++)
-		amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+	float amax = amax_row(x, C);
 	float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
 	memcpy(s, &d, 4);
-	for (int64_t j = 0; j < C; j++)
+	int64_t j = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (qf_cpu_has_avx2())
+		j = int8_row_avx2(x, C, id, q);
+#endif
+	for (; j < C; j++)
 		q[j] = (int8_t)clampi((int32_t)lrintf(x[j] * id), -127, 127);
 }
 
@@ -396,7 +443,12 @@ static void enc_int4_row(const float *x, int64_t C, int asym, uint8_t *q, uint8_
 			z = clampi((int32_t)lrintf(-mn * id), 0, 15);
 			zp[g] = (uint8_t)z;
 		}
-		for (int64_t j = c0; j < c1; j++) {
+		int64_t j = c0;
+#if defined(__x86_64__) && defined(__GNUC__)
+		if (!asym && qf_cpu_has_avx2() && (c0 & 1) == 0)
+			j = c0 + int4_row_avx2(x + c0, c1 - c0, id, q + c0 / 2);
+#endif
+		for (; j < c1; j++) {
 			int32_t v = asym ? clampi((int32_t)lrintf(x[j] * id) + z, 0, 15)
 					 : clampi((int32_t)lrintf(x[j] * id), -8, 7) + 8;
 			q[j / 2] |= (uint8_t)(v << ((j & 1) * 4));
