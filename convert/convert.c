@@ -829,14 +829,12 @@ static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 	const uint8_t *row = t->data + (uint64_t)r * (uint64_t)len * tr->block_bytes;
 	if (s->scale && t->dtype == QF_F8_E4M3) {
 		/* decode and scale in one pass (the same products as below) */
-		const float *lut = qf_e4m3_table();
 		const float *sc = (const float *)s->scale->data + (r / s->bo) * s->scale->shape[1];
 		for (int64_t c0 = 0, b = 0; c0 < len; c0 += s->bi, b++) {
 			float f;
 			memcpy(&f, sc + b, 4);
 			int64_t c1 = c0 + s->bi < len ? c0 + s->bi : len;
-			for (int64_t c = c0; c < c1; c++)
-				dst[c] = lut[row[c]] * f;
+			qf_row_e4m3_scaled_to_f32(row + c0, dst + c0, c1 - c0, f);
 		}
 		return;
 	}
@@ -861,6 +859,15 @@ int64_t cvt_scratch_floats(const cvt_item *it)
 
 static qf_status check_finite(const cvt_item *it, int64_t row, const float *v, int64_t n, qf_err *err)
 {
+	/* a quick pass (exponent all ones anywhere?) before looking for where */
+	uint32_t any = 0;
+	for (int64_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, v + i, 4);
+		any |= (u & 0x7f800000u) == 0x7f800000u;
+	}
+	if (!any)
+		return QF_OK;
 	for (int64_t i = 0; i < n; i++) {
 		if (!isfinite(v[i]))
 			return qf_fail(err, QF_EFORMAT,

@@ -332,6 +332,50 @@ void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n)
 	row_f32_to_bf16_scalar(src, dst, n);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* E4M3 → f32 by bit arithmetic on 8 lanes, times s: the LUT's exact values, one rounding. */
+__attribute__((target("avx2"))) static void row_e4m3_scaled_avx2(const uint8_t *src, float *dst, int64_t n, float s)
+{
+	const __m256 vs = _mm256_set1_ps(s), sub = _mm256_set1_ps(0x1p-9f);
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)));
+		__m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+		__m256i e = _mm256_and_si256(_mm256_srli_epi32(b, 3), _mm256_set1_epi32(15));
+		__m256i m = _mm256_and_si256(b, _mm256_set1_epi32(7));
+		/* normal: 2^(e−7)·(1 + m/8) → exponent e + 120, mantissa m << 20 */
+		__m256i nb = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(120)), 23),
+					     _mm256_slli_epi32(m, 20));
+		__m256 nrm = _mm256_castsi256_ps(nb);
+		__m256 sbn = _mm256_mul_ps(_mm256_cvtepi32_ps(m), sub); /* e = 0: m · 2^-9 */
+		__m256 isz = _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
+		__m256 v = _mm256_blendv_ps(nrm, sbn, isz);
+		__m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7f)),
+								      _mm256_set1_epi32(0x7f)));
+		v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), isnan);
+		v = _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+		_mm256_storeu_ps(dst + i, _mm256_mul_ps(v, vs));
+	}
+	const float *lut = qf_e4m3_table();
+	for (; i < n; i++)
+		dst[i] = lut[src[i]] * s;
+}
+#endif
+
+void qf_row_e4m3_scaled_to_f32(const void *src, float *dst, int64_t n, float s)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_avx2()) {
+		row_e4m3_scaled_avx2(src, dst, n, s);
+		return;
+	}
+#endif
+	const float *lut = qf_e4m3_table();
+	const uint8_t *b = src;
+	for (int64_t i = 0; i < n; i++)
+		dst[i] = lut[b[i]] * s;
+}
+
 int qf_cpu_has_avx2(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
