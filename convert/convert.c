@@ -859,14 +859,7 @@ int64_t cvt_scratch_floats(const cvt_item *it)
 
 static qf_status check_finite(const cvt_item *it, int64_t row, const float *v, int64_t n, qf_err *err)
 {
-	/* a quick pass (exponent all ones anywhere?) before looking for where */
-	uint32_t any = 0;
-	for (int64_t i = 0; i < n; i++) {
-		uint32_t u;
-		memcpy(&u, v + i, 4);
-		any |= (u & 0x7f800000u) == 0x7f800000u;
-	}
-	if (!any)
+	if (qf_row_all_finite(v, n)) /* the quick pass; then where */
 		return QF_OK;
 	for (int64_t i = 0; i < n; i++) {
 		if (!isfinite(v[i]))

@@ -376,6 +376,41 @@ void qf_row_e4m3_scaled_to_f32(const void *src, float *dst, int64_t n, float s)
 		dst[i] = lut[b[i]] * s;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2"))) static int all_finite_avx2(const float *v, int64_t n)
+{
+	const __m256i e = _mm256_set1_epi32(0x7f800000);
+	__m256i any = _mm256_setzero_si256();
+	int64_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(v + i)), e);
+		any = _mm256_or_si256(any, _mm256_cmpeq_epi32(u, e));
+	}
+	int bad = !_mm256_testz_si256(any, any);
+	for (; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, v + i, 4);
+		bad |= (u & 0x7f800000u) == 0x7f800000u;
+	}
+	return !bad;
+}
+#endif
+
+int qf_row_all_finite(const float *v, int64_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_avx2())
+		return all_finite_avx2(v, n);
+#endif
+	uint32_t any = 0;
+	for (int64_t i = 0; i < n; i++) {
+		uint32_t u;
+		memcpy(&u, v + i, 4);
+		any |= (u & 0x7f800000u) == 0x7f800000u;
+	}
+	return !any;
+}
+
 int qf_cpu_has_avx2(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)

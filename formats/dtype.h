@@ -83,6 +83,9 @@ void qf_row_e4m3_to_f32(const void *src, float *dst, int64_t n);
 /* dst[i] = e4m3(src[i]) × s (DeepSeek's weight_dequant for one block's columns). */
 void qf_row_e4m3_scaled_to_f32(const void *src, float *dst, int64_t n, float s);
 
+/* 1 when no element is NaN or ±inf. */
+int qf_row_all_finite(const float *v, int64_t n);
+
 /* 1 when AVX2 kernels may run (the CPU has it, the OS saves YMM, QF_NO_SIMD unset). */
 int qf_cpu_has_avx2(void);
 
