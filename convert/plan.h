@@ -51,8 +51,8 @@ uint32_t cvt_plan_file_type(const cvt_plan *p);
 /* Checkpoint sources: every key from config.json and the tokenizer. */
 qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
 
-/* Source pages of rows before out row `done` are no longer needed. */
-void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t done);
+/* Source pages of output rows [from, to) are no longer needed. */
+void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t from, int64_t to);
 void cvt_release_item(const cvt_plan *p, const cvt_item *it);
 
 #endif

@@ -297,11 +297,17 @@ qf_status cvt_plan_meta(cvt_plan *p, const qf_gguf **out, qf_err *err)
 
 /* ---- releasing consumed source pages ------------------------------------------- */
 
+/* Drops bytes [a, b) of t's mapping from the resident set (whole pages inside the range). */
+static void release_range(const cvt_plan *p, const qf_tensor *t, uint64_t a, uint64_t b)
+{
+	b = b < t->nbytes ? b : t->nbytes;
+	if (p->release_ok && t->data && b > a)
+		qf_view_release(t->data + a, b - a);
+}
+
 static void release(const cvt_plan *p, const qf_tensor *t, uint64_t n)
 {
-	if (!p->release_ok || !t->data)
-		return;
-	qf_view_release(t->data, n < t->nbytes ? n : t->nbytes);
+	release_range(p, t, 0, n);
 }
 
 /* Bytes of one row (last dimension) of t. */
@@ -313,27 +319,30 @@ static uint64_t row_bytes(const qf_tensor *t)
 }
 
 /*
- * Drops source pages already consumed (rows before out row `done`) from the
+ * Drops the source pages of output rows [from, to) — consumed — from the
  * resident set, so peak RSS stays at the row-block working set even for a
- * stack of 256 experts.  KB/VB read a head's rows out of order: released at
- * the end of the item.
+ * stack of 256 experts.  Only the new range is released each time.  KB/VB
+ * read a head's rows out of order: released at the end of the item.
  */
-void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t done)
+void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t from, int64_t to)
 {
 	const qf_tensor *t = it->srcs[0].t;
 	switch (it->op) {
 	case CVT_OP_COPY:
-		release(p, t, (uint64_t)done * row_bytes(t));
+		release_range(p, t, (uint64_t)from * row_bytes(t), (uint64_t)to * row_bytes(t));
 		break;
-	case CVT_OP_PERMUTE:
-		release(p, t, (uint64_t)(done / it->head_dim * it->head_dim) * row_bytes(t));
+	case CVT_OP_PERMUTE: {
+		int64_t hd = it->head_dim;
+		release_range(p, t, (uint64_t)(from / hd * hd) * row_bytes(t), (uint64_t)(to / hd * hd) * row_bytes(t));
 		break;
+	}
 	case CVT_OP_STACK: {
-		int64_t per = it->shape[1], e = done / per;
-		for (int64_t k = 0; k < e && k < it->nsrc; k++)
-			release(p, it->srcs[k].t, it->srcs[k].t->nbytes);
-		if (e < it->nsrc)
-			release(p, it->srcs[e].t, (uint64_t)(done % per) * row_bytes(it->srcs[e].t));
+		int64_t per = it->shape[1];
+		for (int64_t e = from / per; e < it->nsrc && e * per < to; e++) {
+			const qf_tensor *x = it->srcs[e].t;
+			int64_t a = from > e * per ? from - e * per : 0, b = to < (e + 1) * per ? to - e * per : per;
+			release_range(p, x, (uint64_t)a * row_bytes(x), (uint64_t)b * row_bytes(x));
+		}
 		break;
 	}
 	default:

@@ -394,7 +394,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			if ((s = writer_submit(&wr, &job, err)))
 				goto out;
 			set ^= 1;
-			cvt_release_consumed(p, it, rb);
+			cvt_release_consumed(p, it, ra, rb);
 			if (wo->prog)
 				wo->prog(wo->ud, done_in + (rows ? in_bytes * (uint64_t)rb / (uint64_t)rows : in_bytes),
 					 total_in, i, p->n);

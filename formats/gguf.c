@@ -857,6 +857,8 @@ qf_status qf_gguf_writer_begin(qf_gguf_writer *w, const char *path, int force, q
 	w->data_start = b.n;
 	s = qf_out_open(&w->out, path, force, err);
 	if (!s)
+		s = qf_out_reserve(&w->out, b.n + qf_gguf_writer_total_bytes(w), err);
+	if (!s)
 		s = qf_out_write(&w->out, b.p, b.n, err);
 	if (s) {
 		free(b.p);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,15 @@ qf_status qf_out_pad(qf_out *o, uint64_t align, qf_err *err)
 		pad -= k;
 	}
 	return QF_OK;
+}
+
+qf_status qf_out_reserve(qf_out *o, uint64_t size, qf_err *err)
+{
+	/* one allocation up front: no per-page block allocation while writing, and a full disk shows now */
+	int r = fallocate(o->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)size);
+	if (r == 0 || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL)
+		return QF_OK;
+	return write_error(o, errno, err);
 }
 
 qf_status qf_out_commit(qf_out *o, qf_err *err)

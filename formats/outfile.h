@@ -26,6 +26,8 @@ qf_status qf_out_open(qf_out *o, const char *path, int force, qf_err *err);
 qf_status qf_out_write(qf_out *o, const void *buf, size_t n, qf_err *err);
 qf_status qf_out_pwrite(qf_out *o, const void *buf, size_t n, uint64_t off, qf_err *err);
 qf_status qf_out_pad(qf_out *o, uint64_t align, qf_err *err);
+/* Reserves SIZE bytes of disk for the file (fallocate, size unchanged); a no-op where unsupported. */
+qf_status qf_out_reserve(qf_out *o, uint64_t size, qf_err *err);
 qf_status qf_out_commit(qf_out *o, qf_err *err);
 void qf_out_abort(qf_out *o);
 

@@ -673,7 +673,12 @@ qf_status qf_pk_writer_begin(qf_pk_writer *w, const char *path, int force, qf_er
 	w->fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (w->fd < 0)
 		return qf_fail(err, QF_EIO, "%s: cannot create: %s", p, strerror(errno));
-	if (ftruncate(w->fd, (off_t)w->total) != 0)
+	/* allocate it all now (a full disk shows at once); sparse when the filesystem cannot */
+	int fr = w->total ? fallocate(w->fd, 0, 0, (off_t)w->total) : 0;
+	if (fr != 0 && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+		return qf_fail(err, QF_EIO, "%s: cannot reserve %llu bytes: %s%s", p, (unsigned long long)w->total,
+			       strerror(errno), errno == ENOSPC || errno == EFBIG || errno == EDQUOT ? " (disk full or file too large)" : "");
+	if (fr != 0 && ftruncate(w->fd, (off_t)w->total) != 0)
 		return qf_fail(err, QF_EIO, "%s: cannot size to %llu bytes: %s", p,
 			       (unsigned long long)w->total, strerror(errno));
 	w->begun = 1;
