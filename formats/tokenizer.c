@@ -969,7 +969,8 @@ done:
 /* A working string: bytes plus, per byte, the original [start, end) it came from. */
 typedef struct wstr {
 	char *b;
-	uint64_t *s, *e;
+	uint32_t *s, *e;       /* offsets from the stretch's start (base) */
+	uint64_t base;
 	size_t n, cap;
 } wstr;
 
@@ -981,8 +982,8 @@ static int ws_reserve(wstr *w, size_t n)
 	while (nc < w->n + n)
 		nc *= 2;
 	char *b = realloc(w->b, nc);
-	uint64_t *s = b ? realloc(w->s, nc * sizeof *s) : NULL;
-	uint64_t *e = s ? realloc(w->e, nc * sizeof *e) : NULL;
+	uint32_t *s = b ? realloc(w->s, nc * sizeof *s) : NULL;
+	uint32_t *e = s ? realloc(w->e, nc * sizeof *e) : NULL;
 	if (b)
 		w->b = b;
 	if (s)
@@ -995,7 +996,7 @@ static int ws_reserve(wstr *w, size_t n)
 	return 0;
 }
 
-static int ws_put(wstr *w, const char *b, size_t n, uint64_t s, uint64_t e)
+static int ws_put(wstr *w, const char *b, size_t n, uint32_t s, uint32_t e)
 {
 	if (ws_reserve(w, n))
 		return -1;
@@ -1122,10 +1123,23 @@ static int split_span(const pre_step *st, const wstr *w, span in, spans *out, On
 			pos = ms + (size_t)(k > 0 ? k : 1);
 			continue;
 		}
-		if (ms > prev)
-			PUSH(prev, ms, st->invert);
-		PUSH(ms, me, !st->invert);
+		if (st->behavior == SPLIT_ISOLATED) {
+			/* the common case streams straight out: every part is a piece */
+			if (sp_push(out, in.off + prev, ms - prev) || sp_push(out, in.off + ms, me - ms)) {
+				rc = -1;
+				goto out;
+			}
+		} else {
+			if (ms > prev)
+				PUSH(prev, ms, st->invert);
+			PUSH(ms, me, !st->invert);
+		}
 		prev = pos = me;
+	}
+	if (st->behavior == SPLIT_ISOLATED) {
+		if (sp_push(out, in.off + prev, in.len - prev))
+			rc = -1;
+		goto out;
 	}
 	if (prev < in.len)
 		PUSH(prev, in.len, st->invert);
@@ -1415,12 +1429,12 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 				int32_t bid = t->byte_id[(uint8_t)word[j]];
 				if (bid < 0)
 					bid = t->unk;
-				if (bid >= 0 && out_push(o, bid, w->s[base + j], w->e[base + j]))
+				if (bid >= 0 && out_push(o, bid, w->base + w->s[base + j], w->base + w->e[base + j]))
 					return -1;
 			}
 			continue;
 		}
-		if (out_push(o, x->id, w->s[base + x->s], w->e[base + x->e - 1]))
+		if (out_push(o, x->id, w->base + w->s[base + x->s], w->base + w->e[base + x->e - 1]))
 			return -1;
 	}
 	return 0;
@@ -1438,7 +1452,7 @@ static int bpe_cached(qf_tok *t, bpe_ws *ws, const wstr *w, span sp, outv *o)
 	if (c->nids && c->len == sp.len && memcmp(c->word, word, sp.len) == 0) {
 		uint32_t st = 0;
 		for (int i = 0; i < c->nids; i++) {
-			if (out_push(o, c->ids[i], w->s[sp.off + st], w->e[sp.off + c->ends[i] - 1]))
+			if (out_push(o, c->ids[i], w->base + w->s[sp.off + st], w->base + w->e[sp.off + c->ends[i] - 1]))
 				return -1;
 			st = c->ends[i];
 		}
@@ -1493,16 +1507,16 @@ static int normalize(const qf_tok *t, const char *s, size_t n, uint64_t off, wst
 			if (a.n + 1 > a.cap && ws_reserve(&a, 1))
 				goto oom;
 			a.b[a.n] = s[i];
-			a.s[a.n] = off + i;
-			a.e[a.n] = off + i + 1;
+			a.s[a.n] = (uint32_t)i;
+			a.e[a.n] = (uint32_t)(i + 1);
 			a.n++;
 			i++;
 		} else if (k > 0) {
-			if (ws_put(&a, s + i, (size_t)k, off + i, off + i + (size_t)k))
+			if (ws_put(&a, s + i, (size_t)k, (uint32_t)i, (uint32_t)(i + (size_t)k)))
 				goto oom;
 			i += (size_t)k;
 		} else {
-			if (ws_put(&a, "\xef\xbf\xbd", 3, off + i, off + i + 1))
+			if (ws_put(&a, "\xef\xbf\xbd", 3, (uint32_t)i, (uint32_t)(i + 1)))
 				goto oom;
 			i++;
 		}
@@ -1535,6 +1549,7 @@ static int normalize(const qf_tok *t, const char *s, size_t n, uint64_t off, wst
 		b = x;
 	}
 	ws_free(w);
+	a.base = off;
 	*w = a;
 	ws_free(&b);
 	return 0;
@@ -1661,6 +1676,8 @@ qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special
 {
 	outv o = { 0 };
 	bpe_ws ws = { 0 };
+	if (len > 0xe0000000u) /* offsets inside a stretch are 32-bit */
+		return qf_fail(err, QF_EUSAGE, "text of %zu bytes: at most 3.5 GiB can be tokenized at once", len);
 	o.cap = len / 3 + 16;
 	if (!(o.v = malloc(o.cap * sizeof *o.v)))
 		goto oom;
