@@ -38,6 +38,12 @@ int cli_parse_int(const char *s, long lo, long hi, long *out);
 /* Prints j (pretty) on stdout and frees it. */
 struct cJSON;
 void cli_print_json(struct cJSON *j);
+/* The last component of a path (trailing slashes are not part of it: its length is strcspn(r, "/")). */
+const char *cli_path_base(const char *path);
+/* Default output name beside the working folder: <base of in>-<tag>.gguf or .qfpack. */
+void cli_default_output(const char *in, const char *tag, int packed, char *buf, size_t n);
+/* Progress of a convert/quantize write (a cvt_progress_fn on a cli_progress). */
+void cli_tensor_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems);
 /* "1.23 GiB" */
 const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
 /* Installs SIGINT/SIGTERM handlers that remove partial outputs. */

@@ -134,3 +134,25 @@ void cli_install_signals(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 }
+
+const char *cli_path_base(const char *path)
+{
+	const char *e = path + strlen(path);
+	while (e > path && e[-1] == '/')
+		e--;
+	const char *b = e;
+	while (b > path && b[-1] != '/')
+		b--;
+	return b;
+}
+
+void cli_default_output(const char *in, const char *tag, int packed, char *buf, size_t n)
+{
+	const char *b = cli_path_base(in);
+	snprintf(buf, n, "%.*s-%s%s", (int)strcspn(b, "/"), b, tag, packed ? ".qfpack" : ".gguf");
+}
+
+void cli_tensor_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems)
+{
+	cli_progress_update(ud, done, total, "tensor %zu/%zu", item + 1, nitems);
+}

@@ -8,11 +8,6 @@
 #include "cli/cli.h"
 #include "convert/convert.h"
 
-static void on_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t n)
-{
-	cli_progress_update(ud, done, total, "tensor %zu/%zu", item + 1, n);
-}
-
 static void shape_str(const cvt_item *it, char *b, size_t n)
 {
 	size_t p = (size_t)snprintf(b, n, "[");
@@ -95,14 +90,8 @@ int cli_convert(int argc, char **argv)
 		return cli_error("convert", s, &err);
 	char defname[4096];
 	if (!outpath) {
-		const char *b = in + strlen(in);
-		while (b > in && b[-1] == '/')
-			b--;
-		const char *e = b;
-		while (b > in && b[-1] != '/')
-			b--;
 		const char *ot = o.outtype == QF_F32 ? "f32" : o.outtype == QF_F16 ? "f16" : o.outtype == QF_BF16 ? "bf16" : "auto";
-		snprintf(defname, sizeof defname, "%.*s-%s%s", (int)(e - b), b, ot, packed ? ".qfpack" : ".gguf");
+		cli_default_output(in, ot, packed, defname, sizeof defname);
 		outpath = defname;
 	}
 	size_t n = cvt_plan_count(plan);
@@ -157,7 +146,7 @@ int cli_convert(int argc, char **argv)
 		cli_progress_init(&pr, "convert", quiet || json);
 		cvt_result res;
 		cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads,
-				      .prog = on_progress, .ud = &pr };
+				      .prog = cli_tensor_progress, .ud = &pr };
 		s = cvt_write(plan, outpath, &wo, &res, &err);
 		cli_progress_done(&pr);
 		if (s) {

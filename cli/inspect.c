@@ -382,16 +382,7 @@ int cli_inspect(int argc, char **argv)
 	}
 	if (qf_pk_is_bundle(path))
 		return inspect_bundle(path, json, hashes);
-	if (S_ISREG(sb.st_mode) && !qf_path_is_tar(path)) {
-		FILE *f = fopen(path, "rb");
-		char magic[4] = { 0 };
-		if (f) {
-			size_t got = fread(magic, 1, 4, f);
-			(void)got;
-			fclose(f);
-		}
-		if (memcmp(magic, "GGUF", 4) == 0)
-			return inspect_gguf(path, json, hashes);
-	}
+	if (S_ISREG(sb.st_mode) && !qf_path_is_tar(path) && qf_path_is_gguf(path))
+		return inspect_gguf(path, json, hashes);
 	return inspect_ckpt(path, json, hashes);
 }

@@ -12,11 +12,6 @@
 
 #define MAX_RULES 64
 
-static void on_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t n)
-{
-	cli_progress_update(ud, done, total, "tensor %zu/%zu", item + 1, n);
-}
-
 static int list_targets(int json)
 {
 	char **names = NULL;
@@ -216,14 +211,7 @@ int cli_quantize(int argc, char **argv)
 		goto done;
 	char defname[4096];
 	if (!outpath) {
-		const char *b = in + strlen(in);
-		while (b > in && b[-1] == '/')
-			b--;
-		const char *e = b;
-		while (b > in && b[-1] != '/')
-			b--;
-		snprintf(defname, sizeof defname, "%.*s-%s%s", (int)(e - b), b, have_prof ? prof.name : "custom",
-			 packed ? ".qfpack" : ".gguf");
+		cli_default_output(in, have_prof ? prof.name : "custom", packed, defname, sizeof defname);
 		outpath = defname;
 	}
 	size_t n = cvt_plan_count(plan);
@@ -267,7 +255,7 @@ int cli_quantize(int argc, char **argv)
 	cli_progress_init(&pr, "quantize", quiet || json);
 	cvt_result res;
 	cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads, .quality = quality,
-			      .prog = on_progress, .ud = &pr, .profile = have_prof ? prof.json : NULL };
+			      .prog = cli_tensor_progress, .ud = &pr, .profile = have_prof ? prof.json : NULL };
 	s = cvt_write(plan, outpath, &wo, &res, &err);
 	cli_progress_done(&pr);
 	if (s)

@@ -18,17 +18,6 @@ static void on_progress(void *ud, size_t chunk, size_t n, double tps)
 	cli_progress_update(ud, chunk, n, "chunk %zu/%zu, %.0f tokens/s", chunk, n, tps);
 }
 
-static const char *base(const char *p)
-{
-	const char *e = p + strlen(p);
-	while (e > p && e[-1] == '/')
-		e--;
-	const char *b = e;
-	while (b > p && b[-1] != '/')
-		b--;
-	return b;
-}
-
 static int cmp_terr(const void *a, const void *b)
 {
 	const vfy_terr *x = a, *y = b;
@@ -189,6 +178,7 @@ int cli_verify(int argc, char **argv)
 	cJSON *jfail = json ? cJSON_AddArrayToObject(jo, "failures") : NULL;
 	vfy_model *models[MAX_CAND + 1] = { 0 };
 	cvt_plan *refplan = NULL;
+	int ref_joined = 0; /* refplan keeps kv_b joined */
 	qf_tok *tok = NULL;
 	char *text = NULL;
 	qf_tok_piece *pieces = NULL;
@@ -259,9 +249,13 @@ int cli_verify(int argc, char **argv)
 			for (size_t k = 0; k < cvt_plan_count(cp); k++)
 				if (strstr(cvt_plan_item(cp, k)->name, ".attn_kv_b."))
 					o.legacy_kv_b = 1;
-			cvt_plan_free(refplan);
-			refplan = NULL;
-			if ((s = cvt_plan_open(ref_path, &o, &refplan, &err)) ||
+			/* (re)open the reference only when the form it needs changes: a tar reference is staged each time */
+			if (refplan && o.legacy_kv_b != ref_joined) {
+				cvt_plan_free(refplan);
+				refplan = NULL;
+			}
+			ref_joined = o.legacy_kv_b;
+			if ((!refplan && (s = cvt_plan_open(ref_path, &o, &refplan, &err))) ||
 			    (s = vfy_tensor_errors(cp, refplan, (int)threads, &te, &nte, &err))) {
 				cvt_plan_free(cp);
 				goto done;
@@ -337,12 +331,12 @@ int cli_verify(int argc, char **argv)
 			}
 		} else {
 			printf("\nperplexity on %s: %zu tokens, %zu chunks of %ld, %zu positions scored (%s tokenizer of %s)\n",
-			       base(text_path), n, nch, ctx, res[0].n, qf_tok_kind(tok), base(tokpath));
+			       cli_path_base(text_path), n, nch, ctx, res[0].n, qf_tok_kind(tok), cli_path_base(tokpath));
 			printf("%-26s %18s %9s %16s %9s %8s %7s\n", "model", "PPL", "ratio", "mean KLD", "KLD p99", "top-1",
 			       "RMS Δp");
 			for (size_t k = 0; k < nm; k++) {
 				int is_ref = ref_path && k == 0;
-				const char *nmn = base(is_ref ? ref_path : cand[k - (ref_path ? 1 : 0)]);
+				const char *nmn = cli_path_base(is_ref ? ref_path : cand[k - (ref_path ? 1 : 0)]);
 				char ppl[40];
 				snprintf(ppl, sizeof ppl, "%.4f ± %.4f", res[k].ppl, res[k].ppl_err);
 				if (ref_path && k > 0)

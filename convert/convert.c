@@ -52,6 +52,14 @@ void cvt_plan_free(cvt_plan *p)
 	free(p);
 }
 
+const cvt_item *cvt_plan_find(cvt_plan *p, const char *name)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (strcmp(p->items[i].name, name) == 0)
+			return &p->items[i];
+	return NULL;
+}
+
 int64_t cvt_item_row_len(const cvt_item *it) { return it->shape[it->ndim - 1]; }
 
 int64_t cvt_item_rows(const cvt_item *it)
@@ -200,7 +208,7 @@ static qf_status read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err
 
 /* ---- plan building ------------------------------------------------------------- */
 
-static cvt_item *new_item(cvt_plan *p, qf_err *err)
+cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err)
 {
 	if (p->n == p->cap) {
 		size_t nc = p->cap ? p->cap * 2 : 256;
@@ -282,7 +290,7 @@ static qf_status check_shape(const cvt_plan *p, const qf_tensor *t, int ndim, in
 static qf_status add_simple(cvt_plan *p, const qf_tensor *t, const char *name, cvt_class cls, int layer,
 			    cvt_op op, qf_err *err)
 {
-	cvt_item *it = new_item(p, err);
+	cvt_item *it = cvt_plan_new_item(p, err);
 	if (!it)
 		return QF_ENOMEM;
 	snprintf(it->name, sizeof it->name, "%s", name);
@@ -464,7 +472,7 @@ static qf_status build_kv_b(cvt_plan *p, const qf_tensor *t, int64_t layer, qf_e
 		return add_simple(p, t, name, CVT_CLASS_ATTN, (int)layer, CVT_OP_COPY, err);
 	}
 	for (int k = 0; k < 2; k++) {
-		cvt_item *it = new_item(p, err);
+		cvt_item *it = cvt_plan_new_item(p, err);
 		if (!it)
 			return QF_ENOMEM;
 		snprintf(it->name, sizeof it->name, "blk.%lld.%s.weight", (long long)layer, k ? "attn_v_b" : "attn_k_b");
@@ -621,7 +629,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 						goto fail;
 					int64_t *slot = &stack_idx[layer * 3 + kind];
 					if (!*slot) {
-						cvt_item *it = new_item(p, err);
+						cvt_item *it = cvt_plan_new_item(p, err);
 						if (!it)
 							goto fail_oom;
 						static const char *const kn[3] = { "gate", "up", "down" };

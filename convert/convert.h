@@ -90,6 +90,8 @@ cvt_class cvt_class_of_gguf(const char *name, int ndim);
 void cvt_plan_free(cvt_plan *p);
 size_t cvt_plan_count(const cvt_plan *p);
 cvt_item *cvt_plan_item(cvt_plan *p, size_t i);
+/* The item with this GGUF name, or NULL. */
+const cvt_item *cvt_plan_find(cvt_plan *p, const char *name);
 const char *cvt_plan_arch(const cvt_plan *p);      /* GGUF architecture name */
 uint64_t cvt_item_nbytes(const cvt_item *it);             /* main payload, GGUF layout */
 uint64_t cvt_item_out_bytes(const cvt_item *it, int packed); /* with companions */

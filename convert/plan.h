@@ -46,6 +46,9 @@ struct cvt_plan {
 };
 
 
+/* Appends a zeroed item (layer −1) to the plan. */
+cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err);
+
 /* llama_ftype of the dominant 2-D weight format. */
 uint32_t cvt_plan_file_type(const cvt_plan *p);
 /* Checkpoint sources: every key from config.json and the tokenizer. */

@@ -57,18 +57,9 @@ static int layer_of(const char *name)
 
 static cvt_item *push_item(cvt_plan *p, qf_err *err)
 {
-	if (p->n == p->cap) {
-		size_t nc = p->cap ? p->cap * 2 : 256;
-		cvt_item *g = realloc(p->items, nc * sizeof *g);
-		if (!g) {
-			qf_fail(err, QF_ENOMEM, "out of memory");
-			return NULL;
-		}
-		p->items = g;
-		p->cap = nc;
-	}
-	cvt_item *it = &p->items[p->n];
-	memset(it, 0, sizeof *it);
+	cvt_item *it = cvt_plan_new_item(p, err);
+	if (!it)
+		return NULL;
 	it->srcs = calloc(1, sizeof *it->srcs);
 	if (!it->srcs) {
 		qf_fail(err, QF_ENOMEM, "out of memory");
@@ -76,7 +67,6 @@ static cvt_item *push_item(cvt_plan *p, qf_err *err)
 	}
 	it->nsrc = 1;
 	it->op = CVT_OP_COPY;
-	p->n++;
 	return it;
 }
 
@@ -183,20 +173,10 @@ static qf_status plan_bundle(cvt_plan *p, qf_err *err)
 	return QF_OK;
 }
 
-static int is_gguf_file(const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	char magic[4];
-	int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-	if (f)
-		fclose(f);
-	return ok;
-}
-
 qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, qf_err *err)
 {
 	qf_status s;
-	if (qf_pk_is_bundle(path) || is_gguf_file(path)) {
+	if (qf_pk_is_bundle(path) || qf_path_is_gguf(path)) {
 		cvt_plan *p = calloc(1, sizeof *p);
 		if (!p || !(p->src_path = strdup(path))) {
 			free(p);
@@ -204,7 +184,7 @@ qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, 
 		}
 		p->opt = *o;
 		p->release_ok = 1;
-		if (is_gguf_file(path)) {
+		if (qf_path_is_gguf(path)) {
 			p->kind = CVT_SRC_GGUF;
 			s = qf_gguf_open(path, &p->g, err);
 			if (!s)

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -291,6 +292,18 @@ static qf_status open_common(qf_gguf *g, qf_gguf **out, qf_err *err)
 	}
 	*out = g;
 	return QF_OK;
+}
+
+int qf_path_is_gguf(const char *path)
+{
+	if (qf_is_dir(path))
+		return 0;
+	FILE *f = fopen(path, "rb");
+	char magic[4];
+	int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+	if (f)
+		fclose(f);
+	return ok;
 }
 
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_err *err)

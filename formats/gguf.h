@@ -57,6 +57,8 @@ typedef struct qf_gguf_kv {
 typedef struct qf_gguf qf_gguf;
 
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_err *err);
+/* 1 if path is a regular file starting with the GGUF magic. */
+int qf_path_is_gguf(const char *path);
 qf_status qf_gguf_open_buffer(const void *buf, size_t len, const char *label, qf_gguf **out,
 			      qf_err *err);
 void qf_gguf_close(qf_gguf *g);

@@ -18,12 +18,6 @@
 #define MAX_NAME 512
 #define MAX_DIM_VALUE (INT64_C(1) << 40)
 
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 /* ---- tar members -------------------------------------------------------------- */
 
 typedef struct member {
@@ -230,21 +224,6 @@ static const char *get_str(const cJSON *o, const char *key)
 	return cJSON_IsString(x) && x->valuestring[0] ? x->valuestring : NULL;
 }
 
-static int parse_hex64(const char *s, uint64_t *v)
-{
-	if (!s || strlen(s) != 16)
-		return 0;
-	uint64_t r = 0;
-	for (int i = 0; i < 16; i++) {
-		int c = s[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return 0;
-		r = r << 4 | (uint64_t)d;
-	}
-	*v = r;
-	return 1;
-}
-
 static int cmp_off(const void *a, const void *b)
 {
 	const qf_pk_tensor *x = *(const qf_pk_tensor *const *)a, *y = *(const qf_pk_tensor *const *)b;
@@ -295,7 +274,7 @@ static qf_status parse_tensor(qf_pk *pk, const cJSON *e, size_t i, qf_pk_sizer s
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': bytes %llu..%llu lie outside %s (%llu bytes)",
 			       P, name, (unsigned long long)t->t.offset, (unsigned long long)end, QF_PK_PAYLOAD,
 			       (unsigned long long)pk->payload_size);
-	if (!parse_hex64(get_str(e, "xxh64"), &t->xxh64))
+	if (!qf_parse_hex64(get_str(e, "xxh64"), &t->xxh64))
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': xxh64 must be 16 lowercase hex digits", P, name);
 	t->cls = get_str(e, "class");
 	t->role = get_str(e, "role");
@@ -428,7 +407,7 @@ qf_status qf_pk_open(const char *path, qf_pk_sizer sizer, qf_pk **out, qf_err *e
 	}
 	const void *mtext;
 	size_t mlen;
-	if (is_dir(path)) {
+	if (qf_is_dir(path)) {
 		char p[4096];
 		snprintf(p, sizeof p, "%s/manifest.json", path);
 		if ((s = qf_mapfile_open(&pk->manifest_map, p, err)))
@@ -470,7 +449,7 @@ fail:
 int qf_pk_is_bundle(const char *path)
 {
 	char p[4096];
-	if (is_dir(path)) {
+	if (qf_is_dir(path)) {
 		snprintf(p, sizeof p, "%s/manifest.json", path);
 		return access(p, R_OK) == 0;
 	}
@@ -612,37 +591,45 @@ void qf_pk_writer_set(qf_pk_writer *w, const char *key, cJSON *value)
 	cJSON_AddItemToObject(w->top, key, value);
 }
 
+/* Appends a member entry named name; NULL with err set when memory runs out. */
+static pk_file *push_file(qf_pk_writer *w, const char *name, qf_err *err)
+{
+	pk_file *g = realloc(w->files, (w->nfiles + 1) * sizeof *g);
+	if (!g) {
+		qf_fail(err, QF_ENOMEM, "out of memory");
+		return NULL;
+	}
+	w->files = g;
+	pk_file *f = &g[w->nfiles++];
+	memset(f, 0, sizeof *f);
+	if (!(f->name = strdup(name))) {
+		qf_fail(err, QF_ENOMEM, "out of memory");
+		return NULL;
+	}
+	return f;
+}
+
 qf_status qf_pk_writer_add_file(qf_pk_writer *w, const char *name, const char *src, qf_err *err)
 {
 	if (access(src, R_OK) != 0)
 		return QF_OK;
-	pk_file *g = realloc(w->files, (w->nfiles + 1) * sizeof *g);
-	if (!g)
-		return qf_fail(err, QF_ENOMEM, "out of memory");
-	w->files = g;
-	memset(&g[w->nfiles], 0, sizeof *g);
-	g[w->nfiles].name = strdup(name);
-	g[w->nfiles].src = strdup(src);
-	w->nfiles++;
-	if (!g[w->nfiles - 1].name || !g[w->nfiles - 1].src)
+	pk_file *f = push_file(w, name, err);
+	if (!f)
+		return QF_ENOMEM;
+	if (!(f->src = strdup(src)))
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	return QF_OK;
 }
 
 qf_status qf_pk_writer_add_blob(qf_pk_writer *w, const char *name, const void *data, size_t len, qf_err *err)
 {
-	pk_file *g = realloc(w->files, (w->nfiles + 1) * sizeof *g);
-	if (!g)
+	pk_file *f = push_file(w, name, err);
+	if (!f)
+		return QF_ENOMEM;
+	if (!(f->data = malloc(len ? len : 1)))
 		return qf_fail(err, QF_ENOMEM, "out of memory");
-	w->files = g;
-	memset(&g[w->nfiles], 0, sizeof *g);
-	g[w->nfiles].name = strdup(name);
-	g[w->nfiles].data = malloc(len ? len : 1);
-	g[w->nfiles].len = len;
-	w->nfiles++;
-	if (!g[w->nfiles - 1].name || !g[w->nfiles - 1].data)
-		return qf_fail(err, QF_ENOMEM, "out of memory");
-	memcpy(g[w->nfiles - 1].data, data, len);
+	memcpy(f->data, data, len);
+	f->len = len;
 	return QF_OK;
 }
 

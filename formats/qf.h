@@ -44,6 +44,12 @@ static inline int qf_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 	return !__builtin_add_overflow(a, b, out);
 }
 
+/* 1 if path names a folder. */
+int qf_is_dir(const char *path);
+
+/* 16 lowercase hex digits (how qforge writes an xxh64) → *v; 0 if malformed. */
+int qf_parse_hex64(const char *s, uint64_t *v);
+
 /* 1 if s ends with suf. */
 static inline int qf_str_ends_with(const char *s, const char *suf)
 {

@@ -60,25 +60,19 @@ static int run_quantize(const char *model, const char *target, const char *out)
 	return system(cmd);
 }
 
-static int32_t *read_ids(const char *path, int *n)
+/* One sequence of n tokens at positions 0…n−1, logits wanted everywhere. */
+static llama_batch sequence_batch(llama_batch (*binit)(int32_t, int32_t, int32_t), const int32_t *tok, int n)
 {
-	size_t sz;
-	char *txt = (char *)tu_read(path, &sz);
-	if (!txt)
-		return NULL;
-	int32_t *ids = malloc(sizeof *ids * (sz / 2 + 1));
-	int k = 0;
-	char *p = txt, *end = txt + sz;
-	while (p < end) {
-		char *e;
-		long v = strtol(p, &e, 10);
-		if (e == p) { p++; continue; }
-		ids[k++] = (int32_t)v;
-		p = e;
+	llama_batch b = binit(n, 0, 1);
+	b.n_tokens = n;
+	for (int i = 0; i < n; i++) {
+		b.token[i] = tok[i];
+		b.pos[i] = i;
+		b.n_seq_id[i] = 1;
+		b.seq_id[i][0] = 0;
+		b.logits[i] = 1;
 	}
-	free(txt);
-	*n = k;
-	return ids;
+	return b;
 }
 
 int main(void)
@@ -140,8 +134,9 @@ int main(void)
 		if (!ok(model != NULL, "%s: llama.cpp loads the converted GGUF", ms[m].model))
 			continue;
 		/* tokenizer */
-		int nref;
-		int32_t *ref = read_ids(tu_src(ms[m].ids), &nref);
+		size_t nref_z = 0;
+		int32_t *ref = tu_read_ids(tu_src(ms[m].ids), &nref_z);
+		int nref = (int)nref_z;
 		int32_t *got = malloc(sizeof *got * (tsz + 16));
 		int32_t ng = tokenize(get_vocab(model), text, (int32_t)tsz, got, (int32_t)tsz + 16, true, false);
 		int first_diff = -1;
@@ -157,15 +152,7 @@ int main(void)
 		enum { NPOS = 64 };
 		void *ctx = cinit(model, cdef());
 		if (ok(ctx && rl && rt, "%s: context created", ms[m].model)) {
-			llama_batch b = binit(NPOS, 0, 1);
-			b.n_tokens = NPOS;
-			for (int i = 0; i < NPOS; i++) {
-				b.token[i] = rt[i];
-				b.pos[i] = i;
-				b.n_seq_id[i] = 1;
-				b.seq_id[i][0] = 0;
-				b.logits[i] = 1;
-			}
+			llama_batch b = sequence_batch(binit, rt, NPOS);
 			int rc = decode(ctx, b);
 			double maxdiff = 0, maxabs = 0;
 			int same_top = 0;
@@ -236,15 +223,7 @@ int main(void)
 			if (!ctx || !rt) {
 				rc = -1;
 			} else {
-				llama_batch b = binit(NQ, 0, 1);
-				b.n_tokens = NQ;
-				for (int i = 0; i < NQ; i++) {
-					b.token[i] = rt[i];
-					b.pos[i] = i;
-					b.n_seq_id[i] = 1;
-					b.seq_id[i][0] = 0;
-					b.logits[i] = 1;
-				}
+				llama_batch b = sequence_batch(binit, rt, NQ);
 				rc |= decode(ctx, b);
 				for (int i = 0; rc == 0 && i < NQ; i++)
 					memcpy(lg[f] + (size_t)i * (size_t)qs[k].vocab, logits_ith(ctx, i), (size_t)qs[k].vocab * sizeof(float));

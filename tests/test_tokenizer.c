@@ -18,31 +18,6 @@
 #include "tests/tap.h"
 #include "tests/util.h"
 
-static int32_t *read_ids(const char *path, size_t *n)
-{
-	size_t len;
-	char *t = (char *)tu_read(path, &len);
-	if (!t)
-		return NULL;
-	size_t cap = 1024, k = 0;
-	int32_t *v = malloc(cap * sizeof *v);
-	for (char *p = t, *e; *p; p = e) {
-		long x = strtol(p, &e, 10);
-		if (e == p) {
-			if (!*e)
-				break;
-			e++;
-			continue;
-		}
-		if (k == cap)
-			v = realloc(v, (cap *= 2) * sizeof *v);
-		v[k++] = (int32_t)x;
-	}
-	free(t);
-	*n = k;
-	return v;
-}
-
 static int same_ids(const qf_tok_piece *p, size_t n, const int32_t *want, size_t wn, size_t *at)
 {
 	size_t i = 0;
@@ -83,7 +58,7 @@ static void check_fixture(const char *name, qf_tok *t, const char *text, size_t 
 	char path[256];
 	snprintf(path, sizeof path, "tests/data/tokens/eval-a.%s.ids", name);
 	size_t wn = 0, n = 0, at;
-	int32_t *want = read_ids(tu_src(path), &wn);
+	int32_t *want = tu_read_ids(tu_src(path), &wn);
 	qf_tok_piece *p = NULL;
 	qf_err err = { { 0 } };
 	qf_status s = t ? qf_tok_encode(t, text, len, 1, &p, &n, &err) : QF_EFORMAT;
@@ -259,7 +234,7 @@ static char *gen_text(uint64_t *rs, const char *special)
 
 static void oracle(const char *name, qf_tok *t, const char *special)
 {
-	char od[4096], cmd[8192];
+	char od[4096], cmd[6 * 4096];
 	const char *d = getenv("QF_ORACLE_DIR");
 	snprintf(od, sizeof od, "%s", d && *d ? d : tu_src("tests/oracle"));
 	char probe[4200];

@@ -128,15 +128,7 @@ static void check_ppl(const struct fixture *f, const char *path, const char *how
 	char p[256];
 	size_t n = 0;
 	snprintf(p, sizeof p, "tests/data/tokens/eval-a.%s.ids", f->name);
-	size_t len;
-	char *txt = (char *)tu_read(tu_src(p), &len);
-	int32_t *ids = malloc((len / 2 + 1) * sizeof *ids);
-	for (char *q = txt, *e; q && *q; q = e) {
-		long v = strtol(q, &e, 10);
-		if (e == q)
-			break;
-		ids[n++] = (int32_t)v;
-	}
+	int32_t *ids = tu_read_ids(tu_src(p), &n);
 	vfy_model *m = NULL;
 	vfy_ppl r;
 	qf_err err = { { 0 } };
@@ -149,7 +141,6 @@ static void check_ppl(const struct fixture *f, const char *path, const char *how
 	   f->ppl, rel, PPL_REL_TOL, r.n, err.msg);
 	vfy_model_free(m);
 	free(ids);
-	free(txt);
 }
 
 static void flip_bit(const char *path, uint64_t off, int bit)

@@ -192,3 +192,24 @@ int tu_gen_dsv2(const char *dir, uint64_t seed)
 	rc |= tu_write(p, tj, strlen(tj));
 	return rc;
 }
+
+int32_t *tu_read_ids(const char *path, size_t *n)
+{
+	size_t len;
+	char *t = (char *)tu_read(path, &len);
+	if (!t)
+		return NULL;
+	int32_t *v = malloc((len / 2 + 1) * sizeof *v); /* each id takes at least two bytes with its separator */
+	size_t k = 0;
+	for (char *p = t, *e; v && *p; p = e) {
+		long x = strtol(p, &e, 10);
+		if (e == p) { /* a separator */
+			e++;
+			continue;
+		}
+		v[k++] = (int32_t)x;
+	}
+	free(t);
+	*n = k;
+	return v;
+}

@@ -80,14 +80,6 @@ static double kv_num(const qf_gguf *g, const char *arch, const char *key, double
 	return i >= 0 && qf_gguf_kv_number(qf_gguf_kv_at(g, (size_t)i), 0, &v) ? v : def;
 }
 
-static const cvt_item *find_item(cvt_plan *p, const char *name)
-{
-	for (size_t i = 0; i < cvt_plan_count(p); i++)
-		if (strcmp(cvt_plan_item(p, i)->name, name) == 0)
-			return cvt_plan_item(p, i);
-	return NULL;
-}
-
 /* Looks up a weight; shape checked as rows × cols (stacked tensors flatten their outer dims). */
 static qf_status get_w(vfy_model *m, vw *w, int required, int64_t rows, int64_t cols, qf_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 7, 8)));
@@ -99,7 +91,7 @@ static qf_status get_w(vfy_model *m, vw *w, int required, int64_t rows, int64_t 
 	vsnprintf(name, sizeof name, fmt, ap);
 	va_end(ap);
 	memset(w, 0, sizeof *w);
-	const cvt_item *it = find_item(m->plan, name);
+	const cvt_item *it = cvt_plan_find(m->plan, name);
 	if (!it)
 		return required ? qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is missing", cvt_plan_source_path(m->plan), name)
 				: QF_OK;
@@ -129,7 +121,7 @@ static qf_status get_vec(vfy_model *m, float **out, int required, int64_t n, qf_
 	vsnprintf(name, sizeof name, fmt, ap);
 	va_end(ap);
 	*out = NULL;
-	const cvt_item *it = find_item(m->plan, name);
+	const cvt_item *it = cvt_plan_find(m->plan, name);
 	if (!it)
 		return required ? qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is missing", cvt_plan_source_path(m->plan), name)
 				: QF_OK;

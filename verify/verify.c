@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -54,25 +53,6 @@ static uint64_t hash_range(const uint8_t *p, uint64_t n, XXH64_state_t *also)
 	uint64_t h = XXH64_digest(st);
 	XXH64_freeState(st);
 	return h;
-}
-
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static uint64_t hex64(const char *s, int *ok)
-{
-	uint64_t v = 0;
-	*ok = s && strlen(s) == 16;
-	for (int i = 0; *ok && i < 16; i++) {
-		int c = s[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			*ok = 0;
-		v = v << 4 | (uint64_t)(d < 0 ? 0 : d);
-	}
-	return v;
 }
 
 static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
@@ -152,9 +132,9 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 	}
 	r->data_hash = XXH64_digest(dh);
 	const cJSON *m = qf_pk_manifest(pk);
-	int ok;
+	uint64_t want = 0;
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "data_xxh64");
-	uint64_t want = hex64(cJSON_IsString(d) ? d->valuestring : NULL, &ok);
+	int ok = qf_parse_hex64(cJSON_IsString(d) ? d->valuestring : NULL, &want);
 	if ((!ok || want != r->data_hash) && add_bad(r, "(all tensor data)", want, r->data_hash))
 		goto oom;
 	/* member files carry their own hashes (metadata.gguf holds the hyperparameters) */
@@ -165,7 +145,8 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 			continue;
 		uint64_t len = 0;
 		const uint8_t *b = qf_pk_member(pk, nm->valuestring, &len);
-		uint64_t w = hex64(hx->valuestring, &ok), got = b ? XXH64(b, (size_t)len, 0) : 0;
+		uint64_t w = 0, got = b ? XXH64(b, (size_t)len, 0) : 0;
+		ok = qf_parse_hex64(hx->valuestring, &w);
 		char label[200];
 		snprintf(label, sizeof label, "(file %s)", nm->valuestring);
 		r->checked++;
@@ -186,12 +167,7 @@ qf_status vfy_integrity_check(const char *path, vfy_integrity *r, qf_err *err)
 	memset(r, 0, sizeof *r);
 	if (qf_pk_is_bundle(path))
 		return check_bundle(path, r, err);
-	FILE *f = is_dir(path) ? NULL : fopen(path, "rb");
-	char magic[4] = { 0 };
-	int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-	if (f)
-		fclose(f);
-	if (gguf)
+	if (qf_path_is_gguf(path))
 		return check_gguf(path, r, err);
 	r->kind = "checkpoint"; /* safetensors carry no hashes */
 	return QF_OK;
@@ -233,21 +209,13 @@ static void te_fn(void *ctx, int64_t b0, int64_t e0, int wk)
 	}
 }
 
-static const cvt_item *item_named(cvt_plan *p, const char *name)
-{
-	for (size_t i = 0; i < cvt_plan_count(p); i++)
-		if (strcmp(cvt_plan_item(p, i)->name, name) == 0)
-			return cvt_plan_item(p, i);
-	return NULL;
-}
-
 qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr **out, size_t *nout, qf_err *err)
 {
 	size_t n = cvt_plan_count(cand);
 	vfy_terr *v = calloc(n ? n : 1, sizeof *v);
 	int64_t maxc = 1, maxs = 1;
 	for (size_t i = 0; i < n; i++) {
-		const cvt_item *a = cvt_plan_item(cand, i), *b = item_named(ref, a->name);
+		const cvt_item *a = cvt_plan_item(cand, i), *b = cvt_plan_find(ref, a->name);
 		maxc = cvt_item_row_len(a) > maxc ? cvt_item_row_len(a) : maxc;
 		maxs = cvt_scratch_floats(a) > maxs ? cvt_scratch_floats(a) : maxs;
 		if (b)
@@ -270,7 +238,7 @@ qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr
 			goto oom;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const cvt_item *a = cvt_plan_item(cand, i), *b = item_named(ref, a->name);
+		const cvt_item *a = cvt_plan_item(cand, i), *b = cvt_plan_find(ref, a->name);
 		vfy_terr *e = &v[i];
 		snprintf(e->name, sizeof e->name, "%s", a->name);
 		e->cls = a->cls;

@@ -2,17 +2,10 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "formats/gguf.h"
 #include "formats/packed.h"
 #include "verify/verify.h"
-
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 qf_status vfy_tokenizer_open(const char *model, qf_tok **out, qf_err *err)
 {
@@ -40,7 +33,7 @@ qf_status vfy_tokenizer_open(const char *model, qf_tok **out, qf_err *err)
 		qf_pk_close(pk);
 		return s;
 	}
-	if (is_dir(model))
+	if (qf_is_dir(model))
 		return qf_tok_from_dir(model, out, err);
 	qf_gguf *g = NULL;
 	if ((s = qf_gguf_open(model, &g, err)))
