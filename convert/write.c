@@ -42,7 +42,7 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 	for (int64_t u = b; u < e && !w->st[wk];) {
 		int64_t r0, n, nu = 1;
 		qnt_unit_rows(f, it->ndim, it->shape, w->u0 + u, &r0, &n);
-		if (f != QNT_FP8_B128) /* units are rows: take several */
+		if (qnt_fmt_info(f)->brows == 1) /* units are rows: take several */
 			n = nu = e - u < w->max_rows ? e - u : w->max_rows;
 		float *x = w->f32[wk];
 		w->st[wk] = cvt_item_rows_f32(it, r0, n, x, w->scratch[wk], w->allow_nonfinite, &w->errs[wk]);
@@ -312,8 +312,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			l = max64(l, it->kv_lora);
 		max_len = max64(max_len, l);
 		max_scr = max64(max_scr, cvt_scratch_floats(it));
-		if (it->fmt == QNT_FP8_B128)
-			min_rows = 128;
+		min_rows = max64(min_rows, qnt_fmt_info(it->fmt)->brows); /* a worker holds a whole unit */
 	}
 	int64_t rows_per_worker = max64(max64((int64_t)(BLOCK_BYTES / 4) / max_len, 1), min_rows);
 	f32 = calloc((size_t)threads, sizeof *f32);
@@ -352,9 +351,10 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 		int nc = qnt_ncomp(f, wo->packed);
 		int64_t rows = cvt_item_rows(it), C = cvt_item_row_len(it);
 		int64_t U = qnt_units(f, it->ndim, it->shape);
-		int64_t ub = f == QNT_FP8_B128 ? max64(block_rows / 128, 1) : block_rows;
+		int64_t br = qnt_fmt_info(f)->brows;
+		int64_t ub = max64(block_rows / br, 1); /* units per block */
 		/* KB reuses a head's transposed rows: keep blocks on head boundaries */
-		if (it->op == CVT_OP_KB && f != QNT_FP8_B128 && ub > it->kv_lora)
+		if (it->op == CVT_OP_KB && br == 1 && ub > it->kv_lora)
 			ub = ub / it->kv_lora * it->kv_lora;
 		uint64_t in_bytes = cvt_item_src_bytes(it);
 		for (int w = 0; w < threads; w++)

@@ -184,25 +184,28 @@ uint64_t qnt_comp_offset(qnt_fmt f, int k, int ndim, const int64_t *shape, int64
 	}
 }
 
+/* A unit is one block row: brows rows of one stacked matrix (fewer at its end). */
 int64_t qnt_units(qnt_fmt f, int ndim, const int64_t *shape)
 {
-	if (f != QNT_FP8_B128)
+	int64_t br = qnt_fmt_info(f)->brows;
+	if (br == 1)
 		return all_rows(ndim, shape);
 	int64_t ri = inner_rows(ndim, shape);
-	return all_rows(ndim, shape) / ri * ceil_div(ri, 128);
+	return all_rows(ndim, shape) / ri * ceil_div(ri, br);
 }
 
 void qnt_unit_rows(qnt_fmt f, int ndim, const int64_t *shape, int64_t u, int64_t *r0, int64_t *n)
 {
-	if (f != QNT_FP8_B128) {
+	int64_t br = qnt_fmt_info(f)->brows;
+	if (br == 1) {
 		*r0 = u;
 		*n = 1;
 		return;
 	}
-	int64_t ri = inner_rows(ndim, shape), per = ceil_div(ri, 128);
+	int64_t ri = inner_rows(ndim, shape), per = ceil_div(ri, br);
 	int64_t m = u / per, k = u % per;
-	*r0 = m * ri + k * 128;
-	*n = ri - k * 128 < 128 ? ri - k * 128 : 128;
+	*r0 = m * ri + k * br;
+	*n = ri - k * br < br ? ri - k * br : br;
 }
 
 /* ---- scalar helpers ------------------------------------------------------------ */

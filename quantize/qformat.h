@@ -78,9 +78,9 @@ int qnt_ncomp(qnt_fmt f, int in_bundle);
 uint64_t qnt_comp_shape(qnt_fmt f, int k, int ndim, const int64_t *shape, int *cnd, int64_t *cshape);
 
 /*
- * Units: the row groups that encode independently.  One row for every
- * format except fp8-b128, whose units are 128-row block rows (shorter at the
- * end of each stacked matrix).
+ * Units: the row groups that encode independently: block rows of the
+ * format's brows rows (one row for every format but fp8-b128, whose 128-row
+ * block rows are shorter at the end of each stacked matrix).
  */
 int64_t qnt_units(qnt_fmt f, int ndim, const int64_t *shape);
 void qnt_unit_rows(qnt_fmt f, int ndim, const int64_t *shape, int64_t u, int64_t *r0, int64_t *n);

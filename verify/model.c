@@ -598,15 +598,26 @@ static void rmsnorm(float *o, const float *x, const float *w, int64_t n, double 
 }
 
 /* Rotates adjacent pairs (x[2i], x[2i+1]) by pos·inv_freq[i] (llama.cpp's layout; HF's after its permutation). */
-static void rope(const vfy_model *m, float *x, int64_t d, int64_t pos)
+static void rope(float *x, int64_t d, const double *cs, const double *sn)
 {
 	for (int64_t i = 0; i < d / 2; i++) {
-		double a = (double)pos * m->inv_freq[i];
-		double c = cos(a) * m->rope_mscale, s = sin(a) * m->rope_mscale;
+		double c = cs[i], s = sn[i];
 		double x0 = x[2 * i], x1 = x[2 * i + 1];
 		x[2 * i] = (float)(x0 * c - x1 * s);
 		x[2 * i + 1] = (float)(x1 * c + x0 * s);
 	}
+}
+
+/* cos and sin of pos·inv_freq[i] (YaRN's magnitude included) for positions 0…T−1, once per pass. */
+static void rope_table(const vfy_model *m, int64_t T, double *cs, double *sn)
+{
+	int64_t half = m->hp.rope_dim / 2;
+	for (int64_t t = 0; t < T; t++)
+		for (int64_t i = 0; i < half; i++) {
+			double a = (double)t * m->inv_freq[i];
+			cs[t * half + i] = cos(a) * m->rope_mscale;
+			sn[t * half + i] = sin(a) * m->rope_mscale;
+		}
 }
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
@@ -872,13 +883,16 @@ qf_status vfy_forward(vfy_model *m, const int32_t *tokens, int64_t T, const int6
 	float *ckv = malloc((size_t)(T * (h->kv_lora + 1)) * sizeof *ckv);
 	float *kb = h->deepseek ? malloc((size_t)(h->kv_lora * (h->nope + 1)) * sizeof *kb) : NULL;
 	float *Hw = malloc((size_t)(n_want ? n_want : 1) * (size_t)H * sizeof *Hw);
+	int64_t half = h->rope_dim / 2;
+	double *cs = malloc((size_t)(T * half + 1) * sizeof *cs), *sn = malloc((size_t)(T * half + 1) * sizeof *sn);
 	qf_status s = QF_OK;
-	if (!X || !Hn || !Q || !K || !V || !O || !tmp || !lt || !kpe || !ckv || (h->deepseek && !kb) || !Hw) {
+	if (!X || !Hn || !Q || !K || !V || !O || !tmp || !lt || !kpe || !ckv || (h->deepseek && !kb) || !Hw || !cs || !sn) {
 		s = qf_fail(err, QF_ENOMEM, "out of memory for %lld tokens", (long long)T);
 		goto out;
 	}
 	if ((s = embed(m, tokens, T, X, err)))
 		goto out;
+	rope_table(m, T, cs, sn);
 	for (int64_t l = 0; l < h->n_layer; l++) {
 		const layer *L = &m->layers[l];
 		for (int64_t t = 0; t < T; t++)
@@ -892,9 +906,9 @@ qf_status vfy_forward(vfy_model *m, const int32_t *tokens, int64_t T, const int6
 				goto out;
 			for (int64_t t = 0; t < T; t++) {
 				for (int64_t hh = 0; hh < h->n_head; hh++)
-					rope(m, Q + t * qdim + hh * hd, h->rope_dim, t);
+					rope(Q + t * qdim + hh * hd, h->rope_dim, cs + t * half, sn + t * half);
 				for (int64_t hh = 0; hh < h->n_head_kv; hh++)
-					rope(m, K + t * h->n_head_kv * hd + hh * hd, h->rope_dim, t);
+					rope(K + t * h->n_head_kv * hd + hh * hd, h->rope_dim, cs + t * half, sn + t * half);
 			}
 			aj.qk = aj.vd = hd;
 			aj.n_kv_heads = h->n_head_kv;
@@ -916,9 +930,9 @@ qf_status vfy_forward(vfy_model *m, const int32_t *tokens, int64_t T, const int6
 			for (int64_t t = 0; t < T; t++) {
 				rmsnorm(ckv + t * C, lt + t * (C + R), L->kv_a_norm, C, h->eps);
 				memcpy(kpe + t * R, lt + t * (C + R) + C, (size_t)R * sizeof *kpe);
-				rope(m, kpe + t * R, R, t);
+				rope(kpe + t * R, R, cs + t * half, sn + t * half);
 				for (int64_t hh = 0; hh < h->n_head; hh++)
-					rope(m, Q + t * qdim + hh * qk + h->nope, R, t);
+					rope(Q + t * qdim + hh * qk + h->nope, R, cs + t * half, sn + t * half);
 			}
 			/* per-head keys (nope part) and values from the compressed kv */
 			if (L->kv_b.it) {
@@ -1000,5 +1014,7 @@ out:
 	free(ckv);
 	free(kb);
 	free(Hw);
+	free(cs);
+	free(sn);
 	return s;
 }
