@@ -1278,16 +1278,18 @@ typedef struct bpe_ws {
 	sym *s;
 	size_t cap;
 	heap h;
-	char *cat;
-	size_t catcap;
 } bpe_ws;
 
-/* The merge of symbols a, b, if any: priority and merged id. */
-static int pair_of(const qf_tok *t, bpe_ws *ws, const char *word, const sym *a, const sym *b, float *pri, int32_t *id)
+/*
+ * The merge of symbols a, b, if any: priority and merged id.  SentencePiece
+ * looks only at the text, so pieces unknown on their own (id −2) may still
+ * join into a token.
+ */
+static int pair_of(const qf_tok *t, const char *word, const sym *a, const sym *b, float *pri, int32_t *id)
 {
-	if (a->id < 0 || b->id < 0)
-		return 0;
 	if (!t->spm) {
+		if (a->id < 0 || b->id < 0)
+			return 0;
 		uint32_t r;
 		if (!pmap_get(&t->merges, a->id, b->id, &r, id))
 			return 0;
@@ -1296,7 +1298,6 @@ static int pair_of(const qf_tok *t, bpe_ws *ws, const char *word, const sym *a, 
 	}
 	/* SentencePiece: the concatenated text must be a token; its score decides */
 	int32_t m = smap_get(&t->vocab, t->p, word + a->s, b->e - a->s);
-	(void)ws;
 	if (m < 0)
 		return 0;
 	*id = m;
@@ -1367,15 +1368,7 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 	for (size_t i = 0; i + 1 < ns; i++) {
 		float pri;
 		int32_t id;
-		if (t->spm && (ws->s[i].id == -2 || ws->s[i + 1].id == -2)) {
-			/* pieces unknown on their own may still join into a token */
-			sym a = ws->s[i], b = ws->s[i + 1];
-			a.id = b.id = 0;
-			if (pair_of(t, ws, word, &a, &b, &pri, &id) && heap_push(&ws->h, (cand){ pri, (uint32_t)i, ws->s[i].id, ws->s[i + 1].id }))
-				return -1;
-			continue;
-		}
-		if (pair_of(t, ws, word, &ws->s[i], &ws->s[i + 1], &pri, &id) &&
+		if (pair_of(t, word, &ws->s[i], &ws->s[i + 1], &pri, &id) &&
 		    heap_push(&ws->h, (cand){ pri, (uint32_t)i, ws->s[i].id, ws->s[i + 1].id }))
 			return -1;
 	}
@@ -1389,12 +1382,7 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 			continue;
 		float pri;
 		int32_t id;
-		sym aa = *a, bb = *b;
-		if (t->spm) {
-			aa.id = aa.id == -2 ? 0 : aa.id;
-			bb.id = bb.id == -2 ? 0 : bb.id;
-		}
-		if (!pair_of(t, ws, word, &aa, &bb, &pri, &id) || pri != c.pri)
+		if (!pair_of(t, word, a, b, &pri, &id) || pri != c.pri)
 			continue;
 		/* merge b into a */
 		a->id = id;
@@ -1405,19 +1393,13 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 		b->id = -3; /* dead */
 		if (a->prev >= 0) {
 			sym *p = &ws->s[a->prev];
-			sym pp = *p, qa = *a;
-			if (t->spm && pp.id == -2)
-				pp.id = 0;
-			if (pair_of(t, ws, word, &pp, &qa, &pri, &id) &&
+			if (pair_of(t, word, p, a, &pri, &id) &&
 			    heap_push(&ws->h, (cand){ pri, (uint32_t)a->prev, p->id, a->id }))
 				return -1;
 		}
 		if (a->next >= 0) {
 			sym *nx = &ws->s[a->next];
-			sym qa = *a, nn = *nx;
-			if (t->spm && nn.id == -2)
-				nn.id = 0;
-			if (pair_of(t, ws, word, &qa, &nn, &pri, &id) &&
+			if (pair_of(t, word, a, nx, &pri, &id) &&
 			    heap_push(&ws->h, (cand){ pri, c.pos, a->id, nx->id }))
 				return -1;
 		}
@@ -1715,14 +1697,12 @@ qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special
 		goto oom;
 	free(ws.s);
 	free(ws.h.v);
-	free(ws.cat);
 	*out = o.v;
 	*n = o.n;
 	return QF_OK;
 oom:
 	free(ws.s);
 	free(ws.h.v);
-	free(ws.cat);
 	free(o.v);
 	return qf_fail(err, QF_ENOMEM, "out of memory while tokenizing");
 }
