@@ -191,6 +191,11 @@ const uint8_t *qf_pk_member(const qf_pk *pk, const char *name, uint64_t *size)
 	if (!pk->members && pk->path) {
 		char p[4096];
 		snprintf(p, sizeof p, "%s/%s", pk->path, name);
+		for (size_t i = 0; i < pk->nextra; i++) /* mapped by an earlier call */
+			if (strcmp(pk->extra[i].path, p) == 0) {
+				*size = pk->extra[i].size;
+				return pk->extra[i].data ? pk->extra[i].data : (const uint8_t *)"";
+			}
 		qf_mapfile m;
 		if (qf_mapfile_open(&m, p, NULL) != QF_OK)
 			return NULL;
