@@ -371,7 +371,6 @@ qf_status vfy_model_open(const char *path, int threads, uint64_t mem_budget, vfy
 	if ((s = cvt_plan_open(path, &o, &m->plan, err)) || (s = read_hparams(m, err)))
 		goto fail;
 	const vfy_hparams *h = &m->hp;
-	const char *P = cvt_plan_source_path(m->plan);
 	m->layers = calloc((size_t)h->n_layer, sizeof *m->layers);
 	m->inv_freq = calloc((size_t)(h->rope_dim / 2 + 1), sizeof *m->inv_freq);
 	if (!m->layers || !m->inv_freq) {
@@ -442,7 +441,6 @@ qf_status vfy_model_open(const char *path, int threads, uint64_t mem_budget, vfy
 			  (s = get_w(m, &L->down_sh, 1, H, S, err, "blk.%d.ffn_down_shexp.weight", li))))
 			goto fail;
 	}
-	(void)P;
 	rope_init(m);
 	m->wbuf = calloc((size_t)m->threads, sizeof *m->wbuf);
 	m->wscr = calloc((size_t)m->threads, sizeof *m->wscr);

@@ -85,11 +85,9 @@ static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
 	}
 	r->data_hash = XXH64_digest(dh);
 	if (r->hashed) {
-		double v;
 		uint64_t want = 0, meta = 0;
 		const qf_gguf_kv *d = qf_gguf_kv_at(g, (size_t)kd), *mk = qf_gguf_kv_at(g, (size_t)km);
 		memcpy(&want, d->raw, 8);
-		(void)v;
 		if (want != r->data_hash && add_bad(r, "(all tensor data)", want, r->data_hash))
 			goto oom;
 		memcpy(&want, mk->raw, 8);
