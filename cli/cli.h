@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 
 /* Subcommand entry points: return the process exit code. */
 int cli_inspect(int argc, char **argv);

@@ -11,7 +11,7 @@
 #include "formats/checkpoint.h"
 #include "formats/gguf.h"
 #include "formats/packed.h"
-#include "quantize/qformat.h"
+#include "formats/qformat.h"
 #include "formats/safetensors.h"
 
 typedef struct totals {
@@ -301,7 +301,7 @@ static int inspect_bundle(const char *path, int json, int hashes)
 {
 	qf_err err = { { 0 } };
 	qf_pk *pk = NULL;
-	qf_status s = qf_pk_open(path, qnt_bundle_sizer, &pk, &err);
+	qf_status s = qf_pk_open(path, qf_fmt_bundle_sizer, &pk, &err);
 	if (s)
 		return cli_error("inspect", s, &err);
 	const cJSON *m = qf_pk_manifest(pk);

@@ -44,7 +44,7 @@ static int list_targets(int json)
 /* Formats used by the items of one class, "q8_0+f16". */
 static void class_formats(cvt_plan *p, int cls, char *b, size_t n)
 {
-	int seen[QNT_FMT_COUNT] = { 0 };
+	int seen[QF_DTYPE_COUNT] = { 0 };
 	for (size_t i = 0; i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
 		if ((int)it->cls == cls)
@@ -52,9 +52,9 @@ static void class_formats(cvt_plan *p, int cls, char *b, size_t n)
 	}
 	size_t k = 0;
 	b[0] = 0;
-	for (int f = 0; f < QNT_FMT_COUNT && k < n; f++)
+	for (int f = 0; f < QF_DTYPE_COUNT && k < n; f++)
 		if (seen[f])
-			k += (size_t)snprintf(b + k, n - k, "%s%s", k ? "+" : "", qnt_fmt_info((qnt_fmt)f)->name);
+			k += (size_t)snprintf(b + k, n - k, "%s%s", k ? "+" : "", qf_dtype_info((qf_dtype)f)->fmt);
 }
 
 static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
@@ -107,7 +107,7 @@ static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
 			cvt_item *it = cvt_plan_item(p, i);
 			if (it->fallback)
 				printf("  %s (row length %lld) → %s\n", it->name, (long long)cvt_item_row_len(it),
-				       qnt_fmt_info(it->fmt)->name);
+				       qf_dtype_info(it->fmt)->fmt);
 		}
 	}
 }
@@ -231,13 +231,13 @@ int cli_quantize(int argc, char **argv)
 				cJSON *t = cJSON_CreateObject();
 				cJSON_AddStringToObject(t, "name", it->name);
 				cJSON_AddStringToObject(t, "class", cvt_class_name(it->cls));
-				cJSON_AddStringToObject(t, "format", qnt_fmt_info(it->fmt)->name);
+				cJSON_AddStringToObject(t, "format", qf_dtype_info(it->fmt)->fmt);
 				cJSON_AddBoolToObject(t, "fallback", it->fallback);
 				cJSON_AddNumberToObject(t, "bytes", (double)ob);
 				cJSON_AddItemToArray(ts, t);
 			} else {
 				printf("  %-44s %-14s %-15s%s %12llu\n", it->name, cvt_class_name(it->cls),
-				       qnt_fmt_info(it->fmt)->name, it->fallback ? "*" : " ", (unsigned long long)ob);
+				       qf_dtype_info(it->fmt)->fmt, it->fallback ? "*" : " ", (unsigned long long)ob);
 			}
 		}
 		if (json) {

@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "convert/convert.h"
-#include "formats/pool.h"
+#include "util/pool.h"
 
 static const char *const class_names[CVT_CLASS_COUNT] = {
 	"attn", "expert", "shared_expert", "dense_ffn", "router", "embed", "output", "norm",
@@ -72,18 +72,18 @@ int64_t cvt_item_rows(const cvt_item *it)
 
 uint64_t cvt_item_nbytes(const cvt_item *it)
 {
-	return qnt_main_bytes(it->fmt, 0, it->ndim, it->shape);
+	return qf_fmt_main_bytes(it->fmt, 0, it->ndim, it->shape);
 }
 
 uint64_t cvt_item_out_bytes(const cvt_item *it, int packed)
 {
 	if (!packed)
 		return cvt_item_nbytes(it);
-	uint64_t b = qnt_main_bytes(it->fmt, 1, it->ndim, it->shape);
+	uint64_t b = qf_fmt_main_bytes(it->fmt, 1, it->ndim, it->shape);
 	int64_t cs[4];
 	int cnd;
-	for (int k = 0; k < qnt_ncomp(it->fmt, 1); k++)
-		b += qnt_comp_shape(it->fmt, k, it->ndim, it->shape, &cnd, cs);
+	for (int k = 0; k < qf_fmt_ncomp(it->fmt, 1); k++)
+		b += qf_fmt_comp_shape(it->fmt, k, it->ndim, it->shape, &cnd, cs);
 	return b;
 }
 
@@ -715,7 +715,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 	}
 	free(stack_idx);
 	for (size_t i = 0; i < p->n; i++)
-		p->items[i].fmt = qnt_fmt_from_dtype(p->items[i].type);
+		p->items[i].fmt = qf_fmt_of_dtype(p->items[i].type);
 	p->release_ok = 1;
 	*out = p;
 	return QF_OK;
@@ -736,13 +736,13 @@ uint32_t cvt_plan_file_type(const cvt_plan *p)
 		if (p->items[i].ndim < 2)
 			continue;
 		switch (p->items[i].fmt) {
-		case QNT_F32: return 0;
-		case QNT_F16: return 1;
-		case QNT_BF16: return 32;
-		case QNT_Q4_0: return 2;
-		case QNT_Q4_1: return 3;
-		case QNT_Q8_0: return 7;
-		case QNT_MXFP4: return 38;
+		case QF_F32: return 0;
+		case QF_F16: return 1;
+		case QF_BF16: return 32;
+		case QF_Q4_0: return 2;
+		case QF_Q4_1: return 3;
+		case QF_Q8_0: return 7;
+		case QF_MXFP4: return 38;
 		default: return 0;
 		}
 	}
@@ -828,7 +828,7 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 {
 	if (s->coded) {
-		qnt_decode(&s->qv, r, 1, dst);
+		qf_fmt_decode(&s->qv, r, 1, dst);
 		return;
 	}
 	const qf_tensor *t = s->t;

@@ -14,9 +14,9 @@
 
 #include "formats/checkpoint.h"
 #include "formats/gguf.h"
-#include "formats/qf.h"
+#include "util/qf.h"
 #include "formats/tensor.h"
-#include "quantize/qformat.h"
+#include "formats/qformat.h"
 
 typedef enum cvt_class {
 	CVT_CLASS_ATTN, CVT_CLASS_EXPERT, CVT_CLASS_SHARED_EXPERT, CVT_CLASS_DENSE_FFN,
@@ -40,7 +40,7 @@ typedef struct cvt_src {
 	const qf_tensor *scale;   /* F32 [ceil(out/bo), ceil(in/bi)], or NULL */
 	int64_t bo, bi;           /* block shape of the scale */
 	int coded;                /* rows decode through qv (GGUF blocks, bundle formats) */
-	qnt_view qv;
+	qf_fmt_view qv;
 } cvt_src;
 
 typedef enum cvt_source { CVT_SRC_CHECKPOINT, CVT_SRC_GGUF, CVT_SRC_BUNDLE } cvt_source;
@@ -50,7 +50,7 @@ typedef struct cvt_item {
 	int ndim;
 	int64_t shape[4];         /* outermost first */
 	qf_dtype type;            /* what convert writes (F32/F16/BF16) */
-	qnt_fmt fmt;              /* what is written: type's format unless quantize changed it */
+	qf_dtype fmt;              /* what is written: type's format unless quantize changed it */
 	int fallback;             /* quantize wanted a format whose block does not divide the row */
 	int src_quant;            /* the source is already quantized (GGUF blocks, bundle formats) */
 	cvt_op op;
@@ -96,7 +96,7 @@ const char *cvt_plan_arch(const cvt_plan *p);      /* GGUF architecture name */
 uint64_t cvt_item_nbytes(const cvt_item *it);             /* main payload, GGUF layout */
 uint64_t cvt_item_out_bytes(const cvt_item *it, int packed); /* with companions */
 /* The format the item's source is stored in (FP8 with block scales: fp8-b128). */
-qnt_fmt cvt_item_src_fmt(const cvt_item *it);
+qf_dtype cvt_item_src_fmt(const cvt_item *it);
 uint64_t cvt_item_src_bytes(const cvt_item *it);
 int64_t cvt_item_rows(const cvt_item *it);
 int64_t cvt_item_row_len(const cvt_item *it);

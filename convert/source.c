@@ -38,15 +38,15 @@ cvt_class cvt_class_of_gguf(const char *name, int ndim)
 	return CVT_CLASS_ATTN;
 }
 
-qnt_fmt cvt_item_src_fmt(const cvt_item *it)
+qf_dtype cvt_item_src_fmt(const cvt_item *it)
 {
 	const cvt_src *s = &it->srcs[0];
 	if (s->coded)
 		return s->qv.fmt;
 	if (s->scale)
-		return QNT_FP8_B128;
-	qnt_fmt f = qnt_fmt_from_dtype(s->t->dtype);
-	return f == QNT_FMT_NONE ? QNT_F32 : f;
+		return QF_FP8_B128;
+	qf_dtype f = qf_fmt_of_dtype(s->t->dtype);
+	return f == QF_DTYPE_NONE ? QF_F32 : f;
 }
 
 static int layer_of(const char *name)
@@ -71,12 +71,12 @@ static cvt_item *push_item(cvt_plan *p, qf_err *err)
 }
 
 /* Fills the common fields of a COPY item over tensor t stored as fmt. */
-static qf_status copy_item(cvt_plan *p, const qf_tensor *t, qnt_fmt fmt, int in_bundle, cvt_class cls,
+static qf_status copy_item(cvt_plan *p, const qf_tensor *t, qf_dtype fmt, int in_bundle, cvt_class cls,
 			   cvt_item **out, qf_err *err)
 {
 	if (t->ndim < 1 || t->ndim > 4)
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' has %d dims", p->src_path, t->name, t->ndim);
-	if (fmt == QNT_FMT_NONE || !qnt_fmt_fits(fmt, t->shape[t->ndim - 1]))
+	if (fmt == QF_DTYPE_NONE || !qf_fmt_fits(fmt, t->shape[t->ndim - 1]))
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': %s cannot be read as a float tensor",
 			       p->src_path, t->name, qf_dtype_name(t->dtype));
 	cvt_item *it = push_item(p, err);
@@ -87,14 +87,14 @@ static qf_status copy_item(cvt_plan *p, const qf_tensor *t, qnt_fmt fmt, int in_
 	memcpy(it->shape, t->shape, (size_t)t->ndim * sizeof *t->shape);
 	it->cls = cls;
 	it->layer = layer_of(t->name);
-	it->src_quant = qnt_fmt_is_quant(fmt);
+	it->src_quant = qf_fmt_is_quant(fmt);
 	/* what convert writes: --outtype, else the source's float type (BF16 for quantized sources) */
-	it->type = fmt == QNT_F32 ? QF_F32 : fmt == QNT_F16 ? QF_F16 : QF_BF16;
+	it->type = fmt == QF_F32 ? QF_F32 : fmt == QF_F16 ? QF_F16 : QF_BF16;
 	if (p->opt.outtype != QF_DTYPE_NONE)
 		it->type = p->opt.outtype;
 	if (t->ndim == 1 || cls == CVT_CLASS_NORM || cls == CVT_CLASS_ROUTER)
 		it->type = QF_F32;
-	it->fmt = qnt_fmt_from_dtype(it->type);
+	it->fmt = qf_fmt_of_dtype(it->type);
 	cvt_src *s = &it->srcs[0];
 	s->t = t;
 	if (it->src_quant || in_bundle) {
@@ -125,7 +125,7 @@ static qf_status plan_gguf(cvt_plan *p, qf_err *err)
 	for (size_t i = 0; i < qf_gguf_ntensors(p->g); i++) {
 		const qf_tensor *t = qf_gguf_tensor(p->g, i);
 		cvt_item *it;
-		qf_status s = copy_item(p, t, qnt_fmt_from_dtype(t->dtype), 0, cvt_class_of_gguf(t->name, t->ndim),
+		qf_status s = copy_item(p, t, qf_fmt_of_dtype(t->dtype), 0, cvt_class_of_gguf(t->name, t->ndim),
 					&it, err);
 		if (s)
 			return s;
@@ -145,22 +145,22 @@ static qf_status plan_bundle(cvt_plan *p, qf_err *err)
 		const qf_pk_tensor *pt = qf_pk_tensor_at(p->pk, i);
 		if (pt->of)
 			continue;
-		qnt_fmt f = qnt_fmt_from_name(pt->format);
+		qf_dtype f = qf_fmt_from_name(pt->format);
 		int cls = pt->cls ? cvt_class_from_name(pt->cls) : -1;
 		cvt_item *it;
 		qf_status s = copy_item(p, &pt->t, f, 1, cls >= 0 ? (cvt_class)cls : cvt_class_of_gguf(pt->t.name, pt->t.ndim),
 					&it, err);
 		if (s)
 			return s;
-		const qnt_info *in = qnt_fmt_info(f);
-		for (int k = 0; k < qnt_ncomp(f, 1); k++) {
+		const qf_dtype_traits *in = qf_dtype_info(f);
+		for (int k = 0; k < qf_fmt_ncomp(f, 1); k++) {
 			const qf_pk_tensor *c = NULL;
 			for (int j = 0; j < 2 && !c; j++)
 				if (pt->comp[j] >= 0 && strcmp(pt->comp_role[j], in->comp[k] + 1) == 0)
 					c = qf_pk_tensor_at(p->pk, (size_t)pt->comp[j]);
 			int cnd;
 			int64_t cs[4];
-			qnt_comp_shape(f, k, pt->t.ndim, pt->t.shape, &cnd, cs);
+			qf_fmt_comp_shape(f, k, pt->t.ndim, pt->t.shape, &cnd, cs);
 			int same = c && c->t.ndim == cnd && c->t.dtype == in->comp_type[k];
 			for (int d = 0; same && d < cnd; d++)
 				same = c->t.shape[d] == cs[d];
@@ -191,7 +191,7 @@ qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, 
 				s = plan_gguf(p, err);
 		} else {
 			p->kind = CVT_SRC_BUNDLE;
-			s = qf_pk_open(path, qnt_bundle_sizer, &p->pk, err);
+			s = qf_pk_open(path, qf_fmt_bundle_sizer, &p->pk, err);
 			if (!s)
 				s = plan_bundle(p, err);
 		}

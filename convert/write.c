@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "convert/plan.h"
-#include "formats/pool.h"
+#include "util/pool.h"
 
 #define BLOCK_BYTES (4u << 20) /* target f32 bytes per thread per block */
 
@@ -23,8 +23,8 @@ typedef struct work {
 	const cvt_item *it;
 	int packed, quality, allow_nonfinite;
 	int64_t u0;               /* first unit of the block */
-	uint64_t main_base, comp_base[QNT_MAX_COMP];
-	uint8_t *main, *comp[QNT_MAX_COMP];
+	uint64_t main_base, comp_base[QF_MAX_COMP];
+	uint8_t *main, *comp[QF_MAX_COMP];
 	float **f32, **dec, **scratch; /* per worker */
 	int64_t max_rows;         /* per worker capacity */
 	qf_status *st;            /* per worker */
@@ -36,31 +36,31 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 {
 	work *w = ctx;
 	const cvt_item *it = w->it;
-	qnt_fmt f = it->fmt;
+	qf_dtype f = it->fmt;
 	int64_t C = cvt_item_row_len(it);
-	int nc = qnt_ncomp(f, w->packed);
+	int nc = qf_fmt_ncomp(f, w->packed);
 	for (int64_t u = b; u < e && !w->st[wk];) {
 		int64_t r0, n, nu = 1;
-		qnt_unit_rows(f, it->ndim, it->shape, w->u0 + u, &r0, &n);
-		if (qnt_fmt_info(f)->brows == 1) /* units are rows: take several */
+		qf_fmt_unit_rows(f, it->ndim, it->shape, w->u0 + u, &r0, &n);
+		if (qf_dtype_info(f)->brows == 1) /* units are rows: take several */
 			n = nu = e - u < w->max_rows ? e - u : w->max_rows;
 		float *x = w->f32[wk];
 		w->st[wk] = cvt_item_rows_f32(it, r0, n, x, w->scratch[wk], w->allow_nonfinite, &w->errs[wk]);
 		if (w->st[wk])
 			return;
-		uint8_t *mo = w->main + (qnt_main_offset(f, w->packed, C, r0) - w->main_base);
-		uint8_t *co[QNT_MAX_COMP] = { NULL, NULL };
+		uint8_t *mo = w->main + (qf_fmt_main_offset(f, w->packed, C, r0) - w->main_base);
+		uint8_t *co[QF_MAX_COMP] = { NULL, NULL };
 		for (int k = 0; k < nc; k++)
-			co[k] = w->comp[k] + (qnt_comp_offset(f, k, it->ndim, it->shape, r0) - w->comp_base[k]);
-		qnt_encode(f, w->packed, x, n, C, mo, co);
-		if (w->quality && qnt_fmt_is_quant(f)) {
+			co[k] = w->comp[k] + (qf_fmt_comp_offset(f, k, it->ndim, it->shape, r0) - w->comp_base[k]);
+		qf_fmt_encode(f, w->packed, x, n, C, mo, co);
+		if (w->quality && qf_fmt_is_quant(f)) {
 			/* units start their own scale blocks, so a view at the unit decodes it */
-			qnt_view v = { .fmt = f, .in_bundle = w->packed, .ndim = it->ndim, .main = mo };
+			qf_fmt_view v = { .fmt = f, .in_bundle = w->packed, .ndim = it->ndim, .main = mo };
 			memcpy(v.shape, it->shape, sizeof v.shape);
 			for (int k = 0; k < nc; k++)
 				v.comp[k] = co[k];
 			float *y = w->dec[wk];
-			qnt_decode(&v, 0, n, y);
+			qf_fmt_decode(&v, 0, n, y);
 			double d2 = 0, x2 = 0, y2 = 0, xy = 0;
 			for (int64_t i = 0; i < n * C; i++) {
 				double a = x[i], c = y[i];
@@ -83,7 +83,7 @@ typedef struct sink {
 	int packed;
 	qf_gguf_writer *g;
 	qf_pk_writer *pk;
-	int *pk_idx;              /* [item][1 + QNT_MAX_COMP] */
+	int *pk_idx;              /* [item][1 + QF_MAX_COMP] */
 } sink;
 
 static qf_status sink_declare(sink *k, cvt_plan *p, const cvt_write_opts *wo, qf_err *err)
@@ -91,36 +91,36 @@ static qf_status sink_declare(sink *k, cvt_plan *p, const cvt_write_opts *wo, qf
 	if (!k->packed) {
 		for (size_t i = 0; i < p->n; i++) {
 			cvt_item *it = &p->items[i];
-			const qnt_info *in = qnt_fmt_info(it->fmt);
+			const qf_dtype_traits *in = qf_dtype_info(it->fmt);
 			if (in->gguf == QF_DTYPE_NONE)
 				return qf_fail(err, QF_EUSAGE,
 					       "tensor '%s': %s is not a ggml type, so GGUF cannot hold it; write a packed bundle (--format packed)",
-					       it->name, in->name);
+					       it->name, in->fmt);
 			qf_status s = qf_gguf_add_tensor(k->g, it->name, it->ndim, it->shape, in->gguf, err);
 			if (s)
 				return s;
 		}
 		return QF_OK;
 	}
-	k->pk_idx = malloc((p->n ? p->n : 1) * (1 + QNT_MAX_COMP) * sizeof *k->pk_idx);
+	k->pk_idx = malloc((p->n ? p->n : 1) * (1 + QF_MAX_COMP) * sizeof *k->pk_idx);
 	if (!k->pk_idx)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	for (size_t i = 0; i < p->n; i++) {
 		cvt_item *it = &p->items[i];
-		const qnt_info *in = qnt_fmt_info(it->fmt);
+		const qf_dtype_traits *in = qf_dtype_info(it->fmt);
 		int64_t C = cvt_item_row_len(it);
 		int64_t blk[2] = { in->brows, in->bcols ? in->bcols : C };
-		int *idx = &k->pk_idx[i * (1 + QNT_MAX_COMP)];
-		idx[0] = qf_pk_writer_add(k->pk, it->name, it->ndim, it->shape, in->name, in->elem, blk,
-					  qnt_main_bytes(it->fmt, 1, it->ndim, it->shape), cvt_class_name(it->cls),
+		int *idx = &k->pk_idx[i * (1 + QF_MAX_COMP)];
+		idx[0] = qf_pk_writer_add(k->pk, it->name, it->ndim, it->shape, in->fmt, in->elem, blk,
+					  qf_fmt_main_bytes(it->fmt, 1, it->ndim, it->shape), cvt_class_name(it->cls),
 					  "weight", NULL, err);
 		if (idx[0] < 0)
 			return err ? QF_EFORMAT : QF_EFORMAT;
-		for (int c = 0; c < qnt_ncomp(it->fmt, 1); c++) {
+		for (int c = 0; c < qf_fmt_ncomp(it->fmt, 1); c++) {
 			char name[QF_GGUF_MAX_NAME + 16];
 			int cnd;
 			int64_t cs[4];
-			uint64_t nb = qnt_comp_shape(it->fmt, c, it->ndim, it->shape, &cnd, cs);
+			uint64_t nb = qf_fmt_comp_shape(it->fmt, c, it->ndim, it->shape, &cnd, cs);
 			snprintf(name, sizeof name, "%s%s", it->name, in->comp[c]);
 			idx[1 + c] = qf_pk_writer_add(k->pk, name, cnd, cs, qf_dtype_name(in->comp_type[c]),
 						      in->comp_type[c], NULL, nb, NULL, in->comp[c] + 1, it->name, err);
@@ -171,7 +171,7 @@ static qf_status sink_put(sink *k, size_t item, int part, const void *buf, size_
 		return QF_OK;
 	if (!k->packed)
 		return qf_gguf_writer_write(k->g, buf, n, err);
-	return qf_pk_writer_write(k->pk, k->pk_idx[item * (1 + QNT_MAX_COMP) + (size_t)part], buf, n, err);
+	return qf_pk_writer_write(k->pk, k->pk_idx[item * (1 + QF_MAX_COMP) + (size_t)part], buf, n, err);
 }
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -184,8 +184,8 @@ static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 typedef struct wjob {
 	size_t item;
 	int nparts;
-	const uint8_t *buf[1 + QNT_MAX_COMP];
-	size_t len[1 + QNT_MAX_COMP];
+	const uint8_t *buf[1 + QF_MAX_COMP];
+	size_t len[1 + QF_MAX_COMP];
 } wjob;
 
 typedef struct writer {
@@ -279,22 +279,27 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	int threads = wo->threads < 1 ? 1 : wo->threads;
 	sink k = { .packed = wo->packed };
 	float **f32 = NULL, **dec = NULL, **scr = NULL;
-	uint8_t *mainbufs[2] = { NULL, NULL }, *compbufs[2][QNT_MAX_COMP] = { { NULL, NULL }, { NULL, NULL } };
+	uint8_t *mainbufs[2] = { NULL, NULL }, *compbufs[2][QF_MAX_COMP] = { { NULL, NULL }, { NULL, NULL } };
 	int set = 0; /* the buffer set being filled; the writer may hold the other */
 	writer wr = { .k = &k, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	qf_status *wst = NULL;
 	qf_err *werr = NULL;
 	double (*acc)[4] = NULL;
+	qf_pool *pool = NULL;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (res)
 		memset(res, 0, sizeof *res);
+	if ((s = qf_pool_new(threads, &pool, err)))
+		return s;
 	if (wo->packed)
 		k.pk = qf_pk_writer_new();
 	else
 		k.g = qf_gguf_writer_new();
-	if (!k.pk && !k.g)
+	if (!k.pk && !k.g) {
+		qf_pool_free(pool);
 		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
 	if (!wo->packed && (s = cvt_plan_set_metadata(p, k.g, err)))
 		goto out;
 	if ((s = sink_declare(&k, p, wo, err)))
@@ -312,7 +317,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			l = max64(l, it->kv_lora);
 		max_len = max64(max_len, l);
 		max_scr = max64(max_scr, cvt_scratch_floats(it));
-		min_rows = max64(min_rows, qnt_fmt_info(it->fmt)->brows); /* a worker holds a whole unit */
+		min_rows = max64(min_rows, qf_dtype_info(it->fmt)->brows); /* a worker holds a whole unit */
 	}
 	int64_t rows_per_worker = max64(max64((int64_t)(BLOCK_BYTES / 4) / max_len, 1), min_rows);
 	f32 = calloc((size_t)threads, sizeof *f32);
@@ -334,7 +339,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	int64_t block_rows = rows_per_worker * threads;
 	for (int b = 0; b < 2; b++) {
 		mainbufs[b] = malloc((size_t)(block_rows * max_len) * 4);
-		for (int c = 0; c < QNT_MAX_COMP; c++)
+		for (int c = 0; c < QF_MAX_COMP; c++)
 			compbufs[b][c] = malloc((size_t)(block_rows * (max_len / 16 + 16)));
 		if (!mainbufs[b] || !compbufs[b][0] || !compbufs[b][1])
 			goto oom;
@@ -347,11 +352,11 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	uint64_t done_in = 0;
 	for (size_t i = 0; i < p->n; i++) {
 		cvt_item *it = &p->items[i];
-		qnt_fmt f = it->fmt;
-		int nc = qnt_ncomp(f, wo->packed);
+		qf_dtype f = it->fmt;
+		int nc = qf_fmt_ncomp(f, wo->packed);
 		int64_t rows = cvt_item_rows(it), C = cvt_item_row_len(it);
-		int64_t U = qnt_units(f, it->ndim, it->shape);
-		int64_t br = qnt_fmt_info(f)->brows;
+		int64_t U = qf_fmt_units(f, it->ndim, it->shape);
+		int64_t br = qf_dtype_info(f)->brows;
 		int64_t ub = max64(block_rows / br, 1); /* units per block */
 		/* KB reuses a head's transposed rows: keep blocks on head boundaries */
 		if (it->op == CVT_OP_KB && br == 1 && ub > it->kv_lora)
@@ -361,31 +366,31 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			memset(acc[w], 0, sizeof acc[w]);
 		for (int64_t u0 = 0; u0 < U; u0 += ub) {
 			int64_t u1 = u0 + ub < U ? u0 + ub : U, ra, rb, n;
-			qnt_unit_rows(f, it->ndim, it->shape, u0, &ra, &n);
+			qf_fmt_unit_rows(f, it->ndim, it->shape, u0, &ra, &n);
 			if (u1 < U)
-				qnt_unit_rows(f, it->ndim, it->shape, u1, &rb, &n);
+				qf_fmt_unit_rows(f, it->ndim, it->shape, u1, &rb, &n);
 			else
 				rb = rows;
 			uint8_t *mainbuf = mainbufs[set], **compbuf = compbufs[set];
 			work wk = { .it = it, .packed = wo->packed, .quality = wo->quality,
 				    .allow_nonfinite = p->opt.allow_nonfinite, .u0 = u0,
-				    .main_base = qnt_main_offset(f, wo->packed, C, ra), .main = mainbuf,
+				    .main_base = qf_fmt_main_offset(f, wo->packed, C, ra), .main = mainbuf,
 				    .f32 = f32, .dec = dec, .scratch = scr, .max_rows = rows_per_worker,
 				    .st = wst, .errs = werr, .acc = acc };
-			uint64_t comp_end[QNT_MAX_COMP] = { 0, 0 };
+			uint64_t comp_end[QF_MAX_COMP] = { 0, 0 };
 			for (int c = 0; c < nc; c++) {
 				wk.comp[c] = compbuf[c];
-				wk.comp_base[c] = qnt_comp_offset(f, c, it->ndim, it->shape, ra);
-				comp_end[c] = qnt_comp_offset(f, c, it->ndim, it->shape, rb);
+				wk.comp_base[c] = qf_fmt_comp_offset(f, c, it->ndim, it->shape, ra);
+				comp_end[c] = qf_fmt_comp_offset(f, c, it->ndim, it->shape, rb);
 			}
-			qf_parallel_for(threads, u1 - u0, work_fn, &wk);
+			qf_pool_for(pool, threads, u1 - u0, work_fn, &wk);
 			for (int w = 0; w < threads; w++) {
 				if (wst[w]) {
 					s = qf_fail(err, wst[w], "%s: %s", p->src_path, werr[w].msg);
 					goto out;
 				}
 			}
-			uint64_t main_end = qnt_main_offset(f, wo->packed, C, rb);
+			uint64_t main_end = qf_fmt_main_offset(f, wo->packed, C, rb);
 			wjob job = { .item = i, .nparts = 1 + nc, .buf = { mainbuf }, .len = { (size_t)(main_end - wk.main_base) } };
 			for (int c = 0; c < nc; c++) {
 				job.buf[1 + c] = compbuf[c];
@@ -408,7 +413,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			cs->elems += (uint64_t)rows * (uint64_t)C;
 			cs->bytes_in += in_bytes;
 			cs->bytes_out += cvt_item_out_bytes(it, wo->packed);
-			if (wo->quality && qnt_fmt_is_quant(f)) {
+			if (wo->quality && qf_fmt_is_quant(f)) {
 				for (int w = 0; w < threads; w++) {
 					cs->d2 += acc[w][0];
 					cs->x2 += acc[w][1];
@@ -437,6 +442,7 @@ oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
 out:
 	writer_stop(&wr);
+	qf_pool_free(pool);
 	for (int i = 0; i < threads; i++) {
 		if (f32)
 			free(f32[i]);

@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 #include "formats/safetensors.h"
 
 typedef struct qf_ckpt {

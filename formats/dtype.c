@@ -6,7 +6,8 @@
 #include <string.h>
 
 #include "formats/dtype.h"
-#include "formats/qf.h"
+#include "formats/ggml_quants.h"
+#include "util/qf.h"
 
 static inline uint32_t f32_bits(float f)
 {
@@ -535,18 +536,12 @@ INT_TO_F32(row_u32_to_f32, uint32_t)
 INT_TO_F32(row_i64_to_f32, int64_t)
 INT_TO_F32(row_u64_to_f32, uint64_t)
 
-/* Block types get their converters from quantize/ (ggml reference code). */
-void qnt_dequant_q4_0(const void *src, float *dst, int64_t n);
-void qnt_dequant_q4_1(const void *src, float *dst, int64_t n);
-void qnt_dequant_q8_0(const void *src, float *dst, int64_t n);
-void qnt_dequant_mxfp4(const void *src, float *dst, int64_t n);
-void qnt_quant_q4_0_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_q4_1_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_q8_0_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_mxfp4_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_q4_0(const float *src, void *dst, int64_t n);
-void qnt_quant_q8_0(const float *src, void *dst, int64_t n);
+/* The output-format half of a row; COMP1: its one bundle companion. */
+#define FMT(NAME, GGUF, ELEM, BR, BC, DIV, DESC) \
+	.fmt = NAME, .gguf = GGUF, .elem = ELEM, .brows = BR, .bcols = BC, .need_div = DIV, .desc = DESC
+#define COMP1(SUFFIX, TYPE) .ncomp = 1, .comp = { SUFFIX }, .comp_type = { TYPE }
 
+/* Rows without FMT() are not output formats; their .gguf is 0 but unused. */
 static const qf_dtype_traits traits[QF_DTYPE_COUNT] = {
 	[QF_BOOL] = { .name = "BOOL", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
 		      .to_f32 = row_u8_to_f32 },
@@ -568,13 +563,16 @@ static const qf_dtype_traits traits[QF_DTYPE_COUNT] = {
 		     .to_f32 = row_u64_to_f32 },
 	[QF_F16] = { .name = "F16", .ggml_name = "f16", .ggml_type = 1, .block_elems = 1,
 		     .block_bytes = 2, .is_float = 1, .to_f32 = qf_row_f16_to_f32,
-		     .from_f32 = qf_row_f32_to_f16 },
+		     .from_f32 = qf_row_f32_to_f16,
+		     FMT("f16", QF_F16, QF_F16, 1, 1, 0, "IEEE float16") },
 	[QF_BF16] = { .name = "BF16", .ggml_name = "bf16", .ggml_type = 30, .block_elems = 1,
 		      .block_bytes = 2, .is_float = 1, .to_f32 = qf_row_bf16_to_f32,
-		      .from_f32 = qf_row_f32_to_bf16 },
+		      .from_f32 = qf_row_f32_to_bf16,
+		      FMT("bf16", QF_BF16, QF_BF16, 1, 1, 0, "bfloat16") },
 	[QF_F32] = { .name = "F32", .ggml_name = "f32", .ggml_type = 0, .block_elems = 1,
 		     .block_bytes = 4, .is_float = 1, .to_f32 = row_f32_to_f32,
-		     .from_f32 = row_f32_from_f32 },
+		     .from_f32 = row_f32_from_f32,
+		     FMT("f32", QF_F32, QF_F32, 1, 1, 0, "IEEE float32") },
 	[QF_F64] = { .name = "F64", .ggml_name = "f64", .ggml_type = 28, .block_elems = 1,
 		     .block_bytes = 8, .is_float = 1, .to_f32 = row_f64_to_f32,
 		     .from_f32 = row_f32_to_f64 },
@@ -585,17 +583,42 @@ static const qf_dtype_traits traits[QF_DTYPE_COUNT] = {
 	[QF_F8_E8M0] = { .name = "F8_E8M0", .ggml_type = -1, .block_elems = 1, .block_bytes = 1,
 			 .is_float = 1, .to_f32 = row_e8m0_to_f32, .from_f32 = row_f32_to_e8m0 },
 	[QF_Q4_0] = { .name = "Q4_0", .ggml_name = "q4_0", .ggml_type = 2, .block_elems = 32,
-		      .block_bytes = 18, .is_float = 1, .to_f32 = qnt_dequant_q4_0,
-		      .from_f32 = qnt_quant_q4_0 },
+		      .block_bytes = 18, .is_float = 1, .to_f32 = qf_dequant_q4_0,
+		      .from_f32 = qf_quant_q4_0,
+		      FMT("q4_0", QF_Q4_0, QF_Q4_0, 1, 32, 1, "ggml q4_0: 4-bit × f16 scale per 32") },
 	[QF_Q4_1] = { .name = "Q4_1", .ggml_name = "q4_1", .ggml_type = 3, .block_elems = 32,
-		      .block_bytes = 20, .is_float = 1, .to_f32 = qnt_dequant_q4_1,
-		      .from_f32 = qnt_quant_q4_1_ref },
+		      .block_bytes = 20, .is_float = 1, .to_f32 = qf_dequant_q4_1,
+		      .from_f32 = qf_quant_q4_1_ref,
+		      FMT("q4_1", QF_Q4_1, QF_Q4_1, 1, 32, 1, "ggml q4_1: 4-bit × f16 scale + f16 min per 32") },
 	[QF_Q8_0] = { .name = "Q8_0", .ggml_name = "q8_0", .ggml_type = 8, .block_elems = 32,
-		      .block_bytes = 34, .is_float = 1, .to_f32 = qnt_dequant_q8_0,
-		      .from_f32 = qnt_quant_q8_0 },
+		      .block_bytes = 34, .is_float = 1, .to_f32 = qf_dequant_q8_0,
+		      .from_f32 = qf_quant_q8_0,
+		      FMT("q8_0", QF_Q8_0, QF_Q8_0, 1, 32, 1, "ggml q8_0: int8 × f16 scale per 32") },
 	[QF_MXFP4] = { .name = "MXFP4", .ggml_name = "mxfp4", .ggml_type = 39, .block_elems = 32,
-		       .block_bytes = 17, .is_float = 1, .to_f32 = qnt_dequant_mxfp4,
-		       .from_f32 = qnt_quant_mxfp4_ref },
+		       .block_bytes = 17, .is_float = 1, .to_f32 = qf_dequant_mxfp4,
+		       .from_f32 = qf_quant_mxfp4_ref,
+		       FMT("mxfp4", QF_MXFP4, QF_U8, 1, 32, 1, "OCP MXFP4: E2M1 × E8M0 per 32 (GGUF: ggml block)"),
+		       COMP1("_scale", QF_F8_E8M0) },
+	/* bundle formats */
+	[QF_FP8_B128] = { .name = "fp8-b128", .ggml_type = -1,
+			  FMT("fp8-b128", QF_DTYPE_NONE, QF_F8_E4M3, 128, 128, 0,
+			      "E4M3 × f32 scale per 128×128 block (DeepSeek layout)"),
+			  COMP1("_scale_inv", QF_F32) },
+	[QF_MXFP8] = { .name = "mxfp8", .ggml_type = -1,
+		       FMT("mxfp8", QF_DTYPE_NONE, QF_F8_E4M3, 1, 32, 1, "OCP MXFP8: E4M3 × E8M0 per 32"),
+		       COMP1("_scale", QF_F8_E8M0) },
+	[QF_INT8_CH] = { .name = "int8-ch", .ggml_type = -1,
+			 FMT("int8-ch", QF_DTYPE_NONE, QF_I8, 1, 0, 0,
+			     "symmetric int8 × f32 scale per output channel"),
+			 COMP1("_scale", QF_F32) },
+	[QF_INT4_G128] = { .name = "int4-g128", .ggml_type = -1,
+			   FMT("int4-g128", QF_DTYPE_NONE, QF_U8, 1, 128, 0,
+			       "symmetric 4-bit × f16 scale per 128 inputs (W4A16)"),
+			   COMP1("_scale", QF_F16) },
+	[QF_INT4_G128_ASYM] = { .name = "int4-g128-asym", .ggml_type = -1,
+				FMT("int4-g128-asym", QF_DTYPE_NONE, QF_U8, 1, 128, 0,
+				    "4-bit with zero point × f16 scale per 128 inputs (W4A16)"),
+				.ncomp = 2, .comp = { "_scale", "_zero" }, .comp_type = { QF_F16, QF_U8 } },
 };
 
 const qf_dtype_traits *qf_dtype_info(qf_dtype t)
@@ -613,8 +636,16 @@ const char *qf_dtype_name(qf_dtype t)
 
 qf_dtype qf_dtype_from_name(const char *name)
 {
-	for (int i = 0; i < QF_Q4_0; i++)
+	for (int i = 0; i < QF_Q8_0; i++) /* the safetensors types come first */
 		if (strcmp(traits[i].name, name) == 0)
+			return (qf_dtype)i;
+	return QF_DTYPE_NONE;
+}
+
+qf_dtype qf_fmt_from_name(const char *name)
+{
+	for (int i = 0; i < QF_DTYPE_COUNT; i++)
+		if (traits[i].fmt && strcmp(traits[i].fmt, name) == 0)
 			return (qf_dtype)i;
 	return QF_DTYPE_NONE;
 }
@@ -631,7 +662,7 @@ uint64_t qf_dtype_nbytes(qf_dtype t, uint64_t n, int *ok)
 {
 	const qf_dtype_traits *tr = qf_dtype_info(t);
 	uint64_t r;
-	if (!tr || n % (uint64_t)tr->block_elems != 0 ||
+	if (!tr || tr->block_elems <= 0 || n % (uint64_t)tr->block_elems != 0 ||
 	    !qf_mul_u64(n / (uint64_t)tr->block_elems, tr->block_bytes, &r)) {
 		if (ok)
 			*ok = 0;

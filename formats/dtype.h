@@ -1,11 +1,19 @@
 /*
- * dtype.h — element types: names, sizes and conversions to and from f32.
+ * dtype.h — element and block formats: names, sizes and conversions to and
+ * from f32.
  *
- * One traits table (dtype.c) describes every type qforge reads or writes:
- * the safetensors element types and the ggml block types used in GGUF.
- * A scalar type has block_elems == 1; a ggml block type packs block_elems
- * values into block_bytes bytes.  Rows passed to the converters hold a whole
- * number of blocks.
+ * One traits table (dtype.c) describes every type qforge reads or writes,
+ * as ggml keeps one table of type traits:
+ *   - the safetensors element types (BOOL … F8_E8M0);
+ *   - the ggml block types of GGUF (Q4_0, Q8_0, …): block_elems values in
+ *     block_bytes bytes;
+ *   - the bundle formats (fp8-b128, int8-ch, …), which are a main payload
+ *     plus companion tensors and exist only as output formats
+ *     (block_elems == 0: no container stores them as one dtype).
+ * Rows with a format name (.fmt) are what convert and quantize can write;
+ * their geometry, encoders and decoders are in formats/qformat.h.
+ * A scalar type has block_elems == 1.  Rows passed to the converters hold a
+ * whole number of blocks.
  *
  * Float encodings (all round to nearest even):
  *   F16      IEEE binary16.
@@ -29,7 +37,9 @@ typedef enum qf_dtype {
 	QF_F16, QF_BF16, QF_F32, QF_F64,
 	QF_F8_E4M3, QF_F8_E5M2, QF_F8_E8M0,
 	/* ggml block types (GGUF only) */
-	QF_Q4_0, QF_Q4_1, QF_Q8_0, QF_MXFP4,
+	QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_MXFP4,
+	/* bundle formats: a main payload plus companions (formats/qformat.h) */
+	QF_FP8_B128, QF_MXFP8, QF_INT8_CH, QF_INT4_G128, QF_INT4_G128_ASYM,
 	QF_DTYPE_COUNT,
 	QF_DTYPE_NONE = -1
 } qf_dtype;
@@ -37,15 +47,27 @@ typedef enum qf_dtype {
 typedef void (*qf_to_f32_fn)(const void *src, float *dst, int64_t n);
 typedef void (*qf_from_f32_fn)(const float *src, void *dst, int64_t n);
 
+#define QF_MAX_COMP 2
+
 typedef struct qf_dtype_traits {
-	const char *name;       /* safetensors spelling ("F8_E4M3"); ggml name for blocks */
+	const char *name;       /* safetensors spelling ("F8_E4M3"); upper-case ggml name for blocks */
 	const char *ggml_name;  /* ggml spelling ("f32", "q8_0"), NULL if not a ggml type */
 	int ggml_type;          /* ggml_type id, -1 if none */
-	int64_t block_elems;    /* 1 for scalar types */
+	int64_t block_elems;    /* 1 for scalar types, 0 for bundle formats */
 	size_t block_bytes;     /* bytes per block (element size for scalars) */
 	int is_float;           /* converts to/from f32 */
-	qf_to_f32_fn to_f32;    /* NULL if no conversion */
-	qf_from_f32_fn from_f32;/* reference encoder, NULL if none here */
+	qf_to_f32_fn to_f32;    /* row decoder, NULL if none */
+	qf_from_f32_fn from_f32;/* row encoder (SIMD where it writes the reference's bytes), NULL if none */
+	/* As an output format (NULL .fmt: not one). */
+	const char *fmt;        /* format name in profiles, --type and manifests ("q8_0", "fp8-b128") */
+	qf_dtype gguf;          /* the GGUF tensor type that stores it, QF_DTYPE_NONE when bundle-only */
+	qf_dtype elem;          /* element type of the main payload in a bundle */
+	int64_t brows, bcols;   /* quantization block: rows × columns (0: whole row) */
+	int need_div;           /* the row length must be a multiple of bcols */
+	int ncomp;              /* companion tensors in a bundle */
+	const char *comp[QF_MAX_COMP];   /* companion name suffixes */
+	qf_dtype comp_type[QF_MAX_COMP];
+	const char *desc;
 } qf_dtype_traits;
 
 const qf_dtype_traits *qf_dtype_info(qf_dtype t);
@@ -54,6 +76,8 @@ qf_dtype qf_dtype_from_name(const char *name);
 /* Lookup by ggml type id, or -1. */
 qf_dtype qf_dtype_from_ggml(int ggml_type);
 const char *qf_dtype_name(qf_dtype t);
+/* Lookup by format name ("q4_0", "fp8-b128"), or QF_DTYPE_NONE. */
+qf_dtype qf_fmt_from_name(const char *name);
 
 /* Bytes of n elements (n must be a whole number of blocks); 0 on overflow
  * or partial block, with *ok cleared. */

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 #include "formats/tensor.h"
 
 enum qf_gguf_type {

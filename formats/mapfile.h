@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 
 typedef struct qf_mapfile {
 	char *path;           /* owned copy */

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 
 typedef struct qf_out {
 	char *path;       /* final name */

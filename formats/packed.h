@@ -28,7 +28,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 #include "formats/tensor.h"
 
 #define QF_PK_ALIGN 4096

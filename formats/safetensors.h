@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 #include "formats/tensor.h"
 
 typedef struct qf_st qf_st;

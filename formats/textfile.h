@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 
 /* *out is malloc'd and NUL-terminated; *len excludes the NUL.  "-" reads stdin. */
 qf_status qf_text_read(const char *path, char **out, size_t *len, qf_err *err);

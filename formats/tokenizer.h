@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 #include "formats/gguf.h"
-#include "formats/qf.h"
+#include "util/qf.h"
 
 typedef struct qf_tok qf_tok;
 

@@ -26,8 +26,9 @@ static qf_status list_formats(char *b, size_t n)
 {
 	size_t k = 0;
 	b[0] = 0;
-	for (int i = 0; i < QNT_FMT_COUNT && k < n; i++)
-		k += (size_t)snprintf(b + k, n - k, "%s%s", i ? ", " : "", qnt_fmt_info((qnt_fmt)i)->name);
+	for (int i = 0; i < QF_DTYPE_COUNT && k < n; i++)
+		if (qf_dtype_info((qf_dtype)i)->fmt)
+			k += (size_t)snprintf(b + k, n - k, "%s%s", k ? ", " : "", qf_dtype_info((qf_dtype)i)->fmt);
 	return QF_OK;
 }
 
@@ -35,7 +36,7 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 {
 	memset(p, 0, sizeof *p);
 	for (int i = 0; i < CVT_CLASS_COUNT; i++)
-		p->cls[i] = QNT_FMT_NONE;
+		p->cls[i] = QF_DTYPE_NONE;
 	p->json = cJSON_ParseWithLength(text, len);
 	if (!cJSON_IsObject(p->json)) {
 		qnt_profile_free(p);
@@ -76,15 +77,15 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 				    label, c->string);
 			goto fail;
 		}
-		qnt_fmt f = cJSON_IsString(c) ? qnt_fmt_from_name(c->valuestring) : QNT_FMT_NONE;
-		if (f == QNT_FMT_NONE) {
+		qf_dtype f = cJSON_IsString(c) ? qf_fmt_from_name(c->valuestring) : QF_DTYPE_NONE;
+		if (f == QF_DTYPE_NONE) {
 			char fl[256];
 			list_formats(fl, sizeof fl);
 			s = qf_fail(err, QF_EUSAGE, "%s: class '%s': unknown format '%s' (formats: %s)", label, c->string,
 				    cJSON_IsString(c) ? c->valuestring : "(not a string)", fl);
 			goto fail;
 		}
-		if ((k == CVT_CLASS_ROUTER || k == CVT_CLASS_NORM) && f != QNT_F32) {
+		if ((k == CVT_CLASS_ROUTER || k == CVT_CLASS_NORM) && f != QF_F32) {
 			s = qf_fail(err, QF_EUSAGE, "%s: class '%s' always stays f32", label, c->string);
 			goto fail;
 		}
@@ -183,7 +184,7 @@ size_t qnt_profile_names(char ***names)
 qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err)
 {
 	memset(r, 0, sizeof *r);
-	r->fmt = QNT_FMT_NONE;
+	r->fmt = QF_DTYPE_NONE;
 	const char *eq = keep ? NULL : strrchr(arg, '=');
 	if (!keep && !eq)
 		return qf_fail(err, QF_EUSAGE, "--type '%s': expected REGEX=FORMAT", arg);
@@ -191,8 +192,8 @@ qf_status qnt_rule_parse(const char *arg, int keep, qnt_rule *r, qf_err *err)
 	if (!r->pattern)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	if (!keep) {
-		r->fmt = qnt_fmt_from_name(eq + 1);
-		if (r->fmt == QNT_FMT_NONE) {
+		r->fmt = qf_fmt_from_name(eq + 1);
+		if (r->fmt == QF_DTYPE_NONE) {
 			char fl[256];
 			list_formats(fl, sizeof fl);
 			free(r->pattern);
@@ -245,8 +246,8 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 	for (size_t i = 0; i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
 		/* "unchanged": the source's own format when it is already quantized, else what convert writes */
-		qnt_fmt base = it->srcs[0].coded ? it->srcs[0].qv.fmt : qnt_fmt_from_dtype(it->type);
-		qnt_fmt want = QNT_FMT_NONE;
+		qf_dtype base = it->srcs[0].coded ? it->srcs[0].qv.fmt : qf_fmt_of_dtype(it->type);
+		qf_dtype want = QF_DTYPE_NONE;
 		it->fallback = 0;
 		if (it->ndim < 2 || it->cls == CVT_CLASS_ROUTER || it->cls == CVT_CLASS_NORM) {
 			it->fmt = base;
@@ -255,18 +256,18 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 		int decided = 0;
 		for (size_t r = 0; r < nrules && !decided; r++) {
 			if (qnt_rule_match(&rules[r], it->name)) {
-				want = rules[r].fmt == QNT_FMT_NONE ? base : rules[r].fmt;
+				want = rules[r].fmt == QF_DTYPE_NONE ? base : rules[r].fmt;
 				decided = 1;
 			}
 		}
 		if (!decided)
-			want = prof && prof->cls[it->cls] != QNT_FMT_NONE ? prof->cls[it->cls] : base;
-		if (it->src_quant && want != base && qnt_fmt_is_quant(want) && !allow_requantize) {
+			want = prof && prof->cls[it->cls] != QF_DTYPE_NONE ? prof->cls[it->cls] : base;
+		if (it->src_quant && want != base && qf_fmt_is_quant(want) && !allow_requantize) {
 			return qf_fail(err, QF_EUSAGE,
 				       "tensor '%s' is already quantized; quantizing it again (to %s) compounds the error — use --allow-requantize to do it anyway",
-				       it->name, qnt_fmt_info(want)->name);
+				       it->name, qf_dtype_info(want)->fmt);
 		}
-		if (!qnt_fmt_fits(want, cvt_item_row_len(it))) {
+		if (!qf_fmt_fits(want, cvt_item_row_len(it))) {
 			it->fallback = 1;
 			want = base;
 		}

@@ -30,14 +30,14 @@
 #include <cjson/cJSON.h>
 
 #include "convert/convert.h"
-#include "quantize/qformat.h"
+#include "formats/qformat.h"
 
 typedef struct qnt_profile {
 	char name[64];
 	char desc[256];
 	int packed;                       /* preferred output */
 	int kv_b_joined;                  /* write attn_kv_b unsplit */
-	qnt_fmt cls[CVT_CLASS_COUNT];     /* QNT_FMT_NONE: unchanged */
+	qf_dtype cls[CVT_CLASS_COUNT];     /* QF_DTYPE_NONE: unchanged */
 	cJSON *json;                      /* the parsed file (owned) */
 } qnt_profile;
 
@@ -61,7 +61,7 @@ size_t qnt_profile_names(char ***names);
 typedef struct qnt_rule {
 	void *re;                         /* OnigRegex */
 	char *pattern;
-	qnt_fmt fmt;                      /* QNT_FMT_NONE: --keep */
+	qf_dtype fmt;                      /* QF_DTYPE_NONE: --keep */
 } qnt_rule;
 
 /* Parses "REGEX=FORMAT" (fmt) or "REGEX" (keep). */

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "formats/dtype.h"
-#include "quantize/ggml_quants.h"
+#include "formats/ggml_quants.h"
 #include "tests/tap.h"
 #include "tests/util.h"
 
@@ -101,29 +101,29 @@ int main(void)
 		x[j] = (float)(j - 16);
 
 	/* known answers for x = j - 16 */
-	qnt_block_q8_0 b8;
-	qnt_quant_q8_0_ref(x, &b8, 32);
+	qf_block_q8_0 b8;
+	qf_quant_q8_0_ref(x, &b8, 32);
 	is_int(qf_f32_to_f16(16.0f / 127.0f), b8.d, "q8_0: d = amax/127 stored as f16");
 	is_int(-127, b8.qs[0], "q8_0: -16 → -127");
 	is_int(119, b8.qs[31], "q8_0: 15 → round(15·127/16) = 119");
 	is_int(8, b8.qs[17], "q8_0: 1 → round(7.9375) = 8");
-	qnt_block_q4_0 b4;
-	qnt_quant_q4_0_ref(x, &b4, 32);
+	qf_block_q4_0 b4;
+	qf_quant_q4_0_ref(x, &b4, 32);
 	is_int(qf_f32_to_f16(2.0f), b4.d, "q4_0: d = max/-8 = 2 (max is the signed -16)");
 	is_int(0x80, b4.qs[0], "q4_0: qs[0] = q(-16)=0 | q(0)=8 << 4");
 	is_int(0xf8, b4.qs[15], "q4_0: qs[15] = q(-1)=8 | q(15)=16→15 (clamped) << 4");
-	qnt_block_q4_1 b41;
-	qnt_quant_q4_1_ref(x, &b41, 32);
+	qf_block_q4_1 b41;
+	qf_quant_q4_1_ref(x, &b41, 32);
 	is_int(qf_f32_to_f16(31.0f / 15.0f), b41.d, "q4_1: d = (15 - -16)/15 stored as f16");
 	is_int(qf_f32_to_f16(-16.0f), b41.m, "q4_1: m = min");
-	qnt_block_mxfp4 bm;
-	qnt_quant_mxfp4_ref(x, &bm, 32);
+	qf_block_mxfp4 bm;
+	qf_quant_mxfp4_ref(x, &bm, 32);
 	is_int(127 + 4 - 2, bm.e, "mxfp4: e = floor(log2 16) - 2 + 127");
 	float y[32];
-	qnt_dequant_mxfp4(&bm, y, 32);
+	qf_dequant_mxfp4(&bm, y, 32);
 	is_double(-16.0, y[0], 0, "mxfp4: -16 is exactly representable (-12·2^(e-128)·… = -16)");
 	memset(x, 0, sizeof x);
-	qnt_quant_q8_0_ref(x, &b8, 32);
+	qf_quant_q8_0_ref(x, &b8, 32);
 	ok(b8.d == 0 && b8.qs[0] == 0 && b8.qs[31] == 0, "q8_0: an all-zero block is all zero");
 
 	enum { N = 32 * 4096 };
@@ -147,8 +147,8 @@ int main(void)
 				tx[b * 32 + j] = j == 3 ? -8.0f : (float)((j + b) % 16 - 8) * (b & 1 ? 1.0f : -1.0f);
 		static const struct { const char *name; void (*fast)(const float *, void *, int64_t);
 				      void (*ref)(const float *, void *, int64_t); size_t bb; } ks[] = {
-			{ "q8_0", qnt_quant_q8_0, qnt_quant_q8_0_ref, sizeof(qnt_block_q8_0) },
-			{ "q4_0", qnt_quant_q4_0, qnt_quant_q4_0_ref, sizeof(qnt_block_q4_0) },
+			{ "q8_0", qf_quant_q8_0, qf_quant_q8_0_ref, sizeof(qf_block_q8_0) },
+			{ "q4_0", qf_quant_q4_0, qf_quant_q4_0_ref, sizeof(qf_block_q4_0) },
 		};
 		for (int k = 0; k < 2; k++) {
 			size_t nb = (size_t)(NT / 32) * ks[k].bb;

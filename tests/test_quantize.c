@@ -14,9 +14,9 @@
 
 #include "convert/convert.h"
 #include "formats/packed.h"
-#include "quantize/ggml_quants.h"
+#include "formats/ggml_quants.h"
 #include "quantize/profile.h"
-#include "quantize/qformat.h"
+#include "formats/qformat.h"
 #include "tests/tap.h"
 #include "tests/util.h"
 
@@ -75,10 +75,10 @@ static int32_t rne_clamp(float v, int lo, int hi)
 }
 
 /* Reference encoders for one whole tensor [R, C] (2-D). */
-static void ref_encode(qnt_fmt f, const float *x, int64_t R, int64_t C, uint8_t *main, uint8_t *c0, uint8_t *c1)
+static void ref_encode(qf_dtype f, const float *x, int64_t R, int64_t C, uint8_t *main, uint8_t *c0, uint8_t *c1)
 {
 	switch (f) {
-	case QNT_FP8_B128:
+	case QF_FP8_B128:
 		for (int64_t br = 0; br * 128 < R; br++)
 			for (int64_t bc = 0; bc * 128 < C; bc++) {
 				float amax = 0;
@@ -92,7 +92,7 @@ static void ref_encode(qnt_fmt f, const float *x, int64_t R, int64_t C, uint8_t 
 						main[r * C + c] = s > 0 ? e4m3_nearest(x[r * C + c] / s) : 0;
 			}
 		break;
-	case QNT_MXFP8:
+	case QF_MXFP8:
 		for (int64_t r = 0; r < R; r++)
 			for (int64_t b = 0; b < C / 32; b++) {
 				float amax = 0;
@@ -106,7 +106,7 @@ static void ref_encode(qnt_fmt f, const float *x, int64_t R, int64_t C, uint8_t 
 					main[r * C + b * 32 + j] = e4m3_nearest(ldexpf(x[r * C + b * 32 + j], -e));
 			}
 		break;
-	case QNT_INT8_CH:
+	case QF_INT8_CH:
 		for (int64_t r = 0; r < R; r++) {
 			float amax = 0;
 			for (int64_t c = 0; c < C; c++)
@@ -117,8 +117,8 @@ static void ref_encode(qnt_fmt f, const float *x, int64_t R, int64_t C, uint8_t 
 				main[r * C + c] = (uint8_t)(int8_t)rne_clamp(x[r * C + c] * id, -127, 127);
 		}
 		break;
-	case QNT_INT4_G128:
-	case QNT_INT4_G128_ASYM: {
+	case QF_INT4_G128:
+	case QF_INT4_G128_ASYM: {
 		int64_t G = (C + 127) / 128;
 		memset(main, 0, (size_t)(R * ((C + 1) / 2)));
 		for (int64_t r = 0; r < R; r++)
@@ -128,7 +128,7 @@ static void ref_encode(qnt_fmt f, const float *x, int64_t R, int64_t C, uint8_t 
 					lo = fminf(lo, x[r * C + c]);
 					hi = fmaxf(hi, x[r * C + c]);
 				}
-				int asym = f == QNT_INT4_G128_ASYM;
+				int asym = f == QF_INT4_G128_ASYM;
 				uint16_t dh = qf_f32_to_f16(asym ? (hi - lo) / 15.0f : fmaxf(hi, -lo) / 7.0f);
 				float d = qf_f16_to_f32(dh), id = d > 0 ? 1.0f / d : 0.0f;
 				memcpy(c0 + (r * G + g) * 2, &dh, 2);
@@ -175,64 +175,66 @@ static double rel_rms(const float *x, const float *y, int64_t n)
 }
 
 /* Encodes a 2-D tensor unit by unit, as the writer does. */
-static void kernel_encode(qnt_fmt f, int bundle, const float *x, int64_t R, int64_t C, uint8_t *main,
+static void kernel_encode(qf_dtype f, int bundle, const float *x, int64_t R, int64_t C, uint8_t *main,
 			  uint8_t **comp)
 {
 	int64_t shape[2] = { R, C };
-	for (int64_t u = 0; u < qnt_units(f, 2, shape); u++) {
+	for (int64_t u = 0; u < qf_fmt_units(f, 2, shape); u++) {
 		int64_t r0, n;
-		qnt_unit_rows(f, 2, shape, u, &r0, &n);
+		qf_fmt_unit_rows(f, 2, shape, u, &r0, &n);
 		uint8_t *co[2] = { NULL, NULL };
-		for (int k = 0; k < qnt_ncomp(f, bundle); k++)
-			co[k] = comp[k] + qnt_comp_offset(f, k, 2, shape, r0);
-		qnt_encode(f, bundle, x + r0 * C, n, C, main + qnt_main_offset(f, bundle, C, r0), co);
+		for (int k = 0; k < qf_fmt_ncomp(f, bundle); k++)
+			co[k] = comp[k] + qf_fmt_comp_offset(f, k, 2, shape, r0);
+		qf_fmt_encode(f, bundle, x + r0 * C, n, C, main + qf_fmt_main_offset(f, bundle, C, r0), co);
 	}
 }
 
 static void test_formats(void)
 {
-	static const double bound[QNT_FMT_COUNT] = {
-		[QNT_Q8_0] = RT_Q8_0, [QNT_Q4_0] = RT_Q4_0, [QNT_Q4_1] = RT_Q4_1, [QNT_MXFP4] = RT_MXFP4,
-		[QNT_FP8_B128] = RT_FP8_B128, [QNT_MXFP8] = RT_MXFP8, [QNT_INT8_CH] = RT_INT8_CH,
-		[QNT_INT4_G128] = RT_INT4_G128, [QNT_INT4_G128_ASYM] = RT_INT4_G128_ASYM,
+	static const double bound[QF_DTYPE_COUNT] = {
+		[QF_Q8_0] = RT_Q8_0, [QF_Q4_0] = RT_Q4_0, [QF_Q4_1] = RT_Q4_1, [QF_MXFP4] = RT_MXFP4,
+		[QF_FP8_B128] = RT_FP8_B128, [QF_MXFP8] = RT_MXFP8, [QF_INT8_CH] = RT_INT8_CH,
+		[QF_INT4_G128] = RT_INT4_G128, [QF_INT4_G128_ASYM] = RT_INT4_G128_ASYM,
 	};
 	uint64_t rs = 42;
-	for (int fi = QNT_Q8_0; fi < QNT_FMT_COUNT; fi++) {
-		qnt_fmt f = (qnt_fmt)fi;
-		const qnt_info *in = qnt_fmt_info(f);
+	for (int fi = 0; fi < QF_DTYPE_COUNT; fi++) {
+		qf_dtype f = (qf_dtype)fi;
+		const qf_dtype_traits *in = qf_dtype_info(f);
+		if (!qf_fmt_is_quant(f))
+			continue;
 		/* rows not a multiple of 128; columns a multiple of 32 but not of 128 (and odd ones where allowed) */
 		int64_t R = 200, C = in->need_div ? 352 : 301;
 		int64_t shape[2] = { R, C };
 		float *x = malloc((size_t)(R * C) * 4), *y = malloc((size_t)(R * C) * 4);
 		gen(x, R * C, &rs);
 		for (int bundle = 0; bundle <= 1; bundle++) {
-			uint64_t mb = qnt_main_bytes(f, bundle, 2, shape);
+			uint64_t mb = qf_fmt_main_bytes(f, bundle, 2, shape);
 			uint8_t *m = calloc(1, mb), *c[2] = { NULL, NULL }, *cr[2] = { NULL, NULL };
 			int cnd;
 			int64_t cs[4];
 			for (int k = 0; k < 2; k++) {
-				uint64_t cb = qnt_comp_shape(f, k, 2, shape, &cnd, cs);
+				uint64_t cb = qf_fmt_comp_shape(f, k, 2, shape, &cnd, cs);
 				c[k] = calloc(1, cb + 1);
 				cr[k] = calloc(1, cb + 1);
 			}
 			kernel_encode(f, bundle, x, R, C, m, c);
-			qnt_view v = { .fmt = f, .in_bundle = bundle, .ndim = 2, .shape = { R, C }, .main = m,
+			qf_fmt_view v = { .fmt = f, .in_bundle = bundle, .ndim = 2, .shape = { R, C }, .main = m,
 				       .comp = { c[0], c[1] } };
-			qnt_decode(&v, 0, R, y);
+			qf_fmt_decode(&v, 0, R, y);
 			double e = rel_rms(x, y, R * C);
-			ok(e <= bound[f], "%s%s: round-trip relative RMS error %.5f ≤ %.3f", in->name,
+			ok(e <= bound[f], "%s%s: round-trip relative RMS error %.5f ≤ %.3f", in->fmt,
 			   bundle ? " (bundle)" : "", e, bound[f]);
 			/* decoding rows one at a time gives the same values */
 			float row[512];
-			qnt_decode(&v, 137, 1, row);
-			ok(memcmp(row, y + 137 * C, (size_t)C * 4) == 0, "%s: single-row decode matches", in->name);
-			if (f == QNT_MXFP4 && bundle) {
+			qf_fmt_decode(&v, 137, 1, row);
+			ok(memcmp(row, y + 137 * C, (size_t)C * 4) == 0, "%s: single-row decode matches", in->fmt);
+			if (f == QF_MXFP4 && bundle) {
 				/* the bundle layout holds exactly ggml's values */
-				uint8_t *g = malloc(qnt_main_bytes(f, 0, 2, shape));
+				uint8_t *g = malloc(qf_fmt_main_bytes(f, 0, 2, shape));
 				float *yg = malloc((size_t)(R * C) * 4);
 				kernel_encode(f, 0, x, R, C, g, NULL);
-				qnt_view vg = { .fmt = f, .ndim = 2, .shape = { R, C }, .main = g };
-				qnt_decode(&vg, 0, R, yg);
+				qf_fmt_view vg = { .fmt = f, .ndim = 2, .shape = { R, C }, .main = g };
+				qf_fmt_decode(&vg, 0, R, yg);
 				ok(memcmp(yg, y, (size_t)(R * C) * 4) == 0, "mxfp4: bundle layout decodes to ggml's values");
 				free(g);
 				free(yg);
@@ -240,16 +242,16 @@ static void test_formats(void)
 			if (!bundle && in->gguf == QF_DTYPE_NONE) {
 				uint8_t *rm = calloc(1, mb);
 				ref_encode(f, x, R, C, rm, cr[0], cr[1]);
-				uint64_t cb0 = qnt_comp_shape(f, 0, 2, shape, &cnd, cs);
-				uint64_t cb1 = qnt_comp_shape(f, 1, 2, shape, &cnd, cs);
+				uint64_t cb0 = qf_fmt_comp_shape(f, 0, 2, shape, &cnd, cs);
+				uint64_t cb1 = qf_fmt_comp_shape(f, 1, 2, shape, &cnd, cs);
 				for (uint64_t z = 0; z < mb; z++)
 					if (rm[z] != m[z]) {
-						diag("%s: first main mismatch at %llu: ref %02x kernel %02x x=%a", in->name,
+						diag("%s: first main mismatch at %llu: ref %02x kernel %02x x=%a", in->fmt,
 						     (unsigned long long)z, rm[z], m[z], (double)x[z]);
 						break;
 					}
 				ok(memcmp(rm, m, mb) == 0 && memcmp(cr[0], c[0], cb0) == 0 && (!cb1 || memcmp(cr[1], c[1], cb1) == 0),
-				   "%s: kernel bytes equal the scalar reference on %lld×%lld", in->name, (long long)R, (long long)C);
+				   "%s: kernel bytes equal the scalar reference on %lld×%lld", in->fmt, (long long)R, (long long)C);
 				free(rm);
 			}
 			free(m);
@@ -269,17 +271,17 @@ static void test_known_answers(void)
 	float x8[4] = { 1.0f, -2.0f, 0.5f, 127.0f }, x8b[4] = { 2.5f, -127.0f, 0, 0 };
 	uint8_t q[8], s[8];
 	uint8_t *co[2] = { s, NULL };
-	qnt_encode(QNT_INT8_CH, 1, x8, 1, 4, q, co);
+	qf_fmt_encode(QF_INT8_CH, 1, x8, 1, 4, q, co);
 	float d;
 	memcpy(&d, s, 4);
 	ok(q[0] == 1 && q[1] == 0xfe && q[2] == 0 && q[3] == 127 && d == 1.0f, "int8-ch known answer");
-	qnt_encode(QNT_INT8_CH, 1, x8b, 1, 4, q, co);
+	qf_fmt_encode(QF_INT8_CH, 1, x8b, 1, 4, q, co);
 	ok(q[0] == 2 && q[1] == 0x81, "int8-ch rounds half to even: 2.5 → 2");
 	/* fp8-b128: amax 448 → scale 1, values are their own E4M3 codes */
 	float xf[3] = { 448.0f, -1.0f, 0.3f };
 	uint8_t qf8[3], sf[4];
 	uint8_t *cf[2] = { sf, NULL };
-	qnt_encode(QNT_FP8_B128, 1, xf, 1, 3, qf8, cf);
+	qf_fmt_encode(QF_FP8_B128, 1, xf, 1, 3, qf8, cf);
 	memcpy(&d, sf, 4);
 	ok(d == 1.0f && qf8[0] == 0x7e && qf8[1] == 0xb8 && qf8[2] == 0x2a,
 	   "fp8-b128 known answer: scale %g, codes %02x %02x %02x (want 1, 7e b8 2a)", (double)d, qf8[0], qf8[1],
@@ -288,31 +290,31 @@ static void test_known_answers(void)
 	float xm[32] = { 1.0f, 0.5f };
 	uint8_t qm[32], em[1];
 	uint8_t *cm[2] = { em, NULL };
-	qnt_encode(QNT_MXFP8, 1, xm, 1, 32, qm, cm);
+	qf_fmt_encode(QF_MXFP8, 1, xm, 1, 32, qm, cm);
 	ok(em[0] == 119 && qm[0] == 0x78 && qm[1] == 0x70 && qm[2] == 0, "mxfp8 known answer: e %u, codes %02x %02x",
 	   em[0], qm[0], qm[1]);
 	/* int4-g128 symmetric: amax 7 → d = 1; codes q + 8, low nibble first */
 	float x4[4] = { 7.0f, -7.0f, 1.0f, -3.0f };
 	uint8_t q4[2], s4[2];
 	uint8_t *c4[2] = { s4, NULL };
-	qnt_encode(QNT_INT4_G128, 1, x4, 1, 4, q4, c4);
+	qf_fmt_encode(QF_INT4_G128, 1, x4, 1, 4, q4, c4);
 	ok(q4[0] == (15 | 1 << 4) && q4[1] == (9 | 5 << 4), "int4-g128 known answer: %02x %02x", q4[0], q4[1]);
 	/* int4-g128-asym: range [-1, 14] → d = 1, zero point 1 */
 	float xa[4] = { -1.0f, 14.0f, 0.0f, 3.0f };
 	uint8_t qa[2], sa[2], za[1];
 	uint8_t *ca[2] = { sa, za };
-	qnt_encode(QNT_INT4_G128_ASYM, 1, xa, 1, 4, qa, ca);
+	qf_fmt_encode(QF_INT4_G128_ASYM, 1, xa, 1, 4, qa, ca);
 	ok(za[0] == 1 && qa[0] == (0 | 15 << 4) && qa[1] == (1 | 4 << 4), "int4-g128-asym known answer: z %u, %02x %02x",
 	   za[0], qa[0], qa[1]);
 	/* sizes */
 	int64_t sh[3] = { 4, 300, 1000 };
 	int cnd;
 	int64_t cs[4];
-	uint64_t b = qnt_comp_shape(QNT_FP8_B128, 0, 3, sh, &cnd, cs);
+	uint64_t b = qf_fmt_comp_shape(QF_FP8_B128, 0, 3, sh, &cnd, cs);
 	ok(cnd == 3 && cs[0] == 4 && cs[1] == 3 && cs[2] == 8 && b == 4 * 3 * 8 * 4,
 	   "fp8-b128 scale of a [4, 300, 1000] stack is [4, 3, 8] (blocks never straddle matrices)");
-	ok(qnt_main_bytes(QNT_INT4_G128, 1, 3, sh) == 4 * 300 * 500, "int4-g128 packs two per byte");
-	ok(qnt_units(QNT_FP8_B128, 3, sh) == 12, "fp8-b128 units: 3 block rows × 4 matrices");
+	ok(qf_fmt_main_bytes(QF_INT4_G128, 1, 3, sh) == 4 * 300 * 500, "int4-g128 packs two per byte");
+	ok(qf_fmt_units(QF_FP8_B128, 3, sh) == 12, "fp8-b128 units: 3 block rows × 4 matrices");
 }
 
 /* ---- plans --------------------------------------------------------------------- */
@@ -345,7 +347,7 @@ static void test_fp8_reproduction(void)
 	for (size_t i = 0; i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
 		if (it->srcs[0].scale) {
-			it->fmt = QNT_FP8_B128;
+			it->fmt = QF_FP8_B128;
 			nfp8++;
 		}
 	}
@@ -353,12 +355,12 @@ static void test_fp8_reproduction(void)
 	s = write_plan(p, tu_path("fp8.qfpack"), 1, 2, &r, &err);
 	ok(s == QF_OK, "write fp8-b128 bundle: %s", err.msg);
 	qf_pk *pk = NULL;
-	s = s ? s : qf_pk_open(tu_path("fp8.qfpack"), qnt_bundle_sizer, &pk, &err);
+	s = s ? s : qf_pk_open(tu_path("fp8.qfpack"), qf_fmt_bundle_sizer, &pk, &err);
 	ok(s == QF_OK, "re-open it: %s", err.msg);
 	size_t same_w = 0, same_s = 0, n = 0;
 	for (size_t i = 0; pk && i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
-		if (it->fmt != QNT_FP8_B128)
+		if (it->fmt != QF_FP8_B128)
 			continue;
 		n++;
 		const qf_pk_tensor *w = qf_pk_tensor_at(pk, (size_t)qf_pk_find(pk, it->name));
@@ -438,8 +440,8 @@ static void test_determinism_and_rules(void)
 	size_t fb = 0, q8 = 0;
 	for (size_t i = 0; !s && i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
-		fb += (size_t)(it->fallback && it->fmt == QNT_F32 && strstr(it->name, "ffn_down"));
-		q8 += (size_t)(it->fmt == QNT_Q8_0);
+		fb += (size_t)(it->fallback && it->fmt == QF_F32 && strstr(it->name, "ffn_down"));
+		q8 += (size_t)(it->fmt == QF_Q8_0);
 	}
 	ok(s == QF_OK && fb == 5 && q8 == 5 * 6 + 1, "fallback: the 5 ffn_down (rows of 172) stay F32, %zu tensors q8_0", q8);
 	/* --type first match wins, --keep leaves a tensor alone */
@@ -452,9 +454,9 @@ static void test_determinism_and_rules(void)
 	for (size_t i = 0; !s && i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
 		if (strstr(it->name, "attn_q."))
-			keep_ok &= it->fmt == QNT_F32;
+			keep_ok &= it->fmt == QF_F32;
 		else if (strstr(it->name, "attn_") && it->ndim == 2)
-			q41 += it->fmt == QNT_Q4_1;
+			q41 += it->fmt == QF_Q4_1;
 	}
 	ok(!s && !rs && keep_ok && q41 == 15, "--keep attn_q then --type attn_*=q4_1: first match wins (%d q4_1)", q41);
 	qnt_rule_free(&rules[0]);
@@ -574,7 +576,7 @@ static void test_bundle_reader(void)
 	};
 	qf_pk *pk = NULL;
 	qf_err err = { { 0 } };
-	qf_status s = qf_pk_open_buffer(good_manifest, strlen(good_manifest), payload, sizeof payload, qnt_bundle_sizer,
+	qf_status s = qf_pk_open_buffer(good_manifest, strlen(good_manifest), payload, sizeof payload, qf_fmt_bundle_sizer,
 					&pk, &err);
 	ok(s == QF_OK && pk && qf_pk_ntensors(pk) == 2 && qf_pk_tensor_at(pk, 0)->comp[0] == 1,
 	   "valid manifest parses: %s", err.msg);
@@ -590,7 +592,7 @@ static void test_bundle_reader(void)
 			 at + strlen(cases[i].from));
 		pk = NULL;
 		memset(&err, 0, sizeof err);
-		s = qf_pk_open_buffer(m, strlen(m), payload, sizeof payload, qnt_bundle_sizer, &pk, &err);
+		s = qf_pk_open_buffer(m, strlen(m), payload, sizeof payload, qf_fmt_bundle_sizer, &pk, &err);
 		ok(s == QF_EFORMAT && !pk && (strstr(err.msg, cases[i].want) || (strstr(cases[i].want, "bad offset") &&
 										strstr(err.msg, "offset"))),
 		   "broken manifest %zu rejected: %s", i, err.msg);
@@ -602,7 +604,7 @@ static void test_bundle_reader(void)
 	char *o = strstr(m, "\"offset\":4096");
 	memcpy(o, "\"offset\":0   ", 13);
 	memset(&err, 0, sizeof err);
-	s = qf_pk_open_buffer(m, strlen(m), payload, sizeof payload, qnt_bundle_sizer, &pk, &err);
+	s = qf_pk_open_buffer(m, strlen(m), payload, sizeof payload, qf_fmt_bundle_sizer, &pk, &err);
 	ok(s == QF_EFORMAT && strstr(err.msg, "overlap"), "overlapping tensors rejected: %s", err.msg);
 }
 
@@ -612,7 +614,7 @@ static void test_tar_alignment(void)
 	cvt_result r;
 	qf_status s = quantize(model("models/tiny-dsv3"), "ocp-mx", 2, tu_path("mx.tar"), 1, 0, &r, &err);
 	qf_pk *pk = NULL;
-	s = s ? s : qf_pk_open(tu_path("mx.tar"), qnt_bundle_sizer, &pk, &err);
+	s = s ? s : qf_pk_open(tu_path("mx.tar"), qf_fmt_bundle_sizer, &pk, &err);
 	int aligned = pk != NULL;
 	for (size_t i = 0; pk && i < qf_pk_ntensors(pk); i++)
 		aligned &= ((uintptr_t)qf_pk_tensor_at(pk, i)->t.data % 4096) == 0;

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/pool.h"
+#include "util/pool.h"
 #include "verify/model.h"
 
 #define RB 16 /* weight rows decoded per step of a worker */
@@ -44,6 +44,7 @@ struct vfy_model {
 	float *output_norm;                         /* (hidden) */
 	layer *layers;
 	int threads;
+	qf_pool *pool;                              /* the model's own workers */
 	int cached;
 	uint64_t weight_bytes;
 	float **wbuf, **wscr;                       /* per worker: RB decoded rows, op scratch */
@@ -309,7 +310,7 @@ static qf_status cache_all(vfy_model *m, qf_err *err)
 			memset(st, 0, (size_t)m->threads * sizeof *st);
 			cache_job j = { .w = w, .scr_base = scr, .scr_len = m->max_scr + 1, .st = st, .errs = errs };
 			/* keep KB's head-aligned blocks: ranges in units of RB rows */
-			qf_parallel_for(m->threads, w->rows, cache_fn, &j);
+			qf_pool_for(m->pool, m->threads, w->rows, cache_fn, &j);
 			for (int t = 0; t < m->threads && !s; t++)
 				if (st[t])
 					s = qf_fail(err, st[t], "%s", errs[t].msg);
@@ -357,6 +358,7 @@ void vfy_model_free(vfy_model *m)
 	free(m->wscr);
 	free(m->inv_freq);
 	cvt_plan_free(m->plan);
+	qf_pool_free(m->pool);
 	free(m);
 }
 
@@ -368,7 +370,8 @@ qf_status vfy_model_open(const char *path, int threads, uint64_t mem_budget, vfy
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	m->threads = threads < 1 ? 1 : threads;
 	cvt_options o = { .outtype = QF_F32, .threads = m->threads, .allow_nonfinite = 1 };
-	if ((s = cvt_plan_open(path, &o, &m->plan, err)) || (s = read_hparams(m, err)))
+	if ((s = qf_pool_new(m->threads, &m->pool, err)) || (s = cvt_plan_open(path, &o, &m->plan, err)) ||
+	    (s = read_hparams(m, err)))
 		goto fail;
 	const vfy_hparams *h = &m->hp;
 	m->layers = calloc((size_t)h->n_layer, sizeof *m->layers);
@@ -576,7 +579,7 @@ static qf_status matmul(vfy_model *m, const vw *w, int64_t r0, int64_t nr, const
 	mm_job j = { .m = m, .w = w, .r0 = r0, .nr = nr, .T = T, .ldx = ldx, .ldy = ldy, .X = X, .Y = Y, .add = add,
 		     .st = st, .errs = errs };
 	memset(errs, 0, sizeof errs);
-	qf_parallel_for(th, (nr + RB - 1) / RB, mm_fn, &j);
+	qf_pool_for(m->pool, th, (nr + RB - 1) / RB, mm_fn, &j);
 	if (!w->f32) /* the source bytes of the rows read */
 		m->streamed += cvt_item_src_bytes(w->it) / (uint64_t)w->rows * (uint64_t)nr;
 	for (int i = 0; i < th; i++)
@@ -683,7 +686,7 @@ static qf_status attention(vfy_model *m, attn_job *j, qf_err *err)
 	if (!j->scores || s) {
 		s = qf_fail(err, QF_ENOMEM, "out of memory");
 	} else {
-		qf_parallel_for(m->threads, m->hp.n_head, attn_fn, j);
+		qf_pool_for(m->pool, m->threads, m->hp.n_head, attn_fn, j);
 	}
 	for (int i = 0; j->scores && i < m->threads; i++)
 		free(j->scores[i]);

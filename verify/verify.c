@@ -9,8 +9,8 @@
 
 #include "formats/gguf.h"
 #include "formats/packed.h"
-#include "formats/pool.h"
-#include "quantize/qformat.h"
+#include "util/pool.h"
+#include "formats/qformat.h"
 #include "verify/verify.h"
 
 /* ---- level 1 ------------------------------------------------------------------------ */
@@ -108,7 +108,7 @@ out:
 static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 {
 	qf_pk *pk = NULL;
-	qf_status s = qf_pk_open(path, qnt_bundle_sizer, &pk, err);
+	qf_status s = qf_pk_open(path, qf_fmt_bundle_sizer, &pk, err);
 	if (s)
 		return s;
 	r->kind = "bundle";
@@ -225,8 +225,11 @@ qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr
 	double (*acc)[5] = calloc((size_t)threads, sizeof *acc);
 	qf_status *st = calloc((size_t)threads, sizeof *st), s = QF_OK;
 	qf_err *errs = calloc((size_t)threads, sizeof *errs);
+	qf_pool *pool = NULL;
 	if (!v || !fa || !fb || !sa || !sb || !acc || !st || !errs)
 		goto oom;
+	if ((s = qf_pool_new(threads, &pool, err)))
+		goto out;
 	for (int w = 0; w < threads; w++) {
 		fa[w] = malloc((size_t)(TE_RB * maxc) * sizeof(float));
 		fb[w] = malloc((size_t)(TE_RB * maxc) * sizeof(float));
@@ -240,7 +243,7 @@ qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr
 		vfy_terr *e = &v[i];
 		snprintf(e->name, sizeof e->name, "%s", a->name);
 		e->cls = a->cls;
-		e->fmt = qnt_fmt_info(cvt_item_src_fmt(a))->name;
+		e->fmt = qf_dtype_info(cvt_item_src_fmt(a))->fmt;
 		e->n = (uint64_t)(cvt_item_rows(a) * cvt_item_row_len(a));
 		if (!b) {
 			e->problem = "missing in the reference";
@@ -257,7 +260,7 @@ qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr
 		memset(st, 0, (size_t)threads * sizeof *st);
 		te_job j = { .a = a, .b = b, .C = cvt_item_row_len(a), .fa = fa, .fb = fb, .sa = sa, .sb = sb, .acc = acc,
 			     .st = st, .errs = errs };
-		qf_parallel_for(threads, (cvt_item_rows(a) + TE_RB - 1) / TE_RB, te_fn, &j);
+		qf_pool_for(pool, threads, (cvt_item_rows(a) + TE_RB - 1) / TE_RB, te_fn, &j);
 		for (int w = 0; w < threads; w++) {
 			if (st[w]) {
 				s = qf_fail(err, st[w], "%s", errs[w].msg);
@@ -297,6 +300,7 @@ out:
 	free(st);
 	free(errs);
 	free(v);
+	qf_pool_free(pool);
 	return s;
 }
 

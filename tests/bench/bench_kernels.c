@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "formats/dtype.h"
-#include "quantize/qformat.h"
+#include "formats/qformat.h"
 
 static double now(void)
 {
@@ -51,20 +51,20 @@ static void k_fp8(void)
 #define QC 4096
 static float *qin;
 static uint8_t *qout, *qcomp[2];
-static qnt_fmt cur_fmt;
+static qf_dtype cur_fmt;
 
 static void k_quant(void)
 {
 	int64_t shape[2] = { N / QC, QC };
-	int64_t units = qnt_units(cur_fmt, 2, shape);
+	int64_t units = qf_fmt_units(cur_fmt, 2, shape);
 	for (int64_t u = 0; u < units; u++) {
 		int64_t r0, n;
-		qnt_unit_rows(cur_fmt, 2, shape, u, &r0, &n);
-		uint8_t *co[2] = { qcomp[0] + qnt_comp_offset(cur_fmt, 0, 2, shape, r0),
-				   qcomp[1] + (qnt_ncomp(cur_fmt, 1) > 1 ? qnt_comp_offset(cur_fmt, 1, 2, shape, r0) : 0) };
-		if (cur_fmt == QNT_FP8_B128 || qnt_ncomp(cur_fmt, 1) == 0)
-			co[0] = qnt_ncomp(cur_fmt, 1) ? co[0] : NULL;
-		qnt_encode(cur_fmt, 1, qin + r0 * QC, n, QC, qout + qnt_main_offset(cur_fmt, 1, QC, r0), co);
+		qf_fmt_unit_rows(cur_fmt, 2, shape, u, &r0, &n);
+		uint8_t *co[2] = { qcomp[0] + qf_fmt_comp_offset(cur_fmt, 0, 2, shape, r0),
+				   qcomp[1] + (qf_fmt_ncomp(cur_fmt, 1) > 1 ? qf_fmt_comp_offset(cur_fmt, 1, 2, shape, r0) : 0) };
+		if (cur_fmt == QF_FP8_B128 || qf_fmt_ncomp(cur_fmt, 1) == 0)
+			co[0] = qf_fmt_ncomp(cur_fmt, 1) ? co[0] : NULL;
+		qf_fmt_encode(cur_fmt, 1, qin + r0 * QC, n, QC, qout + qf_fmt_main_offset(cur_fmt, 1, QC, r0), co);
 	}
 }
 
@@ -75,7 +75,7 @@ static void k_bf16_q8(void)
 	for (int64_t r = 0; r < N / QC; r++) {
 		qf_row_bf16_to_f32(src + r * QC * 2, row, QC);
 		uint8_t *co[2] = { NULL, NULL };
-		qnt_encode(QNT_Q8_0, 0, row, 1, QC, qout + qnt_main_offset(QNT_Q8_0, 0, QC, r), co);
+		qf_fmt_encode(QF_Q8_0, 0, row, 1, QC, qout + qf_fmt_main_offset(QF_Q8_0, 0, QC, r), co);
 	}
 }
 
@@ -128,10 +128,12 @@ int main(void)
 		qin[i] = (float)((int64_t)(s >> 11) - (INT64_C(1) << 52)) * 0x1p-52f * 0.05f;
 	}
 	printf("\nquantizer (f32 in)          GB/s(f32 in)   ratio vs memcpy\n");
-	for (int f = QNT_Q8_0; f < QNT_FMT_COUNT; f++) {
-		cur_fmt = (qnt_fmt)f;
+	for (int f = 0; f < QF_DTYPE_COUNT; f++) {
+		if (!qf_fmt_is_quant((qf_dtype)f))
+			continue;
+		cur_fmt = (qf_dtype)f;
 		double g = run(k_quant);
-		printf("%-27s %8.2f       %.2f\n", qnt_fmt_info(cur_fmt)->name, g, g / m);
+		printf("%-27s %8.2f       %.2f\n", qf_dtype_info(cur_fmt)->fmt, g, g / m);
 	}
 	double g = run(k_bf16_q8) / 2; /* run() counts f32 bytes; bf16 source is half */
 	printf("%-27s %8.2f       %.2f   (GB/s of bf16 in)\n", "bf16 -> q8_0", g, g / m);

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "formats/qf.h"
+#include "util/qf.h"
 
 qf_status qf_fail(qf_err *err, qf_status st, const char *fmt, ...)
 {

@@ -20,32 +20,32 @@
 
 #include <stdint.h>
 
-#define QNT_QK 32
+#define QF_QK 32
 
-typedef struct { uint16_t d; int8_t qs[QNT_QK]; } qnt_block_q8_0;
-typedef struct { uint16_t d; uint8_t qs[QNT_QK / 2]; } qnt_block_q4_0;
-typedef struct { uint16_t d; uint16_t m; uint8_t qs[QNT_QK / 2]; } qnt_block_q4_1;
-typedef struct { uint8_t e; uint8_t qs[QNT_QK / 2]; } qnt_block_mxfp4;
+typedef struct { uint16_t d; int8_t qs[QF_QK]; } qf_block_q8_0;
+typedef struct { uint16_t d; uint8_t qs[QF_QK / 2]; } qf_block_q4_0;
+typedef struct { uint16_t d; uint16_t m; uint8_t qs[QF_QK / 2]; } qf_block_q4_1;
+typedef struct { uint8_t e; uint8_t qs[QF_QK / 2]; } qf_block_mxfp4;
 
-_Static_assert(sizeof(qnt_block_q8_0) == 34, "q8_0 block");
-_Static_assert(sizeof(qnt_block_q4_0) == 18, "q4_0 block");
-_Static_assert(sizeof(qnt_block_q4_1) == 20, "q4_1 block");
-_Static_assert(sizeof(qnt_block_mxfp4) == 17, "mxfp4 block");
+_Static_assert(sizeof(qf_block_q8_0) == 34, "q8_0 block");
+_Static_assert(sizeof(qf_block_q4_0) == 18, "q4_0 block");
+_Static_assert(sizeof(qf_block_q4_1) == 20, "q4_1 block");
+_Static_assert(sizeof(qf_block_mxfp4) == 17, "mxfp4 block");
 
 /* n is a multiple of 32; dst holds n/32 blocks. */
-void qnt_quant_q8_0_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_q4_0_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_q4_1_ref(const float *src, void *dst, int64_t n);
-void qnt_quant_mxfp4_ref(const float *src, void *dst, int64_t n);
+void qf_quant_q8_0_ref(const float *src, void *dst, int64_t n);
+void qf_quant_q4_0_ref(const float *src, void *dst, int64_t n);
+void qf_quant_q4_1_ref(const float *src, void *dst, int64_t n);
+void qf_quant_mxfp4_ref(const float *src, void *dst, int64_t n);
 /* The same bytes as the references, with AVX2 when the CPU has it. */
-void qnt_quant_q8_0(const float *src, void *dst, int64_t n);
-void qnt_quant_q4_0(const float *src, void *dst, int64_t n);
-void qnt_dequant_q8_0(const void *src, float *dst, int64_t n);
-void qnt_dequant_q4_0(const void *src, float *dst, int64_t n);
-void qnt_dequant_q4_1(const void *src, float *dst, int64_t n);
-void qnt_dequant_mxfp4(const void *src, float *dst, int64_t n);
+void qf_quant_q8_0(const float *src, void *dst, int64_t n);
+void qf_quant_q4_0(const float *src, void *dst, int64_t n);
+void qf_dequant_q8_0(const void *src, float *dst, int64_t n);
+void qf_dequant_q4_0(const void *src, float *dst, int64_t n);
+void qf_dequant_q4_1(const void *src, float *dst, int64_t n);
+void qf_dequant_mxfp4(const void *src, float *dst, int64_t n);
 
 /* 2^(e-128) as ggml computes it (half of the E8M0 value). */
-float qnt_e8m0_half(uint8_t e);
+float qf_e8m0_half(uint8_t e);
 
 #endif

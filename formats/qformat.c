@@ -3,73 +3,25 @@
 #include <math.h>
 #include <string.h>
 
-#include "quantize/ggml_quants.h"
-#include "quantize/qformat.h"
+#include "formats/ggml_quants.h"
+#include "formats/qformat.h"
 
-static const qnt_info infos[QNT_FMT_COUNT] = {
-	[QNT_F32] = { .name = "f32", .gguf = QF_F32, .elem = QF_F32, .brows = 1, .bcols = 1,
-		      .desc = "IEEE float32" },
-	[QNT_F16] = { .name = "f16", .gguf = QF_F16, .elem = QF_F16, .brows = 1, .bcols = 1,
-		      .desc = "IEEE float16" },
-	[QNT_BF16] = { .name = "bf16", .gguf = QF_BF16, .elem = QF_BF16, .brows = 1, .bcols = 1,
-		       .desc = "bfloat16" },
-	[QNT_Q8_0] = { .name = "q8_0", .gguf = QF_Q8_0, .elem = QF_Q8_0, .brows = 1, .bcols = 32,
-		       .need_div = 1, .desc = "ggml q8_0: int8 × f16 scale per 32" },
-	[QNT_Q4_0] = { .name = "q4_0", .gguf = QF_Q4_0, .elem = QF_Q4_0, .brows = 1, .bcols = 32,
-		       .need_div = 1, .desc = "ggml q4_0: 4-bit × f16 scale per 32" },
-	[QNT_Q4_1] = { .name = "q4_1", .gguf = QF_Q4_1, .elem = QF_Q4_1, .brows = 1, .bcols = 32,
-		       .need_div = 1, .desc = "ggml q4_1: 4-bit × f16 scale + f16 min per 32" },
-	[QNT_MXFP4] = { .name = "mxfp4", .gguf = QF_MXFP4, .elem = QF_U8, .brows = 1, .bcols = 32,
-			.need_div = 1, .ncomp = 1, .comp = { "_scale" }, .comp_type = { QF_F8_E8M0 },
-			.desc = "OCP MXFP4: E2M1 × E8M0 per 32 (GGUF: ggml block)" },
-	[QNT_FP8_B128] = { .name = "fp8-b128", .gguf = QF_DTYPE_NONE, .elem = QF_F8_E4M3, .brows = 128,
-			   .bcols = 128, .ncomp = 1, .comp = { "_scale_inv" }, .comp_type = { QF_F32 },
-			   .desc = "E4M3 × f32 scale per 128×128 block (DeepSeek layout)" },
-	[QNT_MXFP8] = { .name = "mxfp8", .gguf = QF_DTYPE_NONE, .elem = QF_F8_E4M3, .brows = 1,
-			.bcols = 32, .need_div = 1, .ncomp = 1, .comp = { "_scale" },
-			.comp_type = { QF_F8_E8M0 }, .desc = "OCP MXFP8: E4M3 × E8M0 per 32" },
-	[QNT_INT8_CH] = { .name = "int8-ch", .gguf = QF_DTYPE_NONE, .elem = QF_I8, .brows = 1, .bcols = 0,
-			  .ncomp = 1, .comp = { "_scale" }, .comp_type = { QF_F32 },
-			  .desc = "symmetric int8 × f32 scale per output channel" },
-	[QNT_INT4_G128] = { .name = "int4-g128", .gguf = QF_DTYPE_NONE, .elem = QF_U8, .brows = 1,
-			    .bcols = 128, .ncomp = 1, .comp = { "_scale" }, .comp_type = { QF_F16 },
-			    .desc = "symmetric 4-bit × f16 scale per 128 inputs (W4A16)" },
-	[QNT_INT4_G128_ASYM] = { .name = "int4-g128-asym", .gguf = QF_DTYPE_NONE, .elem = QF_U8,
-				 .brows = 1, .bcols = 128, .ncomp = 2, .comp = { "_scale", "_zero" },
-				 .comp_type = { QF_F16, QF_U8 },
-				 .desc = "4-bit with zero point × f16 scale per 128 inputs (W4A16)" },
-};
-
-const qnt_info *qnt_fmt_info(qnt_fmt f)
+qf_dtype qf_fmt_of_dtype(qf_dtype t)
 {
-	return (unsigned)f < QNT_FMT_COUNT ? &infos[f] : NULL;
+	const qf_dtype_traits *tr = qf_dtype_info(t);
+	return tr && tr->fmt && tr->gguf == t ? t : QF_DTYPE_NONE;
 }
 
-qnt_fmt qnt_fmt_from_name(const char *name)
+int qf_fmt_fits(qf_dtype f, int64_t C)
 {
-	for (int i = 0; i < QNT_FMT_COUNT; i++)
-		if (strcmp(infos[i].name, name) == 0)
-			return (qnt_fmt)i;
-	return QNT_FMT_NONE;
+	const qf_dtype_traits *in = qf_dtype_info(f);
+	return in && in->fmt && C > 0 && (!in->need_div || C % in->bcols == 0);
 }
 
-qnt_fmt qnt_fmt_from_dtype(qf_dtype t)
+int qf_fmt_is_quant(qf_dtype f)
 {
-	for (int i = 0; i < QNT_FMT_COUNT; i++)
-		if (infos[i].gguf == t)
-			return (qnt_fmt)i;
-	return QNT_FMT_NONE;
-}
-
-int qnt_fmt_fits(qnt_fmt f, int64_t C)
-{
-	const qnt_info *in = qnt_fmt_info(f);
-	return in && C > 0 && (!in->need_div || C % in->bcols == 0);
-}
-
-int qnt_fmt_is_quant(qnt_fmt f)
-{
-	return f != QNT_F32 && f != QNT_F16 && f != QNT_BF16;
+	const qf_dtype_traits *in = qf_dtype_info(f);
+	return in && in->fmt && f != QF_F32 && f != QF_F16 && f != QF_BF16;
 }
 
 /* ---- geometry ---------------------------------------------------------------- */
@@ -89,54 +41,53 @@ static int64_t all_rows(int ndim, const int64_t *shape)
 
 static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* Bytes of one row's main payload. */
-static uint64_t row_bytes(qnt_fmt f, int64_t C)
+/*
+ * Bytes of one row's main payload: whole blocks for the container types
+ * (scalars and ggml blocks, GGUF's mxfp4 included), one element per byte or
+ * two per byte (the 4-bit codes) for the bundle formats.
+ */
+static uint64_t row_bytes(qf_dtype f, int64_t C)
 {
-	switch (f) {
-	case QNT_F32: return (uint64_t)C * 4;
-	case QNT_F16: case QNT_BF16: return (uint64_t)C * 2;
-	case QNT_Q8_0: return (uint64_t)(C / 32) * sizeof(qnt_block_q8_0);
-	case QNT_Q4_0: return (uint64_t)(C / 32) * sizeof(qnt_block_q4_0);
-	case QNT_Q4_1: return (uint64_t)(C / 32) * sizeof(qnt_block_q4_1);
-	case QNT_MXFP4: return (uint64_t)(C / 32) * sizeof(qnt_block_mxfp4); /* GGUF; bundle: see main_bytes */
-	case QNT_FP8_B128: case QNT_MXFP8: case QNT_INT8_CH: return (uint64_t)C;
-	case QNT_INT4_G128: case QNT_INT4_G128_ASYM: return (uint64_t)(C + 1) / 2;
-	default: return 0;
-	}
+	const qf_dtype_traits *in = qf_dtype_info(f);
+	if (!in)
+		return 0;
+	if (in->block_elems > 0)
+		return (uint64_t)(C / in->block_elems) * in->block_bytes;
+	return in->elem == QF_U8 ? (uint64_t)(C + 1) / 2 : (uint64_t)C;
 }
 
 /* Bundle mxfp4 differs from the ggml block only in where the scale lives. */
-static uint64_t bundle_row_bytes(qnt_fmt f, int64_t C)
+static uint64_t bundle_row_bytes(qf_dtype f, int64_t C)
 {
-	return f == QNT_MXFP4 ? (uint64_t)C / 2 : row_bytes(f, C);
+	return f == QF_MXFP4 ? (uint64_t)C / 2 : row_bytes(f, C);
 }
 
-static uint64_t any_row_bytes(qnt_fmt f, int in_bundle, int64_t C)
+static uint64_t any_row_bytes(qf_dtype f, int in_bundle, int64_t C)
 {
 	return in_bundle ? bundle_row_bytes(f, C) : row_bytes(f, C);
 }
 
-uint64_t qnt_main_bytes(qnt_fmt f, int in_bundle, int ndim, const int64_t *shape)
+uint64_t qf_fmt_main_bytes(qf_dtype f, int in_bundle, int ndim, const int64_t *shape)
 {
 	return (uint64_t)all_rows(ndim, shape) * any_row_bytes(f, in_bundle, shape[ndim - 1]);
 }
 
-uint64_t qnt_main_offset(qnt_fmt f, int in_bundle, int64_t C, int64_t row)
+uint64_t qf_fmt_main_offset(qf_dtype f, int in_bundle, int64_t C, int64_t row)
 {
 	return (uint64_t)row * any_row_bytes(f, in_bundle, C);
 }
 
-int qnt_ncomp(qnt_fmt f, int in_bundle)
+int qf_fmt_ncomp(qf_dtype f, int in_bundle)
 {
-	const qnt_info *in = qnt_fmt_info(f);
-	if (!in || (f == QNT_MXFP4 && !in_bundle))
+	const qf_dtype_traits *in = qf_dtype_info(f);
+	if (!in || (f == QF_MXFP4 && !in_bundle))
 		return 0;
 	return in->ncomp;
 }
 
-uint64_t qnt_comp_shape(qnt_fmt f, int k, int ndim, const int64_t *shape, int *cnd, int64_t *cs)
+uint64_t qf_fmt_comp_shape(qf_dtype f, int k, int ndim, const int64_t *shape, int *cnd, int64_t *cs)
 {
-	const qnt_info *in = qnt_fmt_info(f);
+	const qf_dtype_traits *in = qf_dtype_info(f);
 	if (!in || k >= in->ncomp)
 		return 0;
 	int64_t C = shape[ndim - 1];
@@ -144,16 +95,16 @@ uint64_t qnt_comp_shape(qnt_fmt f, int k, int ndim, const int64_t *shape, int *c
 	for (int i = 0; i < ndim - 1; i++)
 		cs[nd++] = shape[i];
 	switch (f) {
-	case QNT_FP8_B128:
+	case QF_FP8_B128:
 		if (ndim >= 2)
 			cs[nd - 1] = ceil_div(shape[ndim - 2], 128);
 		cs[nd++] = ceil_div(C, 128);
 		break;
-	case QNT_INT8_CH:
+	case QF_INT8_CH:
 		if (nd == 0)
 			cs[nd++] = 1;
 		break;
-	case QNT_MXFP4: case QNT_MXFP8:
+	case QF_MXFP4: case QF_MXFP8:
 		cs[nd++] = C / 32;
 		break;
 	default: /* int4 */
@@ -167,36 +118,36 @@ uint64_t qnt_comp_shape(qnt_fmt f, int k, int ndim, const int64_t *shape, int *c
 	return ne * qf_dtype_info(in->comp_type[k])->block_bytes;
 }
 
-uint64_t qnt_comp_offset(qnt_fmt f, int k, int ndim, const int64_t *shape, int64_t row)
+uint64_t qf_fmt_comp_offset(qf_dtype f, int k, int ndim, const int64_t *shape, int64_t row)
 {
-	const qnt_info *in = qnt_fmt_info(f);
+	const qf_dtype_traits *in = qf_dtype_info(f);
 	int64_t C = shape[ndim - 1];
 	size_t es = qf_dtype_info(in->comp_type[k])->block_bytes;
 	switch (f) {
-	case QNT_FP8_B128: {
+	case QF_FP8_B128: {
 		int64_t ri = inner_rows(ndim, shape), m = row / ri, r = row % ri;
 		int64_t brow = m * ceil_div(ri, 128) + r / 128;
 		return (uint64_t)brow * (uint64_t)ceil_div(C, 128) * es;
 	}
-	case QNT_INT8_CH: return (uint64_t)row * es;
-	case QNT_MXFP4: case QNT_MXFP8: return (uint64_t)row * (uint64_t)(C / 32) * es;
+	case QF_INT8_CH: return (uint64_t)row * es;
+	case QF_MXFP4: case QF_MXFP8: return (uint64_t)row * (uint64_t)(C / 32) * es;
 	default: return (uint64_t)row * (uint64_t)ceil_div(C, 128) * es;
 	}
 }
 
 /* A unit is one block row: brows rows of one stacked matrix (fewer at its end). */
-int64_t qnt_units(qnt_fmt f, int ndim, const int64_t *shape)
+int64_t qf_fmt_units(qf_dtype f, int ndim, const int64_t *shape)
 {
-	int64_t br = qnt_fmt_info(f)->brows;
+	int64_t br = qf_dtype_info(f)->brows;
 	if (br == 1)
 		return all_rows(ndim, shape);
 	int64_t ri = inner_rows(ndim, shape);
 	return all_rows(ndim, shape) / ri * ceil_div(ri, br);
 }
 
-void qnt_unit_rows(qnt_fmt f, int ndim, const int64_t *shape, int64_t u, int64_t *r0, int64_t *n)
+void qf_fmt_unit_rows(qf_dtype f, int ndim, const int64_t *shape, int64_t u, int64_t *r0, int64_t *n)
 {
-	int64_t br = qnt_fmt_info(f)->brows;
+	int64_t br = qf_dtype_info(f)->brows;
 	if (br == 1) {
 		*r0 = u;
 		*n = 1;
@@ -214,8 +165,6 @@ static const float e2m1_values[16] = {
 	0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f,
 	-0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f,
 };
-
-float qnt_e2m1_value(uint8_t code) { return e2m1_values[code & 15]; }
 
 /* E4M3 with saturation to ±448 (x finite). */
 static uint8_t e4m3_sat(float x)
@@ -463,8 +412,8 @@ static void enc_int4_row(const float *x, int64_t C, int asym, uint8_t *q, uint8_
 static void enc_mxfp4_bundle_row(const float *x, int64_t C, uint8_t *q, uint8_t *e)
 {
 	for (int64_t b = 0; b < C / 32; b++) {
-		qnt_block_mxfp4 blk;
-		qnt_quant_mxfp4_ref(x + b * 32, &blk, 32);
+		qf_block_mxfp4 blk;
+		qf_quant_mxfp4_ref(x + b * 32, &blk, 32);
 		e[b] = blk.e;
 		uint8_t codes[32];
 		for (int j = 0; j < 16; j++) {
@@ -476,37 +425,32 @@ static void enc_mxfp4_bundle_row(const float *x, int64_t C, uint8_t *q, uint8_t 
 	}
 }
 
-void qnt_encode(qnt_fmt f, int in_bundle, const float *x, int64_t n, int64_t C, uint8_t *main,
+void qf_fmt_encode(qf_dtype f, int in_bundle, const float *x, int64_t n, int64_t C, uint8_t *main,
 		uint8_t *const *comp)
 {
-	if (f == QNT_FP8_B128) {
+	if (f == QF_FP8_B128) {
 		enc_fp8_b128(x, n, C, main, (float *)(void *)comp[0]);
 		return;
 	}
 	uint64_t rb = any_row_bytes(f, in_bundle, C);
+	const qf_dtype_traits *in = qf_dtype_info(f);
+	int whole = in->block_elems > 0 && !(f == QF_MXFP4 && in_bundle); /* the row encoder writes it all */
 	for (int64_t r = 0; r < n; r++) {
 		const float *xr = x + r * C;
 		uint8_t *o = main + (uint64_t)r * rb;
+		if (whole) {
+			in->from_f32(xr, o, C);
+			continue;
+		}
 		switch (f) {
-		case QNT_F32: memcpy(o, xr, (size_t)C * 4); break;
-		case QNT_F16: qf_row_f32_to_f16(xr, o, C); break;
-		case QNT_BF16: qf_row_f32_to_bf16(xr, o, C); break;
-		case QNT_Q8_0: qnt_quant_q8_0(xr, o, C); break;
-		case QNT_Q4_0: qnt_quant_q4_0(xr, o, C); break;
-		case QNT_Q4_1: qnt_quant_q4_1_ref(xr, o, C); break;
-		case QNT_MXFP4:
-			if (in_bundle)
-				enc_mxfp4_bundle_row(xr, C, o, comp[0] + r * (C / 32));
-			else
-				qnt_quant_mxfp4_ref(xr, o, C);
-			break;
-		case QNT_MXFP8: enc_mxfp8_row(xr, C, o, comp[0] + r * (C / 32)); break;
-		case QNT_INT8_CH: enc_int8_row(xr, C, (int8_t *)o, (float *)(void *)(comp[0] + r * 4)); break;
-		case QNT_INT4_G128:
-		case QNT_INT4_G128_ASYM: {
+		case QF_MXFP4: enc_mxfp4_bundle_row(xr, C, o, comp[0] + r * (C / 32)); break;
+		case QF_MXFP8: enc_mxfp8_row(xr, C, o, comp[0] + r * (C / 32)); break;
+		case QF_INT8_CH: enc_int8_row(xr, C, (int8_t *)o, (float *)(void *)(comp[0] + r * 4)); break;
+		case QF_INT4_G128:
+		case QF_INT4_G128_ASYM: {
 			int64_t g = ceil_div(C, 128);
-			enc_int4_row(xr, C, f == QNT_INT4_G128_ASYM, o, comp[0] + r * g * 2,
-				     f == QNT_INT4_G128_ASYM ? comp[1] + r * g : NULL);
+			enc_int4_row(xr, C, f == QF_INT4_G128_ASYM, o, comp[0] + r * g * 2,
+				     f == QF_INT4_G128_ASYM ? comp[1] + r * g : NULL);
 			break;
 		}
 		default: break;
@@ -516,39 +460,35 @@ void qnt_encode(qnt_fmt f, int in_bundle, const float *x, int64_t n, int64_t C, 
 
 /* ---- decoders -------------------------------------------------------------------- */
 
-void qnt_decode(const qnt_view *v, int64_t r0, int64_t n, float *dst)
+void qf_fmt_decode(const qf_fmt_view *v, int64_t r0, int64_t n, float *dst)
 {
 	int64_t C = v->shape[v->ndim - 1];
 	uint64_t rb = any_row_bytes(v->fmt, v->in_bundle, C);
 	const float *e4 = qf_e4m3_table();
+	const qf_dtype_traits *in = qf_dtype_info(v->fmt);
+	int whole = in->block_elems > 0 && !(v->fmt == QF_MXFP4 && v->in_bundle);
 	for (int64_t i = 0; i < n; i++) {
 		int64_t r = r0 + i;
 		const uint8_t *q = v->main + (uint64_t)r * rb;
 		float *d = dst + i * C;
+		if (whole) {
+			in->to_f32(q, d, C);
+			continue;
+		}
 		switch (v->fmt) {
-		case QNT_F32: memcpy(d, q, (size_t)C * 4); break;
-		case QNT_F16: qf_row_f16_to_f32(q, d, C); break;
-		case QNT_BF16: qf_row_bf16_to_f32(q, d, C); break;
-		case QNT_Q8_0: qnt_dequant_q8_0(q, d, C); break;
-		case QNT_Q4_0: qnt_dequant_q4_0(q, d, C); break;
-		case QNT_Q4_1: qnt_dequant_q4_1(q, d, C); break;
-		case QNT_MXFP4:
-			if (!v->in_bundle) {
-				qnt_dequant_mxfp4(q, d, C);
-				break;
-			}
+		case QF_MXFP4:
 			for (int64_t j = 0; j < C; j++) {
 				uint8_t e = v->comp[0][r * (C / 32) + j / 32];
 				d[j] = e2m1_values[(q[j / 2] >> ((j & 1) * 4)) & 15] * qf_e8m0_to_f32(e);
 			}
 			break;
-		case QNT_MXFP8:
+		case QF_MXFP8:
 			for (int64_t j = 0; j < C; j++)
 				d[j] = e4[q[j]] * qf_e8m0_to_f32(v->comp[0][r * (C / 32) + j / 32]);
 			break;
-		case QNT_FP8_B128: {
+		case QF_FP8_B128: {
 			const float *sc = (const float *)(const void *)(v->comp[0] +
-					  qnt_comp_offset(v->fmt, 0, v->ndim, v->shape, r));
+					  qf_fmt_comp_offset(v->fmt, 0, v->ndim, v->shape, r));
 			for (int64_t j = 0; j < C; j++) {
 				float s;
 				memcpy(&s, &sc[j / 128], 4);
@@ -556,20 +496,20 @@ void qnt_decode(const qnt_view *v, int64_t r0, int64_t n, float *dst)
 			}
 			break;
 		}
-		case QNT_INT8_CH: {
+		case QF_INT8_CH: {
 			float s;
 			memcpy(&s, v->comp[0] + r * 4, 4);
 			for (int64_t j = 0; j < C; j++)
 				d[j] = (float)(int8_t)q[j] * s;
 			break;
 		}
-		case QNT_INT4_G128:
-		case QNT_INT4_G128_ASYM: {
+		case QF_INT4_G128:
+		case QF_INT4_G128_ASYM: {
 			int64_t g = ceil_div(C, 128);
 			for (int64_t j = 0; j < C; j++) {
 				uint16_t dh;
 				memcpy(&dh, v->comp[0] + (r * g + j / 128) * 2, 2);
-				int z = v->fmt == QNT_INT4_G128_ASYM ? v->comp[1][r * g + j / 128] : 8;
+				int z = v->fmt == QF_INT4_G128_ASYM ? v->comp[1][r * g + j / 128] : 8;
 				int code = (q[j / 2] >> ((j & 1) * 4)) & 15;
 				d[j] = (float)(code - z) * qf_f16_to_f32(dh);
 			}
@@ -580,12 +520,12 @@ void qnt_decode(const qnt_view *v, int64_t r0, int64_t n, float *dst)
 	}
 }
 
-uint64_t qnt_bundle_sizer(const char *format, int ndim, const int64_t *shape)
+uint64_t qf_fmt_bundle_sizer(const char *format, int ndim, const int64_t *shape)
 {
-	qnt_fmt f = qnt_fmt_from_name(format);
-	if (f == QNT_FMT_NONE)
+	qf_dtype f = qf_fmt_from_name(format);
+	if (f == QF_DTYPE_NONE)
 		return 0;
-	if (!qnt_fmt_fits(f, shape[ndim - 1]))
+	if (!qf_fmt_fits(f, shape[ndim - 1]))
 		return UINT64_MAX;
-	return qnt_main_bytes(f, 1, ndim, shape);
+	return qf_fmt_main_bytes(f, 1, ndim, shape);
 }

@@ -37,85 +37,65 @@
 
 #include "formats/dtype.h"
 
-typedef enum qnt_fmt {
-	QNT_F32, QNT_F16, QNT_BF16,
-	QNT_Q8_0, QNT_Q4_0, QNT_Q4_1, QNT_MXFP4,
-	QNT_FP8_B128, QNT_MXFP8, QNT_INT8_CH, QNT_INT4_G128, QNT_INT4_G128_ASYM,
-	QNT_FMT_COUNT,
-	QNT_FMT_NONE = -1
-} qnt_fmt;
+/*
+ * The formats are rows of the one traits table (formats/dtype.h): every
+ * qf_dtype whose traits have a format name (.fmt) is a format convert and
+ * quantize can write.  This file is their geometry, encoders and decoders.
+ */
 
-#define QNT_MAX_COMP 2
-
-typedef struct qnt_info {
-	const char *name;          /* "fp8-b128" */
-	qf_dtype gguf;             /* GGUF/ggml type, QF_DTYPE_NONE when bundle-only */
-	qf_dtype elem;             /* element type of the main payload in a bundle */
-	int64_t brows, bcols;      /* quantization block: rows × columns (0: whole row) */
-	int need_div;              /* C must be a multiple of bcols */
-	int ncomp;
-	const char *comp[QNT_MAX_COMP];      /* companion name suffixes */
-	qf_dtype comp_type[QNT_MAX_COMP];
-	const char *desc;
-} qnt_info;
-
-const qnt_info *qnt_fmt_info(qnt_fmt f);
-qnt_fmt qnt_fmt_from_name(const char *name);       /* QNT_FMT_NONE if unknown */
-qnt_fmt qnt_fmt_from_dtype(qf_dtype t);            /* GGUF tensor type → format */
+/* The format a container's tensor of dtype t is read as (itself, or QF_DTYPE_NONE: F8_E4M3, I8, …). */
+qf_dtype qf_fmt_of_dtype(qf_dtype t);
 /* 1 if the format can store a row of length C (the block divides it). */
-int qnt_fmt_fits(qnt_fmt f, int64_t C);
+int qf_fmt_fits(qf_dtype f, int64_t C);
 /* 1 for formats that lose information relative to BF16/F16/F32 sources. */
-int qnt_fmt_is_quant(qnt_fmt f);
+int qf_fmt_is_quant(qf_dtype f);
 
 /*
  * Sizes.  shape/ndim are the logical tensor; in_bundle selects the bundle
  * layout (differs from GGUF only for mxfp4).
  */
-uint64_t qnt_main_bytes(qnt_fmt f, int in_bundle, int ndim, const int64_t *shape);
+uint64_t qf_fmt_main_bytes(qf_dtype f, int in_bundle, int ndim, const int64_t *shape);
 /* Companions present (mxfp4 has its scale inside ggml blocks in GGUF). */
-int qnt_ncomp(qnt_fmt f, int in_bundle);
+int qf_fmt_ncomp(qf_dtype f, int in_bundle);
 /* Companion k's shape (ndim written to *cnd) and bytes. */
-uint64_t qnt_comp_shape(qnt_fmt f, int k, int ndim, const int64_t *shape, int *cnd, int64_t *cshape);
+uint64_t qf_fmt_comp_shape(qf_dtype f, int k, int ndim, const int64_t *shape, int *cnd, int64_t *cshape);
 
 /*
  * Units: the row groups that encode independently: block rows of the
  * format's brows rows (one row for every format but fp8-b128, whose 128-row
  * block rows are shorter at the end of each stacked matrix).
  */
-int64_t qnt_units(qnt_fmt f, int ndim, const int64_t *shape);
-void qnt_unit_rows(qnt_fmt f, int ndim, const int64_t *shape, int64_t u, int64_t *r0, int64_t *n);
+int64_t qf_fmt_units(qf_dtype f, int ndim, const int64_t *shape);
+void qf_fmt_unit_rows(qf_dtype f, int ndim, const int64_t *shape, int64_t u, int64_t *r0, int64_t *n);
 
 /* Where rows/units start in the payloads. */
-uint64_t qnt_main_offset(qnt_fmt f, int in_bundle, int64_t C, int64_t row);
-uint64_t qnt_comp_offset(qnt_fmt f, int k, int ndim, const int64_t *shape, int64_t row);
+uint64_t qf_fmt_main_offset(qf_dtype f, int in_bundle, int64_t C, int64_t row);
+uint64_t qf_fmt_comp_offset(qf_dtype f, int k, int ndim, const int64_t *shape, int64_t row);
 
 /*
  * Encodes n rows of C floats (one unit for fp8-b128, any n otherwise) into
- * main (at the rows' position, see qnt_main_offset) and comp[k] (at
- * qnt_comp_offset of the first row).  in_bundle selects mxfp4's layout.
+ * main (at the rows' position, see qf_fmt_main_offset) and comp[k] (at
+ * qf_fmt_comp_offset of the first row).  in_bundle selects mxfp4's layout.
  */
-void qnt_encode(qnt_fmt f, int in_bundle, const float *x, int64_t n, int64_t C, uint8_t *main,
+void qf_fmt_encode(qf_dtype f, int in_bundle, const float *x, int64_t n, int64_t C, uint8_t *main,
 		uint8_t *const *comp);
 
 /*
  * Decodes rows [r0, r0+n) of a whole tensor: main and comp point at the
  * start of the tensor's payloads.
  */
-typedef struct qnt_view {
-	qnt_fmt fmt;
+typedef struct qf_fmt_view {
+	qf_dtype fmt;
 	int in_bundle;
 	int ndim;
 	int64_t shape[4];
 	const uint8_t *main;
-	const uint8_t *comp[QNT_MAX_COMP];
-} qnt_view;
+	const uint8_t *comp[QF_MAX_COMP];
+} qf_fmt_view;
 
-void qnt_decode(const qnt_view *v, int64_t r0, int64_t n, float *dst);
+void qf_fmt_decode(const qf_fmt_view *v, int64_t r0, int64_t n, float *dst);
 
 /* A bundle main tensor's byte size (qf_pk_sizer): 0 for an unknown format. */
-uint64_t qnt_bundle_sizer(const char *format, int ndim, const int64_t *shape);
-
-/* Scalar E2M1 value of a 4-bit code (OCP MX). */
-float qnt_e2m1_value(uint8_t code);
+uint64_t qf_fmt_bundle_sizer(const char *format, int ndim, const int64_t *shape);
 
 #endif
