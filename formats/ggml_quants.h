@@ -15,8 +15,8 @@
  *         q = nearest kvalue (first index wins ties).
  * The f16 scale is stored round-to-nearest-even; the quants use the f32 d.
  */
-#ifndef QNT_GGML_QUANTS_H
-#define QNT_GGML_QUANTS_H
+#ifndef QF_GGML_QUANTS_H
+#define QF_GGML_QUANTS_H
 
 #include <stdint.h>
 

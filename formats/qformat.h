@@ -30,8 +30,8 @@
  * Blocks of fp8-b128 never straddle two stacked matrices: each matrix of
  * R_inner rows starts a new block row.
  */
-#ifndef QNT_QFORMAT_H
-#define QNT_QFORMAT_H
+#ifndef QF_QFORMAT_H
+#define QF_QFORMAT_H
 
 #include <stdint.h>
 
