@@ -28,15 +28,6 @@
 
 typedef void (*ref_fn)(const float *, void *, int64_t);
 
-static const char *oracle_lib(void)
-{
-	static char p[4096];
-	const char *d = getenv("QF_ORACLE_DIR");
-	snprintf(p, sizeof p, "%s/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so",
-		 d && *d ? d : tu_src("tests/oracle"));
-	return p;
-}
-
 /* Test data: blocks of different characters. */
 static void fill(float *x, int64_t n, uint64_t seed)
 {
@@ -166,7 +157,7 @@ int main(void)
 	}
 
 	/* bit-identity with llama.cpp's own reference quantizers */
-	void *h = dlopen(oracle_lib(), RTLD_NOW | RTLD_LOCAL);
+	void *h = dlopen(tu_oracle_lib("libggml-base.so"), RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		const char *why = "llama.cpp oracle absent (npm @node-llama-cpp/linux-x64 in tests/oracle; run .ci/oracle.sh)";
 		skip(why, "q8_0 bit-identical to quantize_row_q8_0_ref");

@@ -51,6 +51,23 @@ const char *tu_src(const char *rel)
 	return p;
 }
 
+const char *tu_oracle_lib(const char *name)
+{
+	static char slots[4][8192];
+	static int k;
+	char *p = slots[k++ & 3];
+	const char *d = getenv("QF_ORACLE_DIR");
+	snprintf(p, 8192, "%s/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/%s",
+		 d && *d ? d : tu_src("tests/oracle"), name);
+	return p;
+}
+
+int tu_ci(void)
+{
+	const char *c = getenv("CI");
+	return c && strcmp(c, "true") == 0;
+}
+
 int tu_write(const char *path, const void *data, size_t n)
 {
 	FILE *f = fopen(path, "wb");

@@ -14,6 +14,11 @@ const char *tu_src(const char *rel);
 int tu_write(const char *path, const void *data, size_t n);
 /* Reads a whole file (plus a NUL byte after it); *n gets its size.  NULL on error. */
 uint8_t *tu_read(const char *path, size_t *n);
+/* Path of one library of the npm llama.cpp oracle (@node-llama-cpp/linux-x64 under
+ * QF_ORACLE_DIR, else tests/oracle), e.g. tu_oracle_lib("libggml-base.so"). */
+const char *tu_oracle_lib(const char *name);
+/* 1 under CI (CI=true): there a missing oracle is a failure, not a skip. */
+int tu_ci(void);
 /* Deterministic PRNG (splitmix64). */
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state);    /* uniform [-1, 1) */
