@@ -93,7 +93,7 @@ int main(void)
 		     "llama.cpp loads our GGUF files");
 		return 0;
 	}
-	void (*load_all)(const char *) = (void (*)(const char *))sym(hg, "ggml_backend_load_all_from_path");
+	void *(*load_one)(const char *) = (void *(*)(const char *))sym(hg, "ggml_backend_load");
 	void (*backend_init)(void) = (void (*)(void))sym(hl, "llama_backend_init");
 	void (*log_set)(void (*)(int, const char *, void *), void *) =
 		(void (*)(void (*)(int, const char *, void *), void *))sym(hl, "llama_log_set");
@@ -111,7 +111,22 @@ int main(void)
 	int32_t (*decode)(void *, llama_batch) = (int32_t (*)(void *, llama_batch))sym(hl, "llama_decode");
 	float *(*logits_ith)(void *, int32_t) = (float *(*)(void *, int32_t))sym(hl, "llama_get_logits_ith");
 	log_set(quiet_log, NULL);
-	load_all(dir);
+	/*
+	 * The AVX2 build of the CPU backend, not the best one for this CPU: on
+	 * AMX machines ggml_backend_load_all picks the sapphirerapids build,
+	 * whose AMX weight buffer takes q8_0/q4_0 matrices but has no kernel
+	 * for DeepSeek's 3-D attn_k_b/attn_v_b products, and graph scheduling
+	 * then aborts (ggml-backend.cpp: GGML_ASSERT(*cur_backend_id != -1)).
+	 * llama.cpp's own llama_model_quantize output aborts the same way, so
+	 * it is the runtime's limit, not the file's.
+	 */
+	char cpu[4300];
+	snprintf(cpu, sizeof cpu, "%s/libggml-cpu-haswell.so", dir);
+	if (!load_one(cpu)) {
+		snprintf(cpu, sizeof cpu, "%s/libggml-cpu-x64.so", dir);
+		if (!load_one(cpu))
+			bail("llama.cpp oracle: cannot load a CPU backend from %s", dir);
+	}
 	backend_init();
 
 	static const struct { const char *model, *ids, *ref, *reft; int vocab; double tol; } ms[] = {
