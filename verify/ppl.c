@@ -1,0 +1,145 @@
+/* ppl.c — level 3 of verify: perplexity, KL divergence and top-1 (llama.cpp's definitions). */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "verify/verify.h"
+
+static void log_softmax(const float *x, int64_t n, double *o)
+{
+	double mx = -INFINITY, sum = 0;
+	for (int64_t i = 0; i < n; i++)
+		mx = x[i] > mx ? x[i] : mx;
+	for (int64_t i = 0; i < n; i++)
+		sum += exp((double)x[i] - mx);
+	double lse = mx + log(sum);
+	for (int64_t i = 0; i < n; i++)
+		o[i] = (double)x[i] - lse;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
+			 int32_t bos, size_t max_chunks, vfy_progress_fn prog, void *ud, vfy_ppl *res, qf_err *err)
+{
+	if (nm == 0)
+		return qf_fail(err, QF_EUSAGE, "no model to evaluate");
+	int64_t V = vfy_model_hparams(models[0])->vocab;
+	for (size_t i = 1; i < nm; i++)
+		if (vfy_model_hparams(models[i])->vocab != V)
+			return qf_fail(err, QF_EFORMAT, "%s: vocabulary of %lld tokens, the reference has %lld",
+				       cvt_plan_source_path(vfy_model_plan(models[i])),
+				       (long long)vfy_model_hparams(models[i])->vocab, (long long)V);
+	if (ctx < 4)
+		return qf_fail(err, QF_EUSAGE, "--ctx must be at least 4");
+	size_t nchunks = ntok / (size_t)ctx;
+	if (max_chunks && nchunks > max_chunks)
+		nchunks = max_chunks;
+	if (nchunks == 0)
+		return qf_fail(err, QF_EUSAGE, "the text has %zu tokens, fewer than one chunk of %lld (use a smaller --ctx)", ntok,
+			       (long long)ctx);
+	int64_t first = ctx / 2, ns = ctx - 1 - first; /* positions ctx/2 … ctx−2 */
+	qf_status s = QF_OK;
+	int32_t *buf = malloc((size_t)ctx * sizeof *buf);
+	int64_t *want = malloc((size_t)ns * sizeof *want);
+	float **lg = calloc(nm, sizeof *lg);
+	double *lp0 = malloc((size_t)V * sizeof *lp0), *lpi = malloc((size_t)V * sizeof *lpi);
+	size_t nsc = nchunks * (size_t)ns;
+	double *kl = nm > 1 ? malloc(nsc * (nm - 1) * sizeof *kl) : NULL;
+	double (*sum)[6] = calloc(nm, sizeof *sum); /* nll, nll², kld, kld², top1, dp² */
+	if (!buf || !want || !lg || !lp0 || !lpi || (nm > 1 && !kl) || !sum)
+		goto oom;
+	for (size_t i = 0; i < nm; i++)
+		if (!(lg[i] = malloc((size_t)(ns * V) * sizeof(float))))
+			goto oom;
+	for (int64_t j = 0; j < ns; j++)
+		want[j] = first + j;
+	double t0 = now();
+	size_t scored = 0;
+	for (size_t c = 0; c < nchunks; c++) {
+		memcpy(buf, tokens + c * (size_t)ctx, (size_t)ctx * sizeof *buf);
+		if (bos >= 0)
+			buf[0] = bos;
+		for (size_t i = 0; i < nm; i++)
+			if ((s = vfy_forward(models[i], buf, ctx, want, ns, lg[i], err)))
+				goto out;
+		for (int64_t j = 0; j < ns; j++, scored++) {
+			int32_t next = buf[first + j + 1];
+			log_softmax(lg[0] + j * V, V, lp0);
+			int64_t a0 = 0;
+			for (int64_t v = 1; v < V; v++)
+				a0 = lp0[v] > lp0[a0] ? v : a0;
+			double nll0 = -lp0[next];
+			sum[0][0] += nll0;
+			sum[0][1] += nll0 * nll0;
+			for (size_t i = 1; i < nm; i++) {
+				log_softmax(lg[i] + j * V, V, lpi);
+				double k = 0;
+				int64_t ai = 0;
+				for (int64_t v = 0; v < V; v++) {
+					k += exp(lp0[v]) * (lp0[v] - lpi[v]);
+					ai = lpi[v] > lpi[ai] ? v : ai;
+				}
+				double nll = -lpi[next], dp = exp(lpi[next]) - exp(lp0[next]);
+				sum[i][0] += nll;
+				sum[i][1] += nll * nll;
+				sum[i][2] += k;
+				sum[i][3] += k * k;
+				sum[i][4] += ai == a0;
+				sum[i][5] += dp * dp;
+				kl[(i - 1) * nsc + scored] = k;
+			}
+		}
+		if (prog)
+			prog(ud, c + 1, nchunks, (double)((c + 1) * (size_t)ctx * nm) / (now() - t0 + 1e-9));
+	}
+	for (size_t i = 0; i < nm; i++) {
+		vfy_ppl *r = &res[i];
+		double N = (double)scored;
+		memset(r, 0, sizeof *r);
+		r->n = scored;
+		r->nll = sum[i][0] / N;
+		r->nll_var = sum[i][1] / N - r->nll * r->nll;
+		r->ppl = exp(r->nll);
+		r->ppl_err = N > 1 ? r->ppl * sqrt(r->nll_var / (N - 1)) : 0;
+		if (i == 0)
+			continue;
+		r->ppl_ratio = r->ppl / res[0].ppl;
+		r->kld = sum[i][2] / N;
+		double kv = sum[i][3] / N - r->kld * r->kld;
+		r->kld_err = N > 1 && kv > 0 ? sqrt(kv / (N - 1)) : 0;
+		double *kk = kl + (i - 1) * nsc;
+		qsort(kk, scored, sizeof *kk, cmp_double);
+		r->kld_p99 = kk[(size_t)floor(0.99 * (N - 1))];
+		r->top1 = sum[i][4] / N;
+		r->rms_dp = sqrt(sum[i][5] / N);
+	}
+	goto out;
+oom:
+	s = qf_fail(err, QF_ENOMEM, "out of memory");
+out:
+	for (size_t i = 0; lg && i < nm; i++)
+		free(lg[i]);
+	free(lg);
+	free(buf);
+	free(want);
+	free(lp0);
+	free(lpi);
+	free(kl);
+	free(sum);
+	return s;
+}
