@@ -21,7 +21,9 @@ static void on_progress(void *ud, size_t chunk, size_t n, double tps)
 static int cmp_terr(const void *a, const void *b)
 {
 	const vfy_terr *x = a, *y = b;
-	double rx = x->problem ? INFINITY : x->rel_rms, ry = y->problem ? INFINITY : y->rel_rms;
+	/* a problem or a NaN error (an all-NaN tensor) sorts as the worst */
+	double rx = x->problem || isnan(x->rel_rms) ? INFINITY : x->rel_rms;
+	double ry = y->problem || isnan(y->rel_rms) ? INFINITY : y->rel_rms;
 	return rx < ry ? 1 : rx > ry ? -1 : strcmp(x->name, y->name);
 }
 
@@ -319,6 +321,10 @@ int cli_verify(int argc, char **argv)
 				cJSON_AddBoolToObject(r, "reference", is_ref);
 				cJSON_AddNumberToObject(r, "ppl", res[k].ppl);
 				cJSON_AddNumberToObject(r, "ppl_err", res[k].ppl_err);
+				if (res[k].nonfinite_at >= 0) {
+					cJSON_AddNumberToObject(r, "nonfinite_at", (double)res[k].nonfinite_at);
+					cJSON_AddStringToObject(r, "nonfinite", res[k].nonfinite_what);
+				}
 				if (ref_path && k > 0) {
 					cJSON_AddNumberToObject(r, "ppl_ratio", res[k].ppl_ratio);
 					cJSON_AddNumberToObject(r, "kld", res[k].kld);
@@ -346,11 +352,18 @@ int cli_verify(int argc, char **argv)
 					printf("%-26.26s %18s %9s %16s %9s %8s %7s\n", nmn, ppl, is_ref ? "(ref)" : "-", "-", "-", "-", "-");
 			}
 		}
-		for (size_t k = ref_path ? 1 : 0; ref_path && k < nm; k++) {
-			const char *nmn = cand[k - 1];
-			if (max_ratio > 0 && res[k].ppl_ratio > max_ratio)
+		for (size_t k = 0; k < nm; k++) {
+			const char *nmn = ref_path && k == 0 ? ref_path : cand[k - (ref_path ? 1 : 0)];
+			int64_t at = res[k].nonfinite_at;
+			if (at >= 0)
+				FAIL("%s: non-finite %s at token %lld of the text (chunk %lld, position %lld)", nmn,
+				     res[k].nonfinite_what, (long long)at, (long long)(at / ctx), (long long)(at % ctx));
+			if (!ref_path || k == 0)
+				continue;
+			/* written so that NaN fails: NaN compares false */
+			if (max_ratio > 0 && !(res[k].ppl_ratio <= max_ratio))
 				FAIL("%s: PPL ratio %.4f exceeds --max-ppl-ratio %.4f", nmn, res[k].ppl_ratio, max_ratio);
-			if (max_kld >= 0 && res[k].kld > max_kld)
+			if (max_kld >= 0 && !(res[k].kld <= max_kld))
 				FAIL("%s: mean KLD %.5f exceeds --max-kld %.5f", nmn, res[k].kld, max_kld);
 		}
 	}

@@ -35,6 +35,32 @@ run "$QFORGE" verify "$tmp/flip.gguf"
 expect_rc 1 "a corrupted tensor fails integrity"
 contains "$err" "hash mismatch"; ok $? "names the tensor: $err"
 
+# NaN must fail, never pass as "not above the limit" (NaN compares false): all 32 bytes of
+# layer 0's gate_proj scale set to NaN, converted with --allow-nonfinite, so that tensor is all NaN
+cp -r "$M/tiny-dsv3" "$tmp/nanm"
+off=$("$QFORGE" inspect --json "$M/tiny-dsv3" | tr -d '\n\t ' |
+	sed 's/.*"model.layers.0.mlp.gate_proj.weight_scale_inv"[^}]*"offset":\([0-9]*\).*/\1/')
+for i in 1 2 3 4 5 6 7 8; do printf '\000\000\300\177'; done |
+	dd of="$tmp/nanm/model-00001-of-00003.safetensors" bs=1 seek="$off" conv=notrunc 2>/dev/null
+"$QFORGE" convert -q --allow-nonfinite -o "$tmp/nan.gguf" "$tmp/nanm" > /dev/null
+V="--reference $M/tiny-dsv3 --text $T/eval-a.txt --ctx 128 --chunks 2"
+# limits | what stderr must say
+while IFS='|' read -r lim want; do
+	run "$QFORGE" verify $V $lim --no-tensors "$tmp/nan.gguf"
+	expect_rc 1 "NaN logits fail verify with '$lim'"
+	contains "$err" "$want"; ok $? "says: $want"
+	contains "$out" "verify: OK"; [ $? != 0 ]; ok $? "does not say OK"
+done <<EOF
+--max-ppl-ratio 1.5|non-finite logit at token 64 of the text (chunk 0, position 64)
+--max-ppl-ratio 1.5|PPL ratio nan exceeds --max-ppl-ratio
+--max-kld 1|mean KLD nan exceeds --max-kld
+|non-finite logit at token 64
+EOF
+run "$QFORGE" verify $V --json --no-tensors "$tmp/nan.gguf"
+contains "$out" '"nonfinite_at":	64'; ok $? "JSON names the first non-finite position"
+run "$QFORGE" verify --reference "$M/tiny-dsv3" --top 1 "$tmp/nan.gguf"
+contains "$out" "blk.0.ffn_gate.weight                        bf16                   nan"; ok $? "an all-NaN tensor sorts as the worst"
+
 gzip -c "$T/eval-a.txt" > "$tmp/eval.txt.gz"
 run "$QFORGE" verify --text "$tmp/eval.txt.gz" --ctx 128 --chunks 4 "$tmp/bf16.gguf"
 expect_rc 0 "perplexity alone, from gzip'd text"

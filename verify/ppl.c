@@ -20,10 +20,30 @@ static void log_softmax(const float *x, int64_t n, double *o)
 		o[i] = (double)x[i] - lse;
 }
 
+/* Ascending, NaN last (so a NaN never hides among the finite values). */
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
+	if (isnan(x) || isnan(y))
+		return isnan(x) - isnan(y);
 	return x < y ? -1 : x > y;
+}
+
+static int all_finite(const float *x, int64_t n)
+{
+	int64_t i = 0;
+	while (i < n && isfinite(x[i]))
+		i++;
+	return i == n;
+}
+
+/* Remembers the first text position where model i gave a non-finite value. */
+static void note_nonfinite(int64_t *at, const char **what, int64_t pos, const char *w)
+{
+	if (*at < 0) {
+		*at = pos;
+		*what = w;
+	}
 }
 
 static double now(void)
@@ -61,8 +81,12 @@ qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tok
 	size_t nsc = nchunks * (size_t)ns;
 	double *kl = nm > 1 ? malloc(nsc * (nm - 1) * sizeof *kl) : NULL;
 	double (*sum)[6] = calloc(nm, sizeof *sum); /* nll, nll², kld, kld², top1, dp² */
-	if (!buf || !want || !lg || !lp0 || !lpi || (nm > 1 && !kl) || !sum)
+	int64_t *bad_at = malloc(nm * sizeof *bad_at);
+	const char **bad_what = calloc(nm, sizeof *bad_what);
+	if (!buf || !want || !lg || !lp0 || !lpi || (nm > 1 && !kl) || !sum || !bad_at || !bad_what)
 		goto oom;
+	for (size_t i = 0; i < nm; i++)
+		bad_at[i] = -1;
 	for (size_t i = 0; i < nm; i++)
 		if (!(lg[i] = malloc((size_t)(ns * V) * sizeof(float))))
 			goto oom;
@@ -79,11 +103,17 @@ qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tok
 				goto out;
 		for (int64_t j = 0; j < ns; j++, scored++) {
 			int32_t next = buf[first + j + 1];
+			int64_t pos = (int64_t)c * ctx + first + j; /* in the text */
+			for (size_t i = 0; i < nm; i++)
+				if (bad_at[i] < 0 && !all_finite(lg[i] + j * V, V))
+					note_nonfinite(&bad_at[i], &bad_what[i], pos, "logit");
 			log_softmax(lg[0] + j * V, V, lp0);
 			int64_t a0 = 0;
 			for (int64_t v = 1; v < V; v++)
 				a0 = lp0[v] > lp0[a0] ? v : a0;
 			double nll0 = -lp0[next];
+			if (!isfinite(nll0))
+				note_nonfinite(&bad_at[0], &bad_what[0], pos, "NLL");
 			sum[0][0] += nll0;
 			sum[0][1] += nll0 * nll0;
 			for (size_t i = 1; i < nm; i++) {
@@ -95,6 +125,10 @@ qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tok
 					ai = lpi[v] > lpi[ai] ? v : ai;
 				}
 				double nll = -lpi[next], dp = exp(lpi[next]) - exp(lp0[next]);
+				if (!isfinite(nll))
+					note_nonfinite(&bad_at[i], &bad_what[i], pos, "NLL");
+				if (!isfinite(k))
+					note_nonfinite(&bad_at[i], &bad_what[i], pos, "KLD");
 				sum[i][0] += nll;
 				sum[i][1] += nll * nll;
 				sum[i][2] += k;
@@ -112,6 +146,8 @@ qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tok
 		double N = (double)scored;
 		memset(r, 0, sizeof *r);
 		r->n = scored;
+		r->nonfinite_at = bad_at[i];
+		r->nonfinite_what = bad_what[i];
 		r->nll = sum[i][0] / N;
 		r->nll_var = sum[i][1] / N - r->nll * r->nll;
 		r->ppl = exp(r->nll);
@@ -141,5 +177,7 @@ out:
 	free(lpi);
 	free(kl);
 	free(sum);
+	free(bad_at);
+	free(bad_what);
 	return s;
 }

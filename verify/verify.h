@@ -62,6 +62,8 @@ typedef struct vfy_ppl {
 	/* against the reference (model 0); zero for the reference itself */
 	double ppl_ratio, kld, kld_err, kld_p99, top1, rms_dp;
 	size_t n;
+	int64_t nonfinite_at;       /* text position of the first non-finite logit, NLL or KLD; -1: none */
+	const char *nonfinite_what; /* "logit", "NLL" or "KLD" (static) */
 } vfy_ppl;
 
 typedef void (*vfy_progress_fn)(void *ud, size_t chunk, size_t nchunks, double tokens_per_s);
@@ -70,6 +72,8 @@ typedef void (*vfy_progress_fn)(void *ud, size_t chunk, size_t nchunks, double t
  * Evaluates models[0..nm) on the same tokens: floor(n/ctx) chunks (at most
  * max_chunks if > 0), BOS first in each chunk when bos >= 0, positions
  * ctx/2 … ctx−2 scored.  res[i] for each model; res[i>0] also against res[0].
+ * A non-finite logit, NLL or KLD is not an error here: res[i].nonfinite_at
+ * names the first position, and the caller fails the model.
  */
 qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
 			 int32_t bos, size_t max_chunks, vfy_progress_fn prog, void *ud, vfy_ppl *res, qf_err *err);
