@@ -27,9 +27,10 @@ static const cmd cmds[] = {
 	  "                [--json] [--force] [--quiet] [--no-quality] SOURCE\n"
 	  "       qforge quantize --list-targets [--json]\n"
 	  "  SOURCE: a checkpoint (FP8 release or BF16; read in one pass), or a GGUF or bundle from convert.\n"
-	  "  Formats: f32 f16 bf16 q8_0 q4_0 q4_1 mxfp4 (GGUF or bundle); fp8-b128 mxfp8 int8-ch int4-g128\n"
-	  "  int4-g128-asym (bundle only).  Routers, norms and 1-D tensors stay F32.  --type rules are tried\n"
-	  "  in order before the profile (first match wins); --keep leaves matching tensors unquantized.\n"
+	  "  Formats: f32 f16 bf16 q8_0 q6_k q5_k q5_1 q5_0 q4_k q4_1 q4_0 q3_k q2_k mxfp4 (GGUF or bundle);\n"
+	  "  fp8-b128 mxfp8 int8-ch int4-g128 int4-g128-asym (bundle only).  Routers, norms and 1-D tensors\n"
+	  "  stay F32.  --type rules are tried in order before the profile (first match wins); --keep leaves\n"
+	  "  matching tensors unquantized.\n"
 	  "  A format whose block does not divide a row falls back to BF16/F16/F32 (reported).\n" },
 	{ "verify", cli_verify, "hashes, per-tensor error and a reference forward pass: perplexity, KL divergence, top-1",
 	  "qforge verify [--reference ORIG] [--text FILE [--ctx N] [--chunks N]] [--max-ppl-ratio R] [--max-kld K]\n"

@@ -38,6 +38,7 @@ typedef enum qf_dtype {
 	QF_F8_E4M3, QF_F8_E5M2, QF_F8_E8M0,
 	/* ggml block types (GGUF only) */
 	QF_Q8_0, QF_Q4_0, QF_Q4_1, QF_MXFP4,
+	QF_Q5_0, QF_Q5_1, QF_Q2_K, QF_Q3_K, QF_Q4_K, QF_Q5_K, QF_Q6_K,
 	/* bundle formats: a main payload plus companions (formats/qformat.h) */
 	QF_FP8_B128, QF_MXFP8, QF_INT8_CH, QF_INT4_G128, QF_INT4_G128_ASYM,
 	QF_DTYPE_COUNT,
@@ -46,6 +47,8 @@ typedef enum qf_dtype {
 
 typedef void (*qf_to_f32_fn)(const void *src, float *dst, int64_t n);
 typedef void (*qf_from_f32_fn)(const float *src, void *dst, int64_t n);
+/* Importance-weighted encoder of one row: qw[n] per column (Σx²/count), NULL = from_f32's bytes. */
+typedef void (*qf_from_f32_w_fn)(const float *src, void *dst, int64_t n, const float *qw);
 
 #define QF_MAX_COMP 2
 
@@ -58,6 +61,8 @@ typedef struct qf_dtype_traits {
 	int is_float;           /* converts to/from f32 */
 	qf_to_f32_fn to_f32;    /* row decoder, NULL if none */
 	qf_from_f32_fn from_f32;/* row encoder (SIMD where it writes the reference's bytes), NULL if none */
+	qf_from_f32_w_fn from_f32_w; /* weighted encoder as ggml_quantize_chunk with an imatrix;
+				       NULL where ggml ignores weights (q8_0, mxfp4) or has none */
 	/* As an output format (NULL .fmt: not one). */
 	const char *fmt;        /* format name in profiles, --type and manifests ("q8_0", "fp8-b128") */
 	qf_dtype gguf;          /* the GGUF tensor type that stores it, QF_DTYPE_NONE when bundle-only */

@@ -55,6 +55,8 @@
 
 #include <stdint.h>
 
+#include "formats/dtype.h"
+
 #define QF_QK_K 256
 #define QF_QK5 32
 
@@ -110,9 +112,6 @@ _Static_assert(sizeof(qf_block_q5_k) == 176, "q5_k block");
 _Static_assert(sizeof(qf_block_q6_k) == 210, "q6_k block");
 _Static_assert(sizeof(qf_block_q5_0) == 22, "q5_0 block");
 _Static_assert(sizeof(qf_block_q5_1) == 24, "q5_1 block");
-
-/* Weighted encoder: one row of n values, qw[n] or NULL. */
-typedef void (*qf_quant_w_fn)(const float *src, void *dst, int64_t n, const float *qw);
 
 void qf_quant_q2_k_ref(const float *src, void *dst, int64_t n);
 void qf_quant_q3_k_ref(const float *src, void *dst, int64_t n);

@@ -46,7 +46,7 @@ static const struct kq {
 	int64_t blk;
 	size_t bytes;
 	enc_fn ref;
-	qf_quant_w_fn w;
+	qf_from_f32_w_fn w;
 	dec_fn dec;
 	const char *their_ref, *their_dec;
 	double max_rel_rmse;
@@ -262,6 +262,47 @@ static void weighted_gain(const struct kq *k, const float *x, const float *qw, i
 	free(y);
 }
 
+/* ---- the traits table ------------------------------------------------------------------- */
+
+typedef int64_t (*blck_fn)(int type);
+typedef size_t (*tsize_fn)(int type);
+typedef const char *(*tname_fn)(int type);
+
+/* Every format is one row of the table: found by ggml id and by name, sized as its block. */
+static void traits_rows(void *h)
+{
+	blck_fn blck = h ? (blck_fn)dlsym(h, "ggml_blck_size") : NULL;
+	tsize_fn tsize = h ? (tsize_fn)dlsym(h, "ggml_type_size") : NULL;
+	tname_fn tname = h ? (tname_fn)dlsym(h, "ggml_type_name") : NULL;
+	int bad = 0, bad_ggml = 0;
+	for (int i = 0; i < NKQ; i++) {
+		const struct kq *k = &kqs[i];
+		qf_dtype t = qf_dtype_from_ggml(k->ggml_type);
+		const qf_dtype_traits *tr = qf_dtype_info(t);
+		if (!tr || qf_fmt_from_name(k->name) != t || tr->block_elems != k->blk || tr->block_bytes != k->bytes ||
+		    tr->to_f32 != k->dec || tr->from_f32_w != k->w || tr->gguf != t || tr->bcols != k->blk ||
+		    !tr->need_div) {
+			diag("%s: traits row does not match its codec", k->name);
+			bad++;
+			continue;
+		}
+		if (blck && tsize && tname &&
+		    (blck(k->ggml_type) != k->blk || tsize(k->ggml_type) != k->bytes ||
+		     strcmp(tname(k->ggml_type), tr->ggml_name) != 0)) {
+			diag("%s: ggml says %lld values in %zu bytes, named %s", k->name, (long long)blck(k->ggml_type),
+			     tsize(k->ggml_type), tname(k->ggml_type));
+			bad_ggml++;
+		}
+	}
+	is_int(0, bad, "each format is one traits row: ggml id, name, block geometry, codecs (%d formats)", NKQ);
+	if (blck && tsize && tname)
+		is_int(0, bad_ggml, "the rows agree with ggml's own type traits (block size, bytes, name)");
+	else
+		skip("llama.cpp oracle absent", "the rows agree with ggml's own type traits");
+	is_int(0, qf_dtype_info(QF_Q8_0)->from_f32_w == NULL && qf_dtype_info(QF_MXFP4)->from_f32_w == NULL ? 0 : 1,
+	       "q8_0 and mxfp4 have no weighted encoder (ggml ignores the imatrix for them)");
+}
+
 /* ---- the oracle ------------------------------------------------------------------------ */
 
 static size_t count_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t unit, long long *first)
@@ -407,6 +448,7 @@ int main(void)
 	free(qw);
 
 	void *h = dlopen(tu_oracle_lib("libggml-base.so"), RTLD_NOW | RTLD_LOCAL);
+	traits_rows(h);
 	if (!h) {
 		const char *why = "llama.cpp oracle absent (npm @node-llama-cpp/linux-x64 in tests/oracle; run .ci/oracle.sh)";
 		if (tu_ci())

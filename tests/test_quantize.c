@@ -33,6 +33,13 @@
 #define RT_INT8_CH 0.035
 #define RT_INT4_G128 0.19
 #define RT_INT4_G128_ASYM 0.165
+#define RT_Q5_0 0.075
+#define RT_Q5_1 0.06
+#define RT_Q2_K 0.32
+#define RT_Q3_K 0.14
+#define RT_Q4_K 0.095
+#define RT_Q5_K 0.055
+#define RT_Q6_K 0.036
 
 /* ---- scalar references, from the definitions in qformat.h ----------------------- */
 
@@ -195,6 +202,8 @@ static void test_formats(void)
 		[QF_Q8_0] = RT_Q8_0, [QF_Q4_0] = RT_Q4_0, [QF_Q4_1] = RT_Q4_1, [QF_MXFP4] = RT_MXFP4,
 		[QF_FP8_B128] = RT_FP8_B128, [QF_MXFP8] = RT_MXFP8, [QF_INT8_CH] = RT_INT8_CH,
 		[QF_INT4_G128] = RT_INT4_G128, [QF_INT4_G128_ASYM] = RT_INT4_G128_ASYM,
+		[QF_Q5_0] = RT_Q5_0, [QF_Q5_1] = RT_Q5_1, [QF_Q2_K] = RT_Q2_K, [QF_Q3_K] = RT_Q3_K,
+		[QF_Q4_K] = RT_Q4_K, [QF_Q5_K] = RT_Q5_K, [QF_Q6_K] = RT_Q6_K,
 	};
 	uint64_t rs = 42;
 	for (int fi = 0; fi < QF_DTYPE_COUNT; fi++) {
@@ -202,8 +211,9 @@ static void test_formats(void)
 		const qf_dtype_traits *in = qf_dtype_info(f);
 		if (!qf_fmt_is_quant(f))
 			continue;
-		/* rows not a multiple of 128; columns a multiple of 32 but not of 128 (and odd ones where allowed) */
-		int64_t R = 200, C = in->need_div ? 352 : 301;
+		/* rows not a multiple of 128; columns a multiple of 32 but not of 128 (and odd ones where
+		 * allowed), of 256 for the K-quants */
+		int64_t R = 200, C = in->bcols == 256 ? 512 : in->need_div ? 352 : 301;
 		int64_t shape[2] = { R, C };
 		float *x = malloc((size_t)(R * C) * 4), *y = malloc((size_t)(R * C) * 4);
 		gen(x, R * C, &rs);
@@ -497,7 +507,7 @@ static void test_profile_errors(void)
 	static const struct {
 		const char *json, *want;
 	} bad[] = {
-		{ "{\"name\":\"x\",\"classes\":{\"attn\":\"q3_k\"}}", "unknown format 'q3_k'" },
+		{ "{\"name\":\"x\",\"classes\":{\"attn\":\"iq4_xs\"}}", "unknown format 'iq4_xs'" },
 		{ "{\"name\":\"x\",\"classes\":{\"attention\":\"q8_0\"}}", "unknown tensor class 'attention'" },
 		{ "{\"name\":\"x\",\"classes\":{\"router\":\"q8_0\"}}", "class 'router' always stays f32" },
 		{ "{\"name\":\"x\",\"output\":\"onnx\",\"classes\":{}}", "\"output\" must be" },
