@@ -178,7 +178,7 @@ int cli_verify(int argc, char **argv)
 	int failed = 0;
 	cJSON *jo = json ? cJSON_CreateObject() : NULL, *jc = json ? cJSON_AddArrayToObject(jo, "models") : NULL;
 	cJSON *jfail = json ? cJSON_AddArrayToObject(jo, "failures") : NULL;
-	vfy_model *models[MAX_CAND + 1] = { 0 };
+	fwd_model *models[MAX_CAND + 1] = { 0 };
 	cvt_plan *refplan = NULL;
 	int ref_joined = 0; /* refplan keeps kv_b joined */
 	qf_tok *tok = NULL;
@@ -290,10 +290,10 @@ int cli_verify(int argc, char **argv)
 			ids[k] = pieces[k].id;
 		size_t nm = 0;
 		uint64_t budget = (uint64_t)(mem_gib * (double)(1ull << 30));
-		if (ref_path && (s = vfy_model_open(ref_path, (int)threads, budget, &models[nm++], &err)))
+		if (ref_path && (s = fwd_model_open(ref_path, (int)threads, budget, &models[nm++], &err)))
 			goto done;
 		for (int i = 0; i < nc; i++)
-			if ((s = vfy_model_open(cand[i], (int)threads, budget, &models[nm++], &err)))
+			if ((s = fwd_model_open(cand[i], (int)threads, budget, &models[nm++], &err)))
 				goto done;
 		vfy_ppl res[MAX_CAND + 1];
 		cli_progress pr;
@@ -370,7 +370,7 @@ int cli_verify(int argc, char **argv)
 done:
 	cvt_plan_free(refplan);
 	for (size_t k = 0; k <= MAX_CAND; k++)
-		vfy_model_free(models[k]);
+		fwd_model_free(models[k]);
 	qf_tok_free(tok);
 	free(text);
 	free(pieces);

@@ -18,7 +18,7 @@
 #include "formats/textfile.h"
 #include "tests/tap.h"
 #include "tests/util.h"
-#include "verify/model.h"
+#include "forward/forward.h"
 #include "verify/verify.h"
 
 #define LOGIT_TOL_OF_MAX 1e-3   /* the bound: max |Δ| ≤ 1e-3 × max |logit| */
@@ -47,15 +47,15 @@ static void check_logits(const struct fixture *f, const char *path, const char *
 	snprintf(p, sizeof p, "tests/data/reference/ref-logits-%s.f32", f->name);
 	float *ref = read_all(p, &nl);
 	int64_t T = (int64_t)(nt / 4);
-	vfy_model *m = NULL;
+	fwd_model *m = NULL;
 	qf_err err = { { 0 } };
-	qf_status s = vfy_model_open(path, threads, budget, &m, &err);
+	qf_status s = fwd_model_open(path, threads, budget, &m, &err);
 	float *lg = malloc((size_t)(T * f->vocab) * sizeof *lg);
 	int64_t *want = malloc((size_t)T * sizeof *want);
 	for (int64_t i = 0; i < T; i++)
 		want[i] = i;
 	if (!s)
-		s = vfy_forward(m, tok, T, want, T, lg, &err);
+		s = fwd_forward(m, tok, T, want, T, lg, &err);
 	double maxd = 0, maxl = 0;
 	int64_t top1 = 0;
 	for (int64_t i = 0; !s && i < T; i++) {
@@ -75,7 +75,7 @@ static void check_logits(const struct fixture *f, const char *path, const char *
 	   "%s from %s (%d thread%s, %s): logits at all %lld positions within %.0e × max |logit| (max |Δ| %.2e, max |logit| %.2f, top-1 %lld/%lld) %s",
 	   f->name, how, threads, threads == 1 ? "" : "s", budget ? "cached" : "streamed", (long long)T, LOGIT_TOL_OF_MAX,
 	   maxd, maxl, (long long)top1, (long long)T, err.msg);
-	vfy_model_free(m);
+	fwd_model_free(m);
 	free(lg);
 	free(want);
 	free(tok);
@@ -98,15 +98,15 @@ static qf_status write(const char *src, const char *out, int packed, qf_dtype ot
 static float *logits_of(const char *path, const int32_t *tok, int64_t T, int64_t V, int threads, uint64_t budget,
 			qf_err *err)
 {
-	vfy_model *m = NULL;
+	fwd_model *m = NULL;
 	float *lg = malloc((size_t)(T * V) * sizeof *lg);
 	int64_t *want = malloc((size_t)T * sizeof *want);
 	for (int64_t i = 0; i < T; i++)
 		want[i] = i;
-	qf_status s = vfy_model_open(path, threads, budget, &m, err);
+	qf_status s = fwd_model_open(path, threads, budget, &m, err);
 	if (!s)
-		s = vfy_forward(m, tok, T, want, T, lg, err);
-	vfy_model_free(m);
+		s = fwd_forward(m, tok, T, want, T, lg, err);
+	fwd_model_free(m);
 	free(want);
 	if (s) {
 		free(lg);
@@ -129,17 +129,17 @@ static void check_ppl(const struct fixture *f, const char *path, const char *how
 	size_t n = 0;
 	snprintf(p, sizeof p, "tests/data/tokens/eval-a.%s.ids", f->name);
 	int32_t *ids = tu_read_ids(tu_src(p), &n);
-	vfy_model *m = NULL;
+	fwd_model *m = NULL;
 	vfy_ppl r;
 	qf_err err = { { 0 } };
-	qf_status s = vfy_model_open(path, 2, 1u << 30, &m, &err);
+	qf_status s = fwd_model_open(path, 2, 1u << 30, &m, &err);
 	if (!s)
 		s = vfy_perplexity(&m, 1, ids, n, 128, ids[0], 0, NULL, NULL, &r, &err);
 	double rel = s ? 1 : fabs(r.ppl - f->ppl) / f->ppl;
 	ok(s == QF_OK && rel <= PPL_REL_TOL && r.n == n / 128 * 63,
 	   "%s from %s: perplexity %.5f vs the reference %.5f (relative %.1e ≤ %.0e, %zu positions) %s", f->name, how, r.ppl,
 	   f->ppl, rel, PPL_REL_TOL, r.n, err.msg);
-	vfy_model_free(m);
+	fwd_model_free(m);
 	free(ids);
 }
 

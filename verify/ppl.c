@@ -53,17 +53,17 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
+qf_status vfy_perplexity(fwd_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
 			 int32_t bos, size_t max_chunks, vfy_progress_fn prog, void *ud, vfy_ppl *res, qf_err *err)
 {
 	if (nm == 0)
 		return qf_fail(err, QF_EUSAGE, "no model to evaluate");
-	int64_t V = vfy_model_hparams(models[0])->vocab;
+	int64_t V = fwd_model_hparams(models[0])->vocab;
 	for (size_t i = 1; i < nm; i++)
-		if (vfy_model_hparams(models[i])->vocab != V)
+		if (fwd_model_hparams(models[i])->vocab != V)
 			return qf_fail(err, QF_EFORMAT, "%s: vocabulary of %lld tokens, the reference has %lld",
-				       cvt_plan_source_path(vfy_model_plan(models[i])),
-				       (long long)vfy_model_hparams(models[i])->vocab, (long long)V);
+				       cvt_plan_source_path(fwd_model_plan(models[i])),
+				       (long long)fwd_model_hparams(models[i])->vocab, (long long)V);
 	if (ctx < 4)
 		return qf_fail(err, QF_EUSAGE, "--ctx must be at least 4");
 	size_t nchunks = ntok / (size_t)ctx;
@@ -99,7 +99,7 @@ qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tok
 		if (bos >= 0)
 			buf[0] = bos;
 		for (size_t i = 0; i < nm; i++)
-			if ((s = vfy_forward(models[i], buf, ctx, want, ns, lg[i], err)))
+			if ((s = fwd_forward(models[i], buf, ctx, want, ns, lg[i], err)))
 				goto out;
 		for (int64_t j = 0; j < ns; j++, scored++) {
 			int32_t next = buf[first + j + 1];

@@ -16,7 +16,7 @@
 qf_status vfy_tokenizer_open(const char *model, qf_tok **out, qf_err *err);
 
 #include "convert/convert.h"
-#include "verify/model.h"
+#include "forward/forward.h"
 
 /* ---- level 1: integrity ---------------------------------------------------------- */
 
@@ -75,7 +75,7 @@ typedef void (*vfy_progress_fn)(void *ud, size_t chunk, size_t nchunks, double t
  * A non-finite logit, NLL or KLD is not an error here: res[i].nonfinite_at
  * names the first position, and the caller fails the model.
  */
-qf_status vfy_perplexity(vfy_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
+qf_status vfy_perplexity(fwd_model *const *models, size_t nm, const int32_t *tokens, size_t ntok, int64_t ctx,
 			 int32_t bos, size_t max_chunks, vfy_progress_fn prog, void *ud, vfy_ppl *res, qf_err *err);
 
 #endif

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "verify/model.h"
+#include "forward/forward.h"
 
 static double now(void)
 {
@@ -29,13 +29,13 @@ int main(int argc, char **argv)
 	}
 	int threads = atoi(argv[2]);
 	int64_t T = argc > 3 ? atoll(argv[3]) : 64;
-	vfy_model *m = NULL;
+	fwd_model *m = NULL;
 	qf_err err = { { 0 } };
-	if (vfy_model_open(argv[1], threads, 0, &m, &err)) {
+	if (fwd_model_open(argv[1], threads, 0, &m, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
-	const vfy_hparams *h = vfy_model_hparams(m);
+	const fwd_hparams *h = fwd_model_hparams(m);
 	int32_t *tok = malloc((size_t)T * sizeof *tok);
 	for (int64_t i = 0; i < T; i++)
 		tok[i] = (int32_t)((i * 7919 + 13) % h->vocab);
@@ -45,14 +45,14 @@ int main(int argc, char **argv)
 	double best = 1e9;
 	uint64_t per_tok = 0;
 	for (int r = 0; r < 4; r++) {
-		uint64_t b0 = vfy_model_streamed(m);
+		uint64_t b0 = fwd_model_streamed(m);
 		double t0 = now();
-		if (vfy_forward(m, tok + r, 1, &last, 1, lg, &err)) {
+		if (fwd_forward(m, tok + r, 1, &last, 1, lg, &err)) {
 			fprintf(stderr, "%s\n", err.msg);
 			return 1;
 		}
 		double t = now() - t0;
-		per_tok = vfy_model_streamed(m) - b0;
+		per_tok = fwd_model_streamed(m) - b0;
 		if (r > 0 && t < best)
 			best = t;
 	}
@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 	double gbs = (double)per_tok / best / 1e9, mgbs = (double)per_tok / mbest / 1e9;
 	printf("model: %lld layers, hidden %lld, %lld experts (%lld used), vocab %lld, weights %.2f GB (source bytes)\n",
 	       (long long)h->n_layer, (long long)h->hidden, (long long)h->n_exp, (long long)h->n_used, (long long)h->vocab,
-	       (double)vfy_model_weight_bytes(m) / 1e9);
+	       (double)fwd_model_weight_bytes(m) / 1e9);
 	printf("threads %d\n", threads);
 	printf("one token:   %.3f s/token (%.2f tokens/s), %.3f GB of weights read per token = %.2f GB/s; memcpy of the same bytes %.2f GB/s; ratio %.2f of the memory bound\n",
 	       best, 1.0 / best, (double)per_tok / 1e9, gbs, mgbs, gbs / mgbs);
@@ -81,18 +81,18 @@ int main(int argc, char **argv)
 	int64_t *want = malloc((size_t)T * sizeof *want);
 	for (int64_t i = 0; i < T; i++)
 		want[i] = i;
-	uint64_t b0 = vfy_model_streamed(m);
+	uint64_t b0 = fwd_model_streamed(m);
 	double t0 = now();
-	if (vfy_forward(m, tok, T, want, T, lg, &err)) {
+	if (fwd_forward(m, tok, T, want, T, lg, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
 	double t = now() - t0;
 	printf("chunk of %lld: %.2f s (%.2f tokens/s), %.3f GB of weights read = %.2f GB/s\n", (long long)T, t, (double)T / t,
-	       (double)(vfy_model_streamed(m) - b0) / 1e9, (double)(vfy_model_streamed(m) - b0) / t / 1e9);
+	       (double)(fwd_model_streamed(m) - b0) / 1e9, (double)(fwd_model_streamed(m) - b0) / t / 1e9);
 	free(want);
 	free(lg);
 	free(tok);
-	vfy_model_free(m);
+	fwd_model_free(m);
 	return 0;
 }

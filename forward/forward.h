@@ -1,8 +1,8 @@
 /*
- * model.h — a minimal, readable fp32 reference forward pass (llama2.c is the
- * spirit) for Llama (GQA, tied or untied head) and DeepSeek-V2/V3/R1 (MLA
- * with or without q_lora, sigmoid- or softmax-routed MoE with group limits
- * and correction bias, shared experts, dense leading layers, YaRN).
+ * forward.h — the fp32 reference forward pass (llama2.c is the spirit) for
+ * Llama (GQA, tied or untied head) and DeepSeek-V2/V3/R1 (MLA with or
+ * without q_lora, sigmoid- or softmax-routed MoE with group limits and
+ * correction bias, shared experts, dense leading layers, YaRN).
  *
  * The model is a plan (convert/convert.h) over any source qforge reads —
  * HF folder (FP8 + scales, BF16, F16, F32), GGUF (F32…Q4_1, MXFP4), packed
@@ -14,15 +14,24 @@
  *
  * Results are identical for any thread count: each output element is
  * computed by one worker, in a fixed order.
+ *
+ * The room's files, one job each:
+ *   weights.c    opening: hyperparameters, weight lookup, the f32 cache
+ *   kernels.c    dot products (SIMD chosen at run time)
+ *   matmul.c     weight × activations, rows decoded per worker when streamed
+ *   rope.c       RoPE frequencies (YaRN) and rotation
+ *   attention.c  causal attention over per-head Q/K/V (MHA, GQA, MLA)
+ *   moe.c        routing, experts, shared experts, dense FFN
+ *   model.c      the recipe: embed → layers → head
  */
-#ifndef VFY_MODEL_H
-#define VFY_MODEL_H
+#ifndef FWD_FORWARD_H
+#define FWD_FORWARD_H
 
 #include <stdint.h>
 
 #include "convert/convert.h"
 
-typedef struct vfy_hparams {
+typedef struct fwd_hparams {
 	int deepseek;
 	int64_t n_layer, hidden, vocab, n_head, n_head_kv, head_dim, ff;
 	double eps, rope_base;
@@ -35,30 +44,28 @@ typedef struct vfy_hparams {
 	int yarn;
 	double yarn_factor, yarn_beta_fast, yarn_beta_slow, yarn_mscale_all, yarn_attn_factor;
 	int64_t yarn_orig_ctx;
-} vfy_hparams;
+} fwd_hparams;
 
-typedef struct vfy_model vfy_model;
+typedef struct fwd_model fwd_model;
 
 /*
  * Opens any model path.  mem_budget: bytes of f32 weights that may be kept
  * decoded (0: always stream).
  */
-qf_status vfy_model_open(const char *path, int threads, uint64_t mem_budget, vfy_model **out, qf_err *err);
-void vfy_model_free(vfy_model *m);
-const vfy_hparams *vfy_model_hparams(const vfy_model *m);
-cvt_plan *vfy_model_plan(vfy_model *m);
-/* 1 when all weights are held decoded. */
-int vfy_model_cached(const vfy_model *m);
+qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd_model **out, qf_err *err);
+void fwd_model_free(fwd_model *m);
+const fwd_hparams *fwd_model_hparams(const fwd_model *m);
+cvt_plan *fwd_model_plan(fwd_model *m);
 /* Source bytes of all weights. */
-uint64_t vfy_model_weight_bytes(const vfy_model *m);
+uint64_t fwd_model_weight_bytes(const fwd_model *m);
 /* Source bytes of weights decoded by forward passes so far (streaming mode). */
-uint64_t vfy_model_streamed(const vfy_model *m);
+uint64_t fwd_model_streamed(const fwd_model *m);
 
 /*
  * Runs tokens[0..T) as one sequence from position 0 and writes the logits
  * of positions want[i] (n_want of them) to logits[i][vocab].
  */
-qf_status vfy_forward(vfy_model *m, const int32_t *tokens, int64_t T, const int64_t *want, int64_t n_want,
+qf_status fwd_forward(fwd_model *m, const int32_t *tokens, int64_t T, const int64_t *want, int64_t n_want,
 		      float *logits, qf_err *err);
 
 #endif

@@ -1,0 +1,98 @@
+/*
+ * internal.h — what the forward/ files share: the weights of a model, its
+ * layers, and the steps of the recipe.  Not for use outside forward/.
+ */
+#ifndef FWD_INTERNAL_H
+#define FWD_INTERNAL_H
+
+#include "util/pool.h"
+#include "forward/forward.h"
+
+#define FWD_RB 16 /* weight rows decoded per step of a worker */
+
+/* One weight: rows × cols of an item (1-D: 1 × n). */
+typedef struct fwd_w {
+	const cvt_item *it;      /* NULL when the model has no such tensor */
+	int64_t rows, cols;
+	float *f32;              /* decoded rows, when cached */
+} fwd_w;
+
+typedef struct fwd_layer {
+	float *attn_norm, *ffn_norm;               /* (hidden) */
+	/* llama */
+	fwd_w wq, wk, wv;                          /* (n_head·hd, hidden), (n_kv·hd, hidden) ×2 */
+	/* deepseek */
+	fwd_w q_a, q_b, q;                         /* (q_lora, hidden), (n_head·(nope+rope), q_lora) | (…, hidden) */
+	float *q_a_norm, *kv_a_norm;               /* (q_lora), (kv_lora) */
+	fwd_w kv_a;                                /* (kv_lora + rope, hidden) */
+	fwd_w k_b, v_b, kv_b;                      /* (n_head·kv_lora, nope), (n_head·v, kv_lora) | (n_head·(nope+v), kv_lora) */
+	fwd_w wo;                                  /* (hidden, n_head·v) */
+	/* feed-forward */
+	fwd_w gate, up, down;                      /* dense: (ff, hidden) ×2, (hidden, ff) */
+	fwd_w router;                              /* (n_exp, hidden) */
+	float *exp_bias;                           /* (n_exp) */
+	fwd_w gate_exps, up_exps, down_exps;       /* (n_exp·moe_ff, hidden) ×2, (n_exp·hidden, moe_ff) */
+	fwd_w gate_sh, up_sh, down_sh;             /* (n_shared·moe_ff, hidden) ×2, (hidden, …) */
+	int moe;
+} fwd_layer;
+
+typedef float (*fwd_dot_fn)(const float *a, const float *b, int64_t n);
+
+struct fwd_model {
+	cvt_plan *plan;
+	fwd_hparams hp;
+	fwd_w tok_embd, output;                     /* (vocab, hidden) */
+	float *output_norm;                         /* (hidden) */
+	fwd_layer *layers;                          /* (n_layer) */
+	int threads;
+	qf_pool *pool;                              /* the model's own workers */
+	uint64_t weight_bytes;
+	fwd_dot_fn dot;                             /* the dot product this CPU runs best */
+	float **wbuf, **wscr;                       /* per worker: RB decoded rows, op scratch */
+	int64_t max_cols, max_scr;
+	double *inv_freq;                           /* (rope_dim / 2) */
+	uint64_t streamed;                          /* source bytes decoded by forward passes */
+	double rope_mscale;                         /* cos/sin magnitude (YaRN), 1 otherwise */
+};
+
+/* Runs fn over [0, n) on up to nthreads of the model's workers. */
+void fwd_for(fwd_model *m, int nthreads, int64_t n, qf_range_fn fn, void *ctx);
+
+/* kernels.c */
+fwd_dot_fn fwd_dot_pick(void);
+
+/*
+ * matmul.c: Y[t·ldy + j] (+)= Σ_c W[r0 + j][c] · X[t·ldx + c] for j < nr, t < T.
+ * Rows are decoded RB at a time by each worker (streamed) or read from the cache.
+ */
+qf_status fwd_matmul(fwd_model *m, const fwd_w *w, int64_t r0, int64_t nr, const float *X, int64_t ldx, int64_t T,
+		     float *Y, int64_t ldy, int add, qf_err *err);
+void fwd_rmsnorm(float *o, const float *x, const float *w, int64_t n, double eps);
+
+/* rope.c */
+void fwd_rope_init(fwd_model *m);
+/* cos and sin of pos·inv_freq[i] (YaRN's magnitude included) for positions 0…T−1, (T, rope_dim/2) each. */
+void fwd_rope_table(const fwd_model *m, int64_t T, double *cs, double *sn);
+/* Rotates adjacent pairs (x[2i], x[2i+1]) by the angles of one position. */
+void fwd_rope(float *x, int64_t d, const double *cs, const double *sn);
+
+/* attention.c: causal attention of one sequence. */
+typedef struct fwd_attn {
+	int64_t T;
+	const float *Q, *K, *V;       /* per token: Q (n_head·qk), K (n_kv·qk), V (n_kv·vd) */
+	int64_t qk, vd, n_kv_heads;   /* dims; K/V head of query head h is h / (n_head / n_kv) */
+	const float *Kpe;             /* DeepSeek: shared (T, rope) key part, else NULL */
+	int64_t nope;
+	float *O;                     /* (T, n_head·vd) */
+	double scale;
+} fwd_attn;
+qf_status fwd_attention(fwd_model *m, const fwd_attn *a, qf_err *err);
+
+/* moe.c */
+/* Y (+)= wt ⊙ down(silu(gate·X) ⊙ up·X): rows [g0, g0+F) of gate/up, [d0, d0+hidden) of down; tmp (T·(2F + hidden)). */
+qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w *down, int64_t g0, int64_t F, int64_t d0,
+		  const float *X, int64_t T, float *Y, const float *wt, float *tmp, qf_err *err);
+/* Y += the routed and shared experts of layer L over X (T, hidden). */
+qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, float *Y, float *tmp, qf_err *err);
+
+#endif
