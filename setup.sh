@@ -5,7 +5,7 @@
 # Usage: ./setup.sh [configure options...]
 set -e
 cd "$(dirname "$0")"
-PKGS="build-essential autoconf automake pkg-config libarchive-dev zlib1g-dev libcjson-dev libxxhash-dev libonig-dev"
+PKGS="build-essential autoconf automake pkg-config libarchive-dev zlib1g-dev libcjson-dev libxxhash-dev libonig-dev libutf8proc-dev"
 missing=""
 for p in $PKGS; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -46,6 +46,7 @@ int cli_convert(int argc, char **argv)
 		{ "keep-mtp", no_argument, NULL, 'M' },
 		{ "allow-nonfinite", no_argument, NULL, 'N' },
 		{ "legacy-kv-b", no_argument, NULL, 'L' },
+		{ "pre", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -74,6 +75,7 @@ int cli_convert(int argc, char **argv)
 		case 'M': o.keep_mtp = 1; break;
 		case 'N': o.allow_nonfinite = 1; break;
 		case 'L': o.legacy_kv_b = 1; break;
+		case 'r': o.pre = optarg; break;
 		default: return cli_usage_error("convert", "unknown option");
 		}
 	}

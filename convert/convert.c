@@ -819,7 +819,7 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 	qf_gguf_set_str(w, "qforge.source", p->ck->path);
 	if (p->src_is_fp8)
 		qf_gguf_set_str(w, "qforge.source_quantization", "fp8-e4m3-b128 (dequantized with _scale_inv)");
-	return cvt_vocab_set(p->ck, h->vocab, w, err);
+	return cvt_vocab_set(p->ck, h->vocab, p->opt.pre, w, err);
 }
 
 /* ---- reading rows -------------------------------------------------------------------- */

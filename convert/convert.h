@@ -68,6 +68,7 @@ typedef struct cvt_options {
 	int keep_mtp;
 	int allow_nonfinite;
 	int legacy_kv_b;          /* write one attn_kv_b instead of attn_k_b + attn_v_b */
+	const char *pre;          /* tokenizer.ggml.pre to write (--pre); NULL: from the known regex lists */
 } cvt_options;
 
 typedef struct cvt_plan cvt_plan;
@@ -146,6 +147,6 @@ typedef struct cvt_write_opts {
 qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt_result *res, qf_err *err);
 
 /* Vocabulary from tokenizer.json (+ tokenizer_config.json) into tokenizer.ggml.*. */
-qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w, qf_err *err);
+qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, const char *pre, qf_gguf_writer *w, qf_err *err);
 
 #endif

@@ -8,6 +8,17 @@
  * score −k; characters, bytes and specials get 0.  Byte tokens <0xNN> are type
  * 6, the unk token 2, special added tokens 3 (control), other added tokens 4,
  * padding ids beyond the tokenizer's vocabulary "[PADn]" type 5 (unused).
+ *
+ * The tokenizer is first loaded with the same strict loader `qforge tokenize`
+ * uses (formats/tokenizer.h): whatever it refuses, convert refuses too.  Its
+ * ids must fit the embedding (vocab_size rows); a shorter vocabulary is padded
+ * with [PADn], as llama.cpp's converter does, a hole inside it is an error.
+ * tokenizer.ggml.pre comes from a table of known regex lists (llama-bpe,
+ * qwen2, deepseek-v3, gpt-2); an unknown pre-tokenizer is an error naming its
+ * regexes unless the caller names one (--pre).  A tokenizer with no
+ * pre-tokenizer at all keeps "default", as before.  add_bos_token /
+ * add_eos_token are what the post-processor adds (tokenizer_config.json's
+ * flags first), as llama.cpp's converter reads them.
  */
 #include "config.h"
 
@@ -16,6 +27,7 @@
 #include <string.h>
 
 #include "convert/convert.h"
+#include "formats/tokenizer.h"
 
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
@@ -35,23 +47,6 @@ static const char *tok_content(const cJSON *tc, const char *key)
 	return NULL;
 }
 
-static const char *detect_pre(const cJSON *tok)
-{
-	const cJSON *pre = cJSON_GetObjectItemCaseSensitive(tok, "pre_tokenizer");
-	char *txt = pre ? cJSON_PrintUnformatted(pre) : NULL;
-	const char *r = "default";
-	if (txt) {
-		if (strstr(txt, "\\u4e00-\\u9fa5") || strstr(txt, "一-龥"))
-			r = "deepseek-v3";
-		else if (strstr(txt, "[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}{1,3}"))
-			r = "llama-bpe";
-		else if (strstr(txt, "ByteLevel") && !strstr(txt, "Split"))
-			r = "gpt-2";
-	}
-	free(txt);
-	return r;
-}
-
 static int is_spm_style(const cJSON *tok, const cJSON *model)
 {
 	int bf = 0;
@@ -64,11 +59,24 @@ static int is_spm_style(const cJSON *tok, const cJSON *model)
 	return r;
 }
 
-qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w, qf_err *err)
+/* A name llama.cpp could know: letters, digits, '-', '_', '.'. */
+static int pre_name_ok(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '-' ||
+		      *s == '_' || *s == '.'))
+			return 0;
+	return 1;
+}
+
+qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, const char *pre_name, qf_gguf_writer *w, qf_err *err)
 {
 	qf_status s = QF_OK;
 	char *path = qf_ckpt_file(ck, "tokenizer.json");
 	cJSON *tok = NULL;
+	qf_tok *qt = NULL;
 	const char **toks = NULL;
 	int32_t *types = NULL;
 	float *scores = NULL;
@@ -77,6 +85,17 @@ qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w
 	size_t nmerges = 0;
 	if (!path)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
+	if (pre_name && !pre_name_ok(pre_name)) {
+		s = qf_fail(err, QF_EUSAGE, "--pre '%s' is not a pre-tokenizer name (letters, digits, '-', '_', '.')", pre_name);
+		goto out;
+	}
+	if ((s = qf_tok_from_dir(ck->dir, &qt, err)))
+		goto out;
+	if ((int64_t)qf_tok_vocab_size(qt) > vocab_size) {
+		s = qf_fail(err, QF_EFORMAT, "%s: token id %zu is past the embedding (vocab_size %lld rows)", path,
+			    qf_tok_vocab_size(qt) - 1, (long long)vocab_size);
+		goto out;
+	}
 	tok = qf_json_load(path, err, &s);
 	if (s)
 		goto out;
@@ -196,18 +215,42 @@ qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w
 			goto out;
 		}
 		/* the token this merge creates gets score -rank (SentencePiece order) */
-		const cJSON *idj = cJSON_GetObjectItemCaseSensitive(vocab, buf);
-		if (cJSON_IsNumber(idj) && scores[(int64_t)idj->valuedouble] == 0.0f)
-			scores[(int64_t)idj->valuedouble] = -(float)nmerges;
+		int32_t mid = qf_tok_find(qt, buf, strlen(buf));
+		if (mid >= 0 && scores[mid] == 0.0f)
+			scores[mid] = -(float)nmerges;
 		free(buf);
 		if (!cJSON_IsString(m))
 			merge_bufs[nmerges] = (char *)merges[nmerges];
 		nmerges++;
 	}
 	/* a token that no merge creates and that is not a single char keeps score 0 */
+	const char *pre = pre_name;
+	if (!pre && !spm && !(pre = qf_tok_pre_name(qt))) {
+		char what[2048];
+		qf_tok_pre_describe(qt, what, sizeof what);
+		if (!strcmp(what, "no pre-tokenizer")) {
+			pre = "default"; /* as before: llama.cpp's default */
+		} else {
+			s = qf_fail(err, QF_EFORMAT,
+				    "%s: pre-tokenizer not in qforge's table of known ones (llama-bpe, qwen2, deepseek-v3, gpt-2): "
+				    "%s; name llama.cpp's with --pre NAME",
+				    path, what);
+			free(pads);
+			goto out;
+		}
+	}
+	/* what the post-processor adds around the text, as one BOS and one EOS */
+	const int32_t *bos_ids, *eos_ids;
+	int nbos = qf_tok_specials(qt, 0, &bos_ids), neos = qf_tok_specials(qt, 1, &eos_ids);
+	if (nbos > 1 || neos > 1) {
+		s = qf_fail(err, QF_EFORMAT, "%s: the post-processor adds %d tokens before and %d after the text; a GGUF holds "
+			    "one BOS and one EOS", path, nbos, neos);
+		free(pads);
+		goto out;
+	}
 	if (spm) {
 		qf_gguf_set_str(w, "tokenizer.ggml.model", "llama");
-		qf_gguf_set_str(w, "tokenizer.ggml.pre", "default");
+		qf_gguf_set_str(w, "tokenizer.ggml.pre", pre ? pre : "default");
 		qf_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, (size_t)n);
 		qf_gguf_set_arr_f32(w, "tokenizer.ggml.scores", scores, (size_t)n);
 		qf_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)n);
@@ -217,7 +260,7 @@ qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w
 		free(nt);
 	} else {
 		qf_gguf_set_str(w, "tokenizer.ggml.model", "gpt2");
-		qf_gguf_set_str(w, "tokenizer.ggml.pre", detect_pre(tok));
+		qf_gguf_set_str(w, "tokenizer.ggml.pre", pre);
 		qf_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, (size_t)n);
 		qf_gguf_set_arr_i32(w, "tokenizer.ggml.token_type", types, (size_t)n);
 		qf_gguf_set_arr_str(w, "tokenizer.ggml.merges", merges, nmerges);
@@ -233,25 +276,19 @@ qf_status cvt_vocab_set(const qf_ckpt *ck, int64_t vocab_size, qf_gguf_writer *w
 	};
 	for (size_t i = 0; i < sizeof sp / sizeof sp[0]; i++) {
 		const char *c = tok_content(tc, sp[i].cfg);
-		int64_t id = -1;
-		for (int64_t k = 0; c && k < n && id < 0; k++)
-			if (!strcmp(toks[k], c))
-				id = k;
+		int64_t id = c ? qf_tok_find(qt, c, strlen(c)) : -1;
 		if (id < 0 && i < 2) {
 			int64_t v;
 			if (qf_json_get_int(ck->config, i == 0 ? "bos_token_id" : "eos_token_id", &v))
 				id = v;
 		}
+		if (i < 2 && (i ? neos : nbos)) /* the token the post-processor adds is the one llama.cpp must add */
+			id = i ? eos_ids[0] : bos_ids[0];
 		if (id >= 0 && id < n)
 			qf_gguf_set_u32(w, sp[i].key, (uint32_t)id);
 	}
-	int ab = spm, ae = 0;
-	if (tc) {
-		qf_json_get_bool(tc, "add_bos_token", &ab);
-		qf_json_get_bool(tc, "add_eos_token", &ae);
-	}
-	qf_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", ab);
-	qf_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", ae);
+	qf_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", nbos > 0);
+	qf_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", neos > 0);
 	const char *tmpl = qf_json_get_str(tc, "chat_template");
 	if (tmpl)
 		qf_gguf_set_str(w, "tokenizer.chat_template", tmpl);
@@ -264,6 +301,7 @@ out:
 	free(types);
 	free(scores);
 	cJSON_Delete(tok);
+	qf_tok_free(qt);
 	free(path);
 	return s;
 }

@@ -105,11 +105,26 @@ void tok_pmap_put(pmap *m, int32_t a, int32_t b, uint32_t rank, int32_t id)
 }
 
 size_t qf_tok_vocab_size(const qf_tok *t) { return t->n; }
+int32_t qf_tok_find(const qf_tok *t, const char *s, size_t len) { return tok_smap_get(&t->vocab, t->p, s, len); }
+
+int qf_tok_specials(const qf_tok *t, int after, const int32_t **ids)
+{
+	*ids = after ? t->tpl_suf : t->tpl_pre;
+	return after ? t->ntpl_suf : t->ntpl_pre;
+}
 const char *qf_tok_piece_str(const qf_tok *t, int32_t id) { return id >= 0 && (size_t)id < t->n ? t->p[id].s : NULL; }
 int32_t qf_tok_bos(const qf_tok *t) { return t->bos; }
 int32_t qf_tok_eos(const qf_tok *t) { return t->eos; }
 int qf_tok_adds_bos(const qf_tok *t) { return t->add_bos; }
 const char *qf_tok_kind(const qf_tok *t) { return t->kind; }
+
+static void pre_step_free(const pre_step *st)
+{
+	if (st->re)
+		onig_free(st->re);
+	free(st->lit);
+	free(st->pat);
+}
 
 void qf_tok_free(qf_tok *t)
 {
@@ -130,11 +145,8 @@ void qf_tok_free(qf_tok *t)
 		free(t->norm[i].b);
 	}
 	free(t->norm);
-	for (size_t i = 0; i < t->npre; i++) {
-		if (t->pre[i].re)
-			onig_free(t->pre[i].re);
-		free(t->pre[i].lit);
-	}
+	for (size_t i = 0; i < t->npre; i++)
+		pre_step_free(&t->pre[i]);
 	free(t->pre);
 	for (size_t i = 0; i < t->ndec; i++) {
 		free(t->dec[i].a);
@@ -308,11 +320,14 @@ char *tok_dupn(const char *s, size_t n)
 	return d;
 }
 
+/* Appends st, which t owns from now on (freed here on failure). */
 qf_status tok_push_pre(qf_tok *t, const pre_step *st, qf_err *err)
 {
 	pre_step *g = realloc(t->pre, (t->npre + 1) * sizeof *g);
-	if (!g)
+	if (!g) {
+		pre_step_free(st);
 		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
 	t->pre = g;
 	t->pre[t->npre++] = *st;
 	return QF_OK;
@@ -322,7 +337,13 @@ qf_status tok_add_regex_split(qf_tok *t, const char *pat, const char *label, qf_
 {
 	pre_step st = { .kind = PRE_SPLIT, .behavior = SPLIT_ISOLATED };
 	qf_status s = tok_compile_regex(pat, strlen(pat), &st.re, label, err);
-	return s ? s : tok_push_pre(t, &st, err);
+	if (s)
+		return s;
+	if (!(st.pat = strdup(pat))) {
+		onig_free(st.re);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	return tok_push_pre(t, &st, err);
 }
 
 qf_status tok_add_added(qf_tok *t, const char *s, int32_t id, int lstrip, int rstrip, qf_err *err)
@@ -382,13 +403,15 @@ qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special
 {
 	outv o = { 0 };
 	bpe_ws ws = { 0 };
+	int rc = -1;
 	if (len > 0xe0000000u) /* offsets inside a stretch are 32-bit */
 		return qf_fail(err, QF_EUSAGE, "text of %zu bytes: at most 3.5 GiB can be tokenized at once", len);
 	o.cap = len / 3 + 16;
 	if (!(o.v = malloc(o.cap * sizeof *o.v)))
-		goto oom;
-	if (add_special && t->add_bos && tok_out_push(&o, t->bos, 0, 0))
-		goto oom;
+		goto fail;
+	for (int k = 0; add_special && k < t->ntpl_pre; k++) /* the post-processor's, before the text */
+		if (tok_out_push(&o, t->tpl_pre[k], 0, 0))
+			goto fail;
 	size_t start = 0, i = 0;
 	while (i < len) {
 		/* the longest added token starting here */
@@ -408,25 +431,35 @@ qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special
 		if (best->lstrip)
 			while (se > start && tok_is_ws_byte(text[se - 1]))
 				se--;
-		if (tok_encode_stretch(t, &ws, text + start, se - start, start, &o) || tok_out_push(&o, best->id, ts, te))
-			goto oom;
+		if ((rc = tok_encode_stretch(t, &ws, text + start, se - start, start, &o)) ||
+		    (rc = tok_out_push(&o, best->id, ts, te)))
+			goto fail;
 		if (best->rstrip)
 			while (te < len && tok_is_ws_byte(text[te]))
 				te++;
 		start = i = te;
 	}
-	if (tok_encode_stretch(t, &ws, text + start, len - start, start, &o))
-		goto oom;
-	if (add_special && t->add_eos && tok_out_push(&o, t->eos, len, len))
-		goto oom;
+	if ((rc = tok_encode_stretch(t, &ws, text + start, len - start, start, &o)))
+		goto fail;
+	rc = -1;
+	for (int k = 0; add_special && k < t->ntpl_suf; k++) /* and after it */
+		if (tok_out_push(&o, t->tpl_suf[k], len, len))
+			goto fail;
 	free(ws.s);
 	free(ws.h.v);
+	free(ws.mapped);
 	*out = o.v;
 	*n = o.n;
 	return QF_OK;
-oom:
+fail:
 	free(ws.s);
 	free(ws.h.v);
+	free(ws.mapped);
 	free(o.v);
+	if (rc < -1) { /* Oniguruma's error (a retry or stack limit), not "no match" */
+		UChar m[ONIG_MAX_ERROR_MESSAGE_LEN];
+		onig_error_code_to_str(m, rc);
+		return qf_fail(err, QF_EFORMAT, "pre-tokenizer regex search failed: %s", (const char *)m);
+	}
 	return qf_fail(err, QF_ENOMEM, "out of memory while tokenizing");
 }

@@ -7,7 +7,7 @@
  *   1. added tokens are matched on the raw text (leftmost, longest first;
  *      lstrip/rstrip swallow adjacent whitespace) and emitted as they are;
  *   2. each stretch between them is normalized (Sequence of Prepend,
- *      Replace with a String pattern, NFC for ASCII-only text);
+ *      Replace with a String pattern, NFC);
  *   3. pre-tokenized (Sequence of Split with an Oniguruma regex or a
  *      string and any behaviour; ByteLevel with or without the GPT-2 regex;
  *      Metaspace; Digits);
@@ -16,10 +16,15 @@
  *      byte-level models start from bytes mapped through GPT-2's
  *      bytes_to_unicode, others from UTF-8 characters with <0xNN> byte
  *      fallback or the unk token;
- *   5. BOS/EOS as tokenizer_config.json's add_bos_token/add_eos_token say
- *      (or, without them, the post-processor's template).
+ *      (with ignore_merges, a word that is a token is that token);
+ *   5. the post-processor's special tokens around the text (TemplateProcessing,
+ *      alone or in a Sequence; ByteLevel adds none); tokenizer_config.json's
+ *      add_bos_token/add_eos_token, when present, decide BOS/EOS instead, as
+ *      transformers' Llama-family tokenizers do.
  * A GGUF vocabulary (`gpt2` or `llama`) gives the same tokenizer: gpt2 with
- * its merges and the regexes its `tokenizer.ggml.pre` names; llama with
+ * its merges and the regexes its `tokenizer.ggml.pre` names (llama-bpe,
+ * qwen2, deepseek-v3, gpt-2/default: a table of the released tokenizers'
+ * regex lists, with the NFC and ignore_merges that go with them); llama with
  * SentencePiece's rule (merge the adjacent pair whose concatenation is the
  * highest-scoring token).
  *
@@ -61,7 +66,22 @@ qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special
 /* Decodes ids to text with the tokenizer's decoder (malloc'd, NUL-terminated). */
 qf_status qf_tok_decode(const qf_tok *t, const int32_t *ids, size_t n, char **out, size_t *len, qf_err *err);
 
+/* Number of ids (the highest id + 1; every id below it is a token). */
 size_t qf_tok_vocab_size(const qf_tok *t);
+/* The id of the token spelled s[0..len) (hashed), or -1. */
+int32_t qf_tok_find(const qf_tok *t, const char *s, size_t len);
+/* The ids the post-processor adds before (after = 0) or after (after = 1) the text: their count; *ids borrowed. */
+int qf_tok_specials(const qf_tok *t, int after, const int32_t **ids);
+/*
+ * llama.cpp's name for this tokenizer's pre-tokenizer (tokenizer.ggml.pre) when
+ * its normalizer, pre-tokenizer regexes and ignore_merges are one of the known
+ * lists; NULL otherwise.
+ */
+const char *qf_tok_pre_name(const qf_tok *t);
+/* The normalizers and pre-tokenizers with their regexes, for messages. */
+void qf_tok_pre_describe(const qf_tok *t, char *buf, size_t n);
+/* 1 if a GGUF's tokenizer.ggml.pre of this name can be read back. */
+int qf_tok_pre_known(const char *name);
 /* The token's string as the vocabulary spells it (borrowed), or NULL. */
 const char *qf_tok_piece_str(const qf_tok *t, int32_t id);
 int32_t qf_tok_bos(const qf_tok *t);   /* -1 if none */

@@ -83,6 +83,24 @@ static int pair_of(const qf_tok *t, const char *word, const sym *a, const sym *b
 	return 1;
 }
 
+/* The token that is the whole word (byte-level: its bytes as mapped chars), -1 if none, -2 out of memory. */
+static int32_t whole_word(const qf_tok *t, bpe_ws *ws, const char *word, size_t n)
+{
+	if (!t->byte_level)
+		return tok_smap_get(&t->vocab, t->p, word, n);
+	if (n * 2 > ws->mcap) { /* bytes_to_unicode chars are at most 2 bytes */
+		char *g = realloc(ws->mapped, n * 2);
+		if (!g)
+			return -2;
+		ws->mapped = g;
+		ws->mcap = n * 2;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += (size_t)tok_utf8_put(tok_byte_to_cp((uint8_t)word[i]), ws->mapped + k);
+	return tok_smap_get(&t->vocab, t->p, ws->mapped, k);
+}
+
 /* Byte-pair merges of one word (bytes word[0..n)), appended to o with offsets via w/base. */
 static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wstr *w, size_t base, outv *o)
 {
@@ -95,6 +113,13 @@ static int bpe_word(qf_tok *t, bpe_ws *ws, const char *word, size_t n, const wst
 			return -1;
 		ws->s = g;
 		ws->cap = nc;
+	}
+	if (t->ignore_merges && n) { /* the whole word, if it is a token */
+		int32_t id = whole_word(t, ws, word, n);
+		if (id >= 0)
+			return tok_out_push(o, id, w->base + w->s[base], w->base + w->e[base + n - 1]);
+		if (id == -2)
+			return -1;
 	}
 	/* initial symbols */
 	size_t ns = 0;

@@ -20,9 +20,6 @@
 #include "formats/tokenizer.h"
 
 #define GPT2_REGEX "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
-#define LLAMA3_REGEX                                                                                       \
-	"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| " \
-	"?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define METASPACE "\xe2\x96\x81" /* ▁ */
 
 /* ---- hash maps ------------------------------------------------------------------- */
@@ -51,9 +48,10 @@ typedef struct pmap {
 enum { SPLIT_REMOVED, SPLIT_ISOLATED, SPLIT_PREV, SPLIT_NEXT, SPLIT_CONTIGUOUS };
 enum { PRE_SPLIT, PRE_BYTELEVEL, PRE_METASPACE, PRE_DIGITS };
 enum { DEC_BYTELEVEL, DEC_REPLACE, DEC_BYTEFALLBACK, DEC_FUSE, DEC_STRIP, DEC_METASPACE };
+enum { NORM_REPLACE, NORM_PREPEND, NORM_NFC };
 
 typedef struct norm_step {
-	int prepend;            /* 1: Prepend a; 0: Replace a by b */
+	int kind;               /* NORM_PREPEND a; NORM_REPLACE a by b; NORM_NFC */
 	char *a, *b;
 	size_t alen, blen;
 } norm_step;
@@ -61,6 +59,7 @@ typedef struct norm_step {
 typedef struct pre_step {
 	int kind;
 	OnigRegex re;           /* Split with a regex */
+	char *pat;              /* its pattern (names it in messages and in the known-regex table) */
 	char *lit;              /* Split with a string */
 	size_t litlen;
 	int behavior, invert;
@@ -95,6 +94,8 @@ typedef struct cache_ent {
 	uint8_t ends[CACHE_MAX_WORD]; /* end byte of each token in the word */
 } cache_ent;
 
+#define TOK_TPL_MAX 8
+
 struct qf_tok {
 	piece *p;
 	size_t n;
@@ -113,8 +114,11 @@ struct qf_tok {
 	size_t npre;
 	dec_step *dec;
 	size_t ndec;
+	int ignore_merges;      /* a word that is a token is that token, unmerged */
 	int32_t bos, eos;
-	int add_bos, add_eos;
+	int add_bos, add_eos;   /* the post-processor adds tokens before / after the text */
+	int32_t tpl_pre[TOK_TPL_MAX], tpl_suf[TOK_TPL_MAX]; /* what it adds */
+	int ntpl_pre, ntpl_suf;
 	cache_ent *cache;
 	const char *kind;
 	uint32_t abeg[257];     /* added tokens sorted by first byte: bucket [abeg[b], abeg[b+1]) */
@@ -166,6 +170,8 @@ typedef struct bpe_ws {
 	sym *s;
 	size_t cap;
 	heap h;
+	char *mapped;           /* ignore_merges: a byte-level word as its token string */
+	size_t mcap;
 } bpe_ws;
 
 /* hash maps */
@@ -201,6 +207,17 @@ const char *tok_jstr(const cJSON *o, const char *k);
 int tok_jbool(const cJSON *o, const char *k, int def);
 typedef qf_status (*visit_fn)(qf_tok *t, const cJSON *node, const char *label, qf_err *err);
 qf_status tok_walk(qf_tok *t, const cJSON *node, const char *listkey, visit_fn visit, const char *label, qf_err *err);
+
+/* known pre-tokenizers (tokenizer_gguf.c) */
+typedef struct tok_pre_known {
+	const char *name;       /* tokenizer.ggml.pre */
+	const char *const *rx;  /* Split regexes (Isolated), NULL-terminated, then ByteLevel */
+	int bl_regex;           /* the ByteLevel step runs GPT-2's regex (use_regex) */
+	int ignore_merges, nfc; /* the model's ignore_merges; an NFC normalizer */
+	int match_only;         /* names a tokenizer, never read back */
+} tok_pre_known;
+const tok_pre_known *tok_pre_lookup(const char *name);
+const char *tok_pre_names(void);
 
 /* post-processors (tokenizer_post.c): BOS/EOS from the config and the post-processor */
 qf_status tok_post_from_json(qf_tok *t, const cJSON *root, const cJSON *cfg, const char *label, qf_err *err);

@@ -9,9 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/tokenizer_int.h"
-
 #include "formats/mapfile.h"
+#include "formats/tokenizer_int.h"
 
 const char *tok_jstr(const cJSON *o, const char *k)
 {
@@ -26,8 +25,6 @@ int tok_jbool(const cJSON *o, const char *k, int def)
 }
 
 /* Flattens a Sequence (key names its list) into visit() calls. */
-typedef qf_status (*visit_fn)(qf_tok *t, const cJSON *node, const char *label, qf_err *err);
-
 qf_status tok_walk(qf_tok *t, const cJSON *node, const char *listkey, visit_fn visit, const char *label,
 		      qf_err *err)
 {
@@ -51,9 +48,11 @@ static qf_status visit_norm(qf_tok *t, const cJSON *n, const char *label, qf_err
 	const char *type = tok_jstr(n, "type");
 	norm_step st = { 0 };
 	if (type && strcmp(type, "Prepend") == 0 && tok_jstr(n, "prepend")) {
-		st.prepend = 1;
+		st.kind = NORM_PREPEND;
 		st.a = strdup(tok_jstr(n, "prepend"));
-		st.alen = strlen(st.a);
+		st.alen = st.a ? strlen(st.a) : 0;
+	} else if (type && strcmp(type, "NFC") == 0) {
+		st.kind = NORM_NFC;
 	} else if (type && strcmp(type, "Replace") == 0) {
 		const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern");
 		const char *lit = pat ? tok_jstr(pat, "String") : NULL;
@@ -67,9 +66,11 @@ static qf_status visit_norm(qf_tok *t, const cJSON *n, const char *label, qf_err
 	} else {
 		return qf_fail(err, QF_EFORMAT, "%s: normalizer '%s' is not supported", label, type ? type : "?");
 	}
-	norm_step *g = realloc(t->norm, (t->nnorm + 1) * sizeof *g);
-	if (!g || !st.a || (!st.prepend && !st.b)) {
-		free(g ? NULL : st.a);
+	norm_step *g = NULL;
+	if ((st.kind != NORM_NFC && !st.a) || (st.kind == NORM_REPLACE && !st.b) ||
+	    !(g = realloc(t->norm, (t->nnorm + 1) * sizeof *g))) {
+		free(st.a);
+		free(st.b);
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	}
 	t->norm = g;
@@ -105,8 +106,13 @@ static qf_status visit_pre(qf_tok *t, const cJSON *n, const char *label, qf_err 
 			qf_status s = tok_compile_regex(rx, strlen(rx), &st.re, label, err);
 			if (s)
 				return s;
+			if (!(st.pat = strdup(rx))) {
+				onig_free(st.re);
+				return qf_fail(err, QF_ENOMEM, "out of memory");
+			}
 		} else {
-			st.lit = strdup(lit);
+			if (!(st.lit = strdup(lit)))
+				return qf_fail(err, QF_ENOMEM, "out of memory");
 			st.litlen = strlen(lit);
 		}
 		return tok_push_pre(t, &st, err);
@@ -114,14 +120,10 @@ static qf_status visit_pre(qf_tok *t, const cJSON *n, const char *label, qf_err 
 	if (type && strcmp(type, "ByteLevel") == 0) {
 		st.kind = PRE_BYTELEVEL;
 		st.add_prefix_space = tok_jbool(n, "add_prefix_space", 1);
-		if (tok_jbool(n, "use_regex", 1)) {
-			qf_status s = tok_add_regex_split(t, GPT2_REGEX, label, err);
+		if (tok_jbool(n, "use_regex", 1)) { /* GPT-2's regex, run after the prefix space */
+			qf_status s = tok_compile_regex(GPT2_REGEX, strlen(GPT2_REGEX), &st.re, label, err);
 			if (s)
 				return s;
-			/* the regex runs after the prefix space: keep that order */
-			pre_step rx = t->pre[t->npre - 1];
-			t->npre--;
-			st.re = rx.re;
 		}
 		t->byte_level = 1;
 		return tok_push_pre(t, &st, err);
@@ -188,6 +190,13 @@ static qf_status visit_dec(qf_tok *t, const cJSON *n, const char *label, qf_err 
 	return QF_OK;
 }
 
+/* A token id: a whole number in [0, 2^24]. */
+static int valid_id(const cJSON *v)
+{
+	return cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= (double)(1 << 24) &&
+	       v->valuedouble == (double)(int64_t)v->valuedouble;
+}
+
 qf_status qf_tok_from_json(const char *json, size_t len, const char *config, size_t clen, const char *label,
 			   qf_tok **out, qf_err *err)
 {
@@ -212,41 +221,57 @@ qf_status qf_tok_from_json(const char *json, size_t len, const char *config, siz
 		s = qf_fail(err, QF_EFORMAT, "%s: model.vocab is missing", label);
 		goto done;
 	}
-	/* ids may run past the vocab with added tokens */
+	/* ids may run past the vocab with added tokens; each a whole number below 2^24 */
 	int64_t maxid = -1;
-	for (const cJSON *v = vocab->child; v; v = v->next)
-		if (cJSON_IsNumber(v) && v->valuedouble > (double)maxid)
+	for (const cJSON *v = vocab->child; v; v = v->next) {
+		if (!valid_id(v)) {
+			s = qf_fail(err, QF_EFORMAT, "%s: vocab entry '%s' has no valid id", label, v->string);
+			goto done;
+		}
+		if ((int64_t)v->valuedouble > maxid)
 			maxid = (int64_t)v->valuedouble;
-	for (const cJSON *a = cJSON_IsArray(addl) ? addl->child : NULL; a; a = a->next) {
+	}
+	int na = 0;
+	for (const cJSON *a = cJSON_IsArray(addl) ? addl->child : NULL; a; a = a->next, na++) {
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
-		if (cJSON_IsNumber(id) && id->valuedouble > (double)maxid)
+		if (!valid_id(id) || !tok_jstr(a, "content")) {
+			s = qf_fail(err, QF_EFORMAT, "%s: added_tokens[%d] has no valid id and content", label, na);
+			goto done;
+		}
+		if ((int64_t)id->valuedouble > maxid)
 			maxid = (int64_t)id->valuedouble;
 	}
-	if (maxid < 0 || maxid > (1 << 24)) {
-		s = qf_fail(err, QF_EFORMAT, "%s: vocabulary ids out of range", label);
+	if (maxid < 0) {
+		s = qf_fail(err, QF_EFORMAT, "%s: the vocabulary is empty", label);
 		goto done;
 	}
 	if ((s = tok_alloc(&t, (size_t)maxid + 1, err)))
 		goto done;
 	for (const cJSON *v = vocab->child; v; v = v->next) {
-		if (!cJSON_IsNumber(v) || v->valuedouble < 0) {
-			s = qf_fail(err, QF_EFORMAT, "%s: vocab entry '%s' has no valid id", label, v->string);
+		size_t id = (size_t)v->valuedouble;
+		if (t->p[id].s) {
+			s = qf_fail(err, QF_EFORMAT, "%s: tokens '%s' and '%s' have the same id %zu", label, t->p[id].s, v->string, id);
 			goto done;
 		}
-		size_t id = (size_t)v->valuedouble;
-		if (!t->p[id].s) {
-			t->p[id].s = strdup(v->string);
-			t->p[id].len = (uint32_t)strlen(v->string);
+		if (!(t->p[id].s = strdup(v->string))) {
+			s = qf_fail(err, QF_ENOMEM, "out of memory");
+			goto done;
 		}
+		t->p[id].len = (uint32_t)strlen(v->string);
 	}
 	for (const cJSON *a = cJSON_IsArray(addl) ? addl->child : NULL; a; a = a->next) {
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(a, "id");
 		const char *c = tok_jstr(a, "content");
-		if (!cJSON_IsNumber(id) || !c || id->valuedouble < 0)
-			continue;
-		size_t i = (size_t)id->valuedouble;
+		size_t i = (size_t)cJSON_GetObjectItemCaseSensitive(a, "id")->valuedouble;
+		if (t->p[i].s && strcmp(t->p[i].s, c) != 0) {
+			s = qf_fail(err, QF_EFORMAT, "%s: added token '%s' has id %zu, which is '%s' in the vocabulary", label, c,
+				    i, t->p[i].s);
+			goto done;
+		}
 		if (!t->p[i].s) {
-			t->p[i].s = strdup(c);
+			if (!(t->p[i].s = strdup(c))) {
+				s = qf_fail(err, QF_ENOMEM, "out of memory");
+				goto done;
+			}
 			t->p[i].len = (uint32_t)strlen(c);
 		}
 		if ((s = tok_add_added(t, c, (int32_t)i, tok_jbool(a, "lstrip", 0), tok_jbool(a, "rstrip", 0), err)))
@@ -254,7 +279,9 @@ qf_status qf_tok_from_json(const char *json, size_t len, const char *config, siz
 	}
 	t->byte_fallback = tok_jbool(model, "byte_fallback", 0);
 	t->fuse_unk = tok_jbool(model, "fuse_unk", 0);
-	if (tok_jstr(model, "continuing_subword_prefix") || tok_jstr(model, "end_of_word_suffix")) {
+	t->ignore_merges = tok_jbool(model, "ignore_merges", 0);
+	const char *csp = tok_jstr(model, "continuing_subword_prefix"), *ews = tok_jstr(model, "end_of_word_suffix");
+	if ((csp && *csp) || (ews && *ews)) { /* empty strings mean none, as null does */
 		s = qf_fail(err, QF_EFORMAT, "%s: BPE continuing_subword_prefix / end_of_word_suffix are not supported", label);
 		goto done;
 	}
@@ -265,6 +292,11 @@ qf_status qf_tok_from_json(const char *json, size_t len, const char *config, siz
 		goto done;
 	if ((s = tok_finish_vocab(t, label, err)))
 		goto done;
+	for (const cJSON *v = vocab->child; v; v = v->next) /* a key twice in model.vocab */
+		if (tok_smap_get(&t->vocab, t->p, v->string, strlen(v->string)) != (int32_t)v->valuedouble) {
+			s = qf_fail(err, QF_EFORMAT, "%s: token '%s' appears twice in the vocabulary", label, v->string);
+			goto done;
+		}
 	const char *unk = tok_jstr(model, "unk_token");
 	t->unk = unk ? tok_smap_get(&t->vocab, t->p, unk, strlen(unk)) : -1;
 	int nm = cJSON_IsArray(merges) ? cJSON_GetArraySize(merges) : 0;

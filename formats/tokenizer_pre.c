@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "formats/tokenizer_int.h"
 
@@ -109,8 +110,12 @@ int tok_split_span(const pre_step *st, const wstr *w, span in, spans *out, OnigR
 		size_t ms, me;
 		if (st->re) {
 			int r = onig_search(st->re, base, end, base + pos, end, reg, ONIG_OPTION_NONE);
-			if (r < 0)
+			if (r == ONIG_MISMATCH)
 				break;
+			if (r < 0) { /* an error, such as the retry limit: not "no match" */
+				rc = r;
+				goto out;
+			}
 			ms = (size_t)reg->beg[0];
 			me = (size_t)reg->end[0];
 		} else {
@@ -214,6 +219,55 @@ out:
 	return rc;
 }
 
+/*
+ * A cut before cp never changes NFC: cp is a starter that composes with
+ * nothing before it and reorders with nothing (Latin/Greek/Cyrillic below
+ * U+0300, CJK ideographs, precomposed Hangul).
+ */
+static int nfc_boundary(uint32_t cp)
+{
+	return cp < 0x300 || (cp >= 0x4e00 && cp <= 0x9fff) || (cp >= 0xac00 && cp <= 0xd7a3);
+}
+
+/*
+ * NFC (utf8proc) of a into b, one segment between such boundaries at a
+ * time; a segment's output bytes all map to its original span.  Segments
+ * of one character below U+0300 are already NFC and are copied in runs.
+ */
+static int nfc(const wstr *a, wstr *b)
+{
+	size_t run = 0;
+	for (size_t i = 0; i < a->n;) {
+		uint32_t cp;
+		int k = tok_utf8_len((const unsigned char *)a->b + i, a->n - i, &cp);
+		size_t j = i + (size_t)(k > 0 ? k : 1);
+		if (k <= 0 || cp < 0x300) {
+			uint32_t c2;
+			int k2 = j < a->n ? tok_utf8_len((const unsigned char *)a->b + j, a->n - j, &c2) : 0;
+			if (k <= 0 || j == a->n || k2 <= 0 || nfc_boundary(c2)) {
+				i = j; /* stays in the run */
+				continue;
+			}
+		}
+		while (j < a->n) {
+			int kk = tok_utf8_len((const unsigned char *)a->b + j, a->n - j, &cp);
+			if (kk <= 0 || nfc_boundary(cp))
+				break;
+			j += (size_t)kk;
+		}
+		utf8proc_uint8_t *d = NULL;
+		utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)a->b + i, (utf8proc_ssize_t)(j - i), &d,
+						  (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+		if (r < 0 || tok_ws_copy(b, a, run, i - run) || tok_ws_put(b, (const char *)d, (size_t)r, a->s[i], a->e[j - 1])) {
+			free(d);
+			return -1;
+		}
+		free(d);
+		run = i = j;
+	}
+	return tok_ws_copy(b, a, run, a->n - run);
+}
+
 /* Normalizes raw text [s, s+n) at original offset off into w (which it owns afterwards). */
 int tok_normalize(const qf_tok *t, const char *s, size_t n, uint64_t off, wstr *w)
 {
@@ -251,7 +305,10 @@ int tok_normalize(const qf_tok *t, const char *s, size_t n, uint64_t off, wstr *
 		b.n = 0;
 		if (tok_ws_reserve(&b, a.n + a.n / 2 + st->alen + 16))
 			goto oom;
-		if (st->prepend) {
+		if (st->kind == NORM_NFC) {
+			if (nfc(&a, &b))
+				goto oom;
+		} else if (st->kind == NORM_PREPEND) {
 			if (a.n && (tok_ws_put(&b, st->a, st->alen, a.s[0], a.s[0]) || tok_ws_copy(&b, &a, 0, a.n)))
 				goto oom;
 		} else {
@@ -287,6 +344,15 @@ oom:
 /* Pre-tokenizes and BPE-encodes one stretch of text between added tokens. */
 int tok_encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64_t off, outv *o)
 {
+	/* a failed split returns -1 (memory) or Oniguruma's error code */
+#define SPLIT_OR_FAIL(st, w, sp, dst)                                       \
+	do {                                                                \
+		int e_ = tok_split_span((st), (w), (sp), (dst), reg);        \
+		if (e_) {                                                   \
+			rc = e_ < -1 ? e_ : -1;                             \
+			goto out;                                           \
+		}                                                           \
+	} while (0)
 	wstr w = { 0 };
 	spans cur = { 0 }, nxt = { 0 };
 	int rc = -1;
@@ -316,8 +382,7 @@ int tok_encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64_t 
 		for (size_t i = 0; i < cur.n; i++) {
 			span sp = cur.v[i];
 			if (st->kind == PRE_SPLIT) {
-				if (tok_split_span(st, &w, sp, &nxt, reg))
-					goto out;
+				SPLIT_OR_FAIL(st, &w, sp, &nxt);
 			} else if (st->kind == PRE_BYTELEVEL) {
 				if (st->add_prefix_space && w.b[sp.off] != ' ') {
 					size_t at = w.n;
@@ -327,8 +392,7 @@ int tok_encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64_t 
 				}
 				if (st->re) {
 					pre_step rx = { .kind = PRE_SPLIT, .re = st->re, .behavior = SPLIT_ISOLATED };
-					if (tok_split_span(&rx, &w, sp, &nxt, reg))
-						goto out;
+					SPLIT_OR_FAIL(&rx, &w, sp, &nxt);
 				} else if (tok_sp_push(&nxt, sp.off, sp.len)) {
 					goto out;
 				}
@@ -350,8 +414,7 @@ int tok_encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64_t 
 				span ns = { at, w.n - at };
 				if (st->ms_split) {
 					pre_step lit = { .kind = PRE_SPLIT, .lit = METASPACE, .litlen = 3, .behavior = SPLIT_NEXT };
-					if (tok_split_span(&lit, &w, ns, &nxt, reg))
-						goto out;
+					SPLIT_OR_FAIL(&lit, &w, ns, &nxt);
 				} else if (tok_sp_push(&nxt, ns.off, ns.len)) {
 					goto out;
 				}
@@ -376,8 +439,7 @@ int tok_encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64_t 
 		pre_step cut = { .kind = PRE_SPLIT, .lit = METASPACE, .litlen = 3, .behavior = SPLIT_NEXT };
 		nxt.n = 0;
 		for (size_t i = 0; i < cur.n; i++)
-			if (tok_split_span(&cut, &w, cur.v[i], &nxt, reg))
-				goto out;
+			SPLIT_OR_FAIL(&cut, &w, cur.v[i], &nxt);
 		spans x = cur;
 		cur = nxt;
 		nxt = x;
@@ -386,6 +448,7 @@ int tok_encode_stretch(qf_tok *t, bpe_ws *ws, const char *s, size_t n, uint64_t 
 		if (tok_bpe_cached(t, ws, &w, cur.v[i], o))
 			goto out;
 	rc = 0;
+#undef SPLIT_OR_FAIL
 out:
 	onig_region_free(reg, 1);
 	tok_ws_free(&w);

