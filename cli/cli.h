@@ -35,6 +35,10 @@ double cli_now(void);
 int cli_default_threads(void);
 /* Parses a positive int option value; returns 0 on error. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);
+/* A size: digits, optionally followed by K, M or G (decimal: 10^3, 10^6, 10^9); plain = bytes.  0 on error. */
+int cli_parse_size(const char *s, uint64_t *out);
+/* What a write produced: outpath, or with a split the first part's name and " (n parts)" after it. */
+const char *cli_written_name(const char *outpath, uint64_t split_max, size_t parts, char *buf, size_t n);
 /* Prints j (pretty) on stdout and frees it. */
 struct cJSON;
 void cli_print_json(struct cJSON *j);

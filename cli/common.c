@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "formats/gguf.h"
 #include "formats/outfile.h"
 
 int cli_error(const char *cmd, qf_status st, const qf_err *err)
@@ -51,6 +52,39 @@ int cli_parse_int(const char *s, long lo, long hi, long *out)
 		return 0;
 	*out = v;
 	return 1;
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || *s < '0' || *s > '9')
+		return 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	uint64_t mul = 1;
+	if (*end == 'K' || *end == 'k')
+		mul = 1000, end++;
+	else if (*end == 'M')
+		mul = 1000 * 1000, end++;
+	else if (*end == 'G')
+		mul = 1000 * 1000 * 1000, end++;
+	if (*end || v == 0 || !qf_mul_u64(v, mul, out))
+		return 0;
+	return 1;
+}
+
+const char *cli_written_name(const char *outpath, uint64_t split_max, size_t parts, char *buf, size_t n)
+{
+	if (!split_max)
+		return outpath;
+	size_t l = strlen(outpath);
+	if (qf_str_ends_with(outpath, ".gguf"))
+		l -= 5;
+	char prefix[4096];
+	snprintf(prefix, sizeof prefix, "%.*s", (int)l, outpath);
+	qf_gguf_split_name(buf, n, prefix, 0, parts);
+	size_t k = strlen(buf);
+	snprintf(buf + k, n - k, " (%zu part%s)", parts, parts == 1 ? "" : "s");
+	return buf;
 }
 
 const char *cli_human_bytes(uint64_t n, char *buf, size_t len)

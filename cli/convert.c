@@ -34,6 +34,7 @@ int cli_convert(int argc, char **argv)
 	const char *outpath = NULL, *format = "gguf";
 	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = cli_default_threads() };
 	int dry = 0, json = 0, force = 0, quiet = 0;
+	uint64_t split_max = 0;
 	static const struct option opts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "format", required_argument, NULL, 'F' },
@@ -47,6 +48,7 @@ int cli_convert(int argc, char **argv)
 		{ "allow-nonfinite", no_argument, NULL, 'N' },
 		{ "legacy-kv-b", no_argument, NULL, 'L' },
 		{ "pre", required_argument, NULL, 'r' },
+		{ "split-max-size", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -76,6 +78,10 @@ int cli_convert(int argc, char **argv)
 		case 'N': o.allow_nonfinite = 1; break;
 		case 'L': o.legacy_kv_b = 1; break;
 		case 'r': o.pre = optarg; break;
+		case 'S':
+			if (!cli_parse_size(optarg, &split_max))
+				return cli_usage_error("convert", "--split-max-size takes a size in bytes, or with M or G (10^6, 10^9), not '%s'", optarg);
+			break;
 		default: return cli_usage_error("convert", "unknown option");
 		}
 	}
@@ -84,6 +90,8 @@ int cli_convert(int argc, char **argv)
 	int packed = strcmp(format, "packed") == 0;
 	if (!packed && strcmp(format, "gguf") != 0)
 		return cli_usage_error("convert", "--format must be gguf or packed, not '%s'", format);
+	if (packed && split_max)
+		return cli_usage_error("convert", "--split-max-size splits GGUF output; a packed bundle is not split");
 	const char *in = argv[optind];
 	qf_err err = { { 0 } };
 	cvt_plan *plan = NULL;
@@ -148,8 +156,10 @@ int cli_convert(int argc, char **argv)
 		cli_progress_init(&pr, "convert", quiet || json);
 		cvt_result res;
 		cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads,
-				      .prog = cli_tensor_progress, .ud = &pr };
+				      .prog = cli_tensor_progress, .ud = &pr, .split_max = split_max };
 		s = cvt_write(plan, outpath, &wo, &res, &err);
+		char wname[4200];
+		const char *written = s ? outpath : cli_written_name(outpath, split_max, res.parts, wname, sizeof wname);
 		cli_progress_done(&pr);
 		if (s) {
 			rc = cli_error("convert", s, &err);
@@ -159,6 +169,7 @@ int cli_convert(int argc, char **argv)
 			snprintf(h, sizeof h, "%016llx", (unsigned long long)res.data_hash);
 			cJSON_AddStringToObject(j, "input", in);
 			cJSON_AddStringToObject(j, "output", outpath);
+			cJSON_AddNumberToObject(j, "parts", (double)res.parts);
 			cJSON_AddStringToObject(j, "architecture", cvt_plan_arch(plan));
 			cJSON_AddNumberToObject(j, "tensors", (double)n);
 			cJSON_AddNumberToObject(j, "bytes_in", (double)res.bytes_in);
@@ -170,7 +181,7 @@ int cli_convert(int argc, char **argv)
 		} else {
 			char a[32], b[32];
 			printf("converted %s → %s (%s): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %016llx\n",
-			       in, outpath, cvt_plan_arch(plan), n, cli_human_bytes(res.bytes_in, a, sizeof a),
+			       in, written, cvt_plan_arch(plan), n, cli_human_bytes(res.bytes_in, a, sizeof a),
 			       cli_human_bytes(res.bytes_out, b, sizeof b), res.seconds,
 			       res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0.0, o.threads,
 			       (unsigned long long)res.data_hash);

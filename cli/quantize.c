@@ -117,6 +117,7 @@ int cli_quantize(int argc, char **argv)
 	const char *outpath = NULL, *format = NULL, *target = NULL, *profile_path = NULL;
 	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = cli_default_threads() };
 	int force = 0, json = 0, quiet = 0, dry = 0, list = 0, allow_rq = 0, quality = 1;
+	uint64_t split_max = 0;
 	const char *type_args[MAX_RULES];
 	int type_keep[MAX_RULES];
 	size_t nrules = 0;
@@ -139,6 +140,7 @@ int cli_quantize(int argc, char **argv)
 		{ "allow-nonfinite", no_argument, NULL, 'N' },
 		{ "legacy-kv-b", no_argument, NULL, 'L' },
 		{ "pre", required_argument, NULL, 'r' },
+		{ "split-max-size", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -173,6 +175,10 @@ int cli_quantize(int argc, char **argv)
 		case 'N': o.allow_nonfinite = 1; break;
 		case 'L': o.legacy_kv_b = 1; break;
 		case 'r': o.pre = optarg; break;
+		case 'S':
+			if (!cli_parse_size(optarg, &split_max))
+				return cli_usage_error("quantize", "--split-max-size takes a size in bytes, or with M or G (10^6, 10^9), not '%s'", optarg);
+			break;
 		default: return cli_usage_error("quantize", "unknown option");
 		}
 	}
@@ -186,6 +192,8 @@ int cli_quantize(int argc, char **argv)
 		return cli_usage_error("quantize", "no target: use --target NAME (see --list-targets), --profile FILE or --type");
 	if (format && strcmp(format, "gguf") && strcmp(format, "packed"))
 		return cli_usage_error("quantize", "--format must be gguf or packed, not '%s'", format);
+	if (split_max && format && strcmp(format, "packed") == 0)
+		return cli_usage_error("quantize", "--split-max-size splits GGUF output; a packed bundle is not split");
 	const char *in = argv[optind];
 	qf_err err = { { 0 } };
 	qf_status s = QF_OK;
@@ -205,6 +213,10 @@ int cli_quantize(int argc, char **argv)
 		if ((s = qnt_rule_parse(type_args[nr], type_keep[nr], &rules[nr], &err)))
 			goto done;
 	int packed = format ? strcmp(format, "packed") == 0 : have_prof && prof.packed;
+	if (packed && split_max) {
+		s = qf_fail(&err, QF_EUSAGE, "--split-max-size splits GGUF output; target %s writes a packed bundle", prof.name);
+		goto done;
+	}
 	if (have_prof && prof.kv_b_joined)
 		o.legacy_kv_b = 1;
 	if ((s = cvt_plan_open(in, &o, &plan, &err)))
@@ -257,17 +269,21 @@ int cli_quantize(int argc, char **argv)
 	cli_progress_init(&pr, "quantize", quiet || json);
 	cvt_result res;
 	cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads, .quality = quality,
-			      .prog = cli_tensor_progress, .ud = &pr, .profile = have_prof ? prof.json : NULL };
+			      .prog = cli_tensor_progress, .ud = &pr, .profile = have_prof ? prof.json : NULL,
+			      .split_max = split_max };
 	s = cvt_write(plan, outpath, &wo, &res, &err);
 	cli_progress_done(&pr);
 	if (s)
 		goto done;
+	char wname[4200];
+	const char *written = cli_written_name(outpath, split_max, res.parts, wname, sizeof wname);
 	char h[17];
 	snprintf(h, sizeof h, "%016llx", (unsigned long long)res.data_hash);
 	if (json) {
 		cJSON *j = cJSON_CreateObject();
 		cJSON_AddStringToObject(j, "input", in);
 		cJSON_AddStringToObject(j, "output", outpath);
+		cJSON_AddNumberToObject(j, "parts", (double)res.parts);
 		cJSON_AddStringToObject(j, "target", have_prof ? prof.name : "");
 		cJSON_AddStringToObject(j, "format", packed ? "packed" : "gguf");
 		cJSON_AddNumberToObject(j, "tensors", (double)n);
@@ -281,7 +297,7 @@ int cli_quantize(int argc, char **argv)
 	} else {
 		char a[32], b[32];
 		printf("quantized %s → %s (%s, %s): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %s\n",
-		       in, outpath, have_prof ? prof.name : "--type rules", packed ? "packed" : "gguf", n,
+		       in, written, have_prof ? prof.name : "--type rules", packed ? "packed" : "gguf", n,
 		       cli_human_bytes(res.bytes_in, a, sizeof a), cli_human_bytes(res.bytes_out, b, sizeof b),
 		       res.seconds, res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0.0, o.threads, h);
 		summary(plan, &res, 0, NULL);

@@ -131,6 +131,7 @@ typedef struct cvt_result {
 	uint64_t bytes_in, bytes_out;
 	double seconds;
 	uint64_t data_hash;
+	size_t parts;             /* files written (a split GGUF: its parts) */
 	cvt_stats cls[CVT_CLASS_COUNT];
 } cvt_result;
 
@@ -141,6 +142,7 @@ typedef struct cvt_write_opts {
 	cvt_progress_fn prog;
 	void *ud;
 	const cJSON *profile;     /* recorded in a bundle's manifest (borrowed), or NULL */
+	uint64_t split_max;       /* GGUF: split into parts of at most this many bytes of padded tensor data (0: one file) */
 } cvt_write_opts;
 
 /* Writes the plan; bytes identical for any thread count. */

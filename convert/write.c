@@ -302,6 +302,8 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	}
 	if (!wo->packed && (s = cvt_plan_set_metadata(p, k.g, err)))
 		goto out;
+	if (!wo->packed)
+		qf_gguf_writer_set_split(k.g, wo->split_max);
 	if ((s = sink_declare(&k, p, wo, err)))
 		goto out;
 
@@ -436,6 +438,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 		res->bytes_out = wo->packed ? qf_pk_writer_total_bytes(k.pk) : qf_gguf_writer_total_bytes(k.g);
 		res->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
 		res->data_hash = wo->packed ? qf_pk_writer_data_hash(k.pk) : qf_gguf_writer_data_hash(k.g);
+		res->parts = wo->packed ? 1 : qf_gguf_writer_nsplits(k.g);
 	}
 	goto out;
 oom:

@@ -32,9 +32,12 @@ struct qf_gguf {
 	uint64_t data_off;
 	qf_gguf_kv *kvs;
 	size_t nkv;
-	qf_tensor *tensors;
-	char **tnames;
-	size_t nt;
+	qf_tensor *tensors;       /* every part's tensors (a split set: merged, .file = part) */
+	char **tnames;            /* names of this file's own tensors */
+	size_t nt, nnames;
+	struct qf_gguf **parts;   /* split set: parts 1…n−1 (owned); part 0 is this file */
+	char **part_paths;        /* split set: every part's path (owned) */
+	size_t nparts;            /* 1 for a single file */
 };
 
 typedef struct cursor {
@@ -86,8 +89,18 @@ void qf_gguf_close(qf_gguf *g)
 		free(g->kvs[i].key);
 		free(g->kvs[i].strs);
 	}
-	for (size_t i = 0; i < g->nt; i++)
+	for (size_t i = 0; i < g->nnames; i++)
 		free(g->tnames[i]);
+	for (size_t k = 1; k < g->nparts; k++) {
+		if (g->parts)
+			qf_gguf_close(g->parts[k]);
+		if (g->part_paths)
+			free(g->part_paths[k]);
+	}
+	if (g->part_paths)
+		free(g->part_paths[0]);
+	free(g->parts);
+	free(g->part_paths);
 	free(g->kvs);
 	free(g->tensors);
 	free(g->tnames);
@@ -212,7 +225,7 @@ static qf_status parse(qf_gguf *g, qf_err *err)
 			return qf_fail(err, QF_ENOMEM, "out of memory");
 		memcpy(g->tnames[i], name.p, name.len);
 		g->tnames[i][name.len] = 0;
-		g->nt = i + 1;
+		g->nt = g->nnames = i + 1;
 		t->name = g->tnames[i];
 		for (uint64_t j = 0; j < i; j++)
 			if (strcmp(g->tnames[j], t->name) == 0)
@@ -285,6 +298,7 @@ static qf_status parse(qf_gguf *g, qf_err *err)
 
 static qf_status open_common(qf_gguf *g, qf_gguf **out, qf_err *err)
 {
+	g->nparts = 1;
 	qf_status s = parse(g, err);
 	if (s) {
 		qf_gguf_close(g);
@@ -306,7 +320,7 @@ int qf_path_is_gguf(const char *path)
 	return ok;
 }
 
-qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_err *err)
+qf_status qf_gguf_open_one(const char *path, qf_gguf **out, qf_err *err)
 {
 	qf_gguf *g = calloc(1, sizeof *g);
 	if (!g)
@@ -317,6 +331,136 @@ qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_err *err)
 		return s;
 	}
 	return open_common(g, out, err);
+}
+
+void qf_gguf_split_name(char *dst, size_t n, const char *prefix, size_t k, size_t count)
+{
+	snprintf(dst, n, "%s-%05zu-of-%05zu.gguf", prefix, k + 1, count);
+}
+
+/* split.no / split.count: absent → -1; not u16 → error. */
+static qf_status split_key(const qf_gguf *g, const char *key, int64_t *v, qf_err *err)
+{
+	int64_t i = qf_gguf_find_kv(g, key);
+	*v = -1;
+	if (i < 0)
+		return QF_OK;
+	if (g->kvs[i].type != QF_GGUF_U16)
+		return qf_fail(err, QF_EFORMAT, "%s: key '%s' is %s, expected u16", g->map.path, key,
+			       qf_gguf_type_name(g->kvs[i].type));
+	uint16_t u;
+	memcpy(&u, g->kvs[i].raw, 2);
+	*v = u;
+	return QF_OK;
+}
+
+/*
+ * A split set (llama-gguf-split): the first file names the others
+ * PREFIX-0000k-of-0000n.gguf; each must say split.no = k−1 and the same
+ * split.count; tensor names are unique across parts and their number is
+ * split.tensors.count (as llama.cpp's loader checks).
+ */
+static qf_status open_split(qf_gguf *g, int64_t count, qf_err *err)
+{
+	const char *path = g->map.path;
+	int64_t no;
+	qf_status s = split_key(g, "split.no", &no, err);
+	if (s)
+		return s;
+	size_t pl = strlen(path);
+	char want[64];
+	snprintf(want, sizeof want, "-%05lld-of-%05lld.gguf", (long long)(no < 0 ? 0 : no) + 1, (long long)count);
+	if (no != 0) {
+		return qf_fail(err, QF_EFORMAT, "%s: part %lld of a %lld-part split GGUF; open its first part (…-00001-of-%05lld.gguf)",
+			       path, (long long)no + 1, (long long)count, (long long)count);
+	}
+	if (pl < strlen(want) || strcmp(path + pl - strlen(want), want) != 0)
+		return qf_fail(err, QF_EFORMAT, "%s: first part of a %lld-part split GGUF, but its name does not end in '%s'",
+			       path, (long long)count, want);
+	char *prefix = strndup(path, pl - strlen(want));
+	g->parts = calloc((size_t)count, sizeof *g->parts);
+	g->part_paths = calloc((size_t)count, sizeof *g->part_paths);
+	if (!prefix || !g->parts || !g->part_paths) {
+		free(prefix);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	g->nparts = (size_t)count;
+	size_t total = g->nt;
+	for (size_t k = 0; k < g->nparts; k++) {
+		size_t n = strlen(prefix) + 32;
+		if (!(g->part_paths[k] = malloc(n))) {
+			free(prefix);
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		}
+		qf_gguf_split_name(g->part_paths[k], n, prefix, k, g->nparts);
+		if (k == 0)
+			continue;
+		if ((s = qf_gguf_open_one(g->part_paths[k], &g->parts[k], err))) {
+			free(prefix);
+			return s;
+		}
+		int64_t pno, pc;
+		if ((s = split_key(g->parts[k], "split.no", &pno, err)) || (s = split_key(g->parts[k], "split.count", &pc, err))) {
+			free(prefix);
+			return s;
+		}
+		if (pno != (int64_t)k || pc != count) {
+			free(prefix);
+			return qf_fail(err, QF_EFORMAT, "%s: says it is part %lld of %lld, expected part %zu of %lld",
+				       g->part_paths[k], (long long)pno + 1, (long long)pc, k + 1, (long long)count);
+		}
+		total += g->parts[k]->nt;
+	}
+	free(prefix);
+	qf_tensor *all = realloc(g->tensors, (total + 1) * sizeof *all);
+	if (!all)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	g->tensors = all;
+	for (size_t k = 1; k < g->nparts; k++) {
+		for (size_t i = 0; i < g->parts[k]->nt; i++) {
+			qf_tensor *t = &g->tensors[g->nt];
+			*t = g->parts[k]->tensors[i];
+			t->file = (int)k;
+			for (size_t j = 0; j < g->nt; j++)
+				if (strcmp(g->tensors[j].name, t->name) == 0)
+					return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is also in %s", g->part_paths[k], t->name,
+						       g->part_paths[g->tensors[j].file]);
+			g->nt++;
+		}
+	}
+	int64_t kc = qf_gguf_find_kv(g, "split.tensors.count");
+	if (kc >= 0) {
+		int32_t c;
+		if (g->kvs[kc].type != QF_GGUF_I32)
+			return qf_fail(err, QF_EFORMAT, "%s: key 'split.tensors.count' is %s, expected i32", path,
+				       qf_gguf_type_name(g->kvs[kc].type));
+		memcpy(&c, g->kvs[kc].raw, 4);
+		if ((int64_t)c != (int64_t)g->nt)
+			return qf_fail(err, QF_EFORMAT, "%s: split.tensors.count is %d, but the %zu parts hold %zu tensors", path,
+				       c, g->nparts, g->nt);
+	}
+	return QF_OK;
+}
+
+qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_err *err)
+{
+	qf_gguf *g = NULL;
+	qf_status s = qf_gguf_open_one(path, &g, err);
+	if (s)
+		return s;
+	int64_t count;
+	if ((s = split_key(g, "split.count", &count, err)) || (count > 1 && (s = open_split(g, count, err)))) {
+		qf_gguf_close(g);
+		return s;
+	}
+	*out = g;
+	return QF_OK;
+}
+
+size_t qf_gguf_nsplits(const qf_gguf *g) { return g->nparts; }
+const char *qf_gguf_split_path(const qf_gguf *g, size_t k)
+{
+	return g->nparts > 1 ? (k < g->nparts ? g->part_paths[k] : NULL) : (k == 0 ? g->map.path : NULL);
 }
 
 qf_status qf_gguf_open_buffer(const void *buf, size_t len, const char *label, qf_gguf **out,
@@ -510,6 +654,18 @@ typedef struct wtensor {
 	uint64_t hash;
 } wtensor;
 
+/* One output file: the whole GGUF, or one part of a split set. */
+typedef struct wpart {
+	qf_out out;
+	char *path;
+	size_t t0, t1;       /* its tensors [t0, t1) */
+	uint64_t base;       /* offset of tensor t0 in the concatenated layout */
+	uint64_t hash_arr_off, data_hash_off, meta_hash_off; /* file offsets of values */
+	uint8_t *header;     /* kept to compute the meta hash */
+	size_t header_len;
+	XXH64_state_t *dh;   /* its tensors' data */
+} wpart;
+
 struct qf_gguf_writer {
 	wkv *kvs;
 	size_t nkv, capkv;
@@ -517,15 +673,13 @@ struct qf_gguf_writer {
 	size_t nt, capt;
 	int oom;
 	uint32_t align;
-	qf_out out;
+	uint64_t split_max;  /* 0: one file */
+	wpart *parts;
+	size_t nparts, cur_part;
 	int begun;
-	uint64_t data_start;
-	uint64_t hash_arr_off, data_hash_off, meta_hash_off; /* file offsets of values */
 	size_t cur;          /* tensor being written */
 	uint64_t cur_done;   /* bytes of it written */
 	XXH64_state_t *th, *dh;
-	uint8_t *header;     /* kept to compute meta hash */
-	size_t header_len;
 };
 
 qf_gguf_writer *qf_gguf_writer_new(void)
@@ -534,7 +688,6 @@ qf_gguf_writer *qf_gguf_writer_new(void)
 	if (!w)
 		return NULL;
 	w->align = QF_GGUF_DEFAULT_ALIGN;
-	w->out.fd = -1;
 	w->th = XXH64_createState();
 	w->dh = XXH64_createState();
 	if (!w->th || !w->dh) {
@@ -548,8 +701,16 @@ void qf_gguf_writer_free(qf_gguf_writer *w)
 {
 	if (!w)
 		return;
-	if (w->out.tmp)
-		qf_out_abort(&w->out);
+	for (size_t k = 0; k < w->nparts; k++) {
+		wpart *pt = &w->parts[k];
+		if (pt->out.tmp)
+			qf_out_abort(&pt->out);
+		free(pt->path);
+		free(pt->header);
+		if (pt->dh)
+			XXH64_freeState(pt->dh);
+	}
+	free(w->parts);
 	for (size_t i = 0; i < w->nkv; i++) {
 		free(w->kvs[i].key);
 		free(w->kvs[i].val);
@@ -558,7 +719,6 @@ void qf_gguf_writer_free(qf_gguf_writer *w)
 		free(w->ts[i].name);
 	free(w->kvs);
 	free(w->ts);
-	free(w->header);
 	if (w->th)
 		XXH64_freeState(w->th);
 	if (w->dh)
@@ -809,79 +969,167 @@ qf_status qf_gguf_writer_meta_blob(const qf_gguf_writer *w, uint8_t **out, size_
 	return QF_OK;
 }
 
+void qf_gguf_writer_set_split(qf_gguf_writer *w, uint64_t max_bytes) { w->split_max = max_bytes; }
+size_t qf_gguf_writer_nsplits(const qf_gguf_writer *w) { return w->nparts; }
+const char *qf_gguf_writer_split_path(const qf_gguf_writer *w, size_t k) { return k < w->nparts ? w->parts[k].path : NULL; }
+
+static uint64_t padded(const qf_gguf_writer *w, uint64_t n) { return (n + w->align - 1) / w->align * w->align; }
+
+/* Cuts the tensors into parts as llama-gguf-split does (never an empty part). */
+static qf_status plan_parts(qf_gguf_writer *w, const char *path, qf_err *err)
+{
+	size_t cap = 1;
+	if (w->split_max)
+		cap = w->nt ? w->nt : 1;
+	w->parts = calloc(cap, sizeof *w->parts);
+	if (!w->parts)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	w->nparts = 1;
+	uint64_t cur = 0;
+	for (size_t i = 0; i < w->nt; i++) {
+		uint64_t n = padded(w, w->ts[i].nbytes);
+		if (w->split_max && i > w->parts[w->nparts - 1].t0 && cur + n > w->split_max) {
+			w->parts[w->nparts - 1].t1 = i;
+			w->parts[w->nparts].t0 = i;
+			w->parts[w->nparts].base = w->ts[i].offset;
+			w->nparts++;
+			cur = 0;
+		}
+		cur += n;
+	}
+	w->parts[w->nparts - 1].t1 = w->nt;
+	if (w->nparts > 65535)
+		return qf_fail(err, QF_EUSAGE, "%s: %zu parts; split.count holds at most 65535", path, w->nparts);
+	size_t pl = strlen(path);
+	size_t stem = w->split_max && qf_str_ends_with(path, ".gguf") ? pl - 5 : pl;
+	for (size_t k = 0; k < w->nparts; k++) {
+		wpart *pt = &w->parts[k];
+		pt->out.fd = -1;
+		pt->dh = XXH64_createState();
+		pt->path = malloc(pl + 32);
+		if (!pt->dh || !pt->path)
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		if (!w->split_max) {
+			memcpy(pt->path, path, pl + 1);
+		} else {
+			char *prefix = strndup(path, stem);
+			if (!prefix)
+				return qf_fail(err, QF_ENOMEM, "out of memory");
+			qf_gguf_split_name(pt->path, pl + 32, prefix, k, w->nparts);
+			free(prefix);
+		}
+		XXH64_reset(pt->dh, 0);
+	}
+	return QF_OK;
+}
+
+static void put_kv(buf *b, const char *key, uint32_t type, const void *val, size_t len)
+{
+	bput_str(b, key);
+	bput_u32(b, type);
+	bput(b, val, len);
+}
+
+/* Part k's header: its KVs, the split keys, the qforge hash keys (zeroed), its tensor infos, padding. */
+static void build_header(qf_gguf_writer *w, size_t k, buf *b)
+{
+	wpart *pt = &w->parts[k];
+	int split = w->split_max != 0;
+	size_t nkv = (k == 0 ? w->nkv : 0) + (split ? 3 : 0) + 3;
+	bput(b, "GGUF", 4);
+	bput_u32(b, 3);
+	bput_u64(b, pt->t1 - pt->t0);
+	bput_u64(b, nkv);
+	for (size_t i = 0; k == 0 && i < w->nkv; i++)
+		put_kv(b, w->kvs[i].key, w->kvs[i].type, w->kvs[i].val, w->kvs[i].len);
+	if (split) {
+		uint16_t no = (uint16_t)k, cnt = (uint16_t)w->nparts;
+		int32_t tc = (int32_t)w->nt;
+		put_kv(b, "split.no", QF_GGUF_U16, &no, 2);
+		put_kv(b, "split.count", QF_GGUF_U16, &cnt, 2);
+		put_kv(b, "split.tensors.count", QF_GGUF_I32, &tc, 4);
+	}
+	bput_str(b, hash_keys[0]);
+	bput_u32(b, QF_GGUF_ARR);
+	bput_u32(b, QF_GGUF_U64);
+	bput_u64(b, pt->t1 - pt->t0);
+	pt->hash_arr_off = b->n;
+	for (size_t i = pt->t0; i < pt->t1; i++)
+		bput_u64(b, 0);
+	bput_str(b, hash_keys[1]);
+	bput_u32(b, QF_GGUF_U64);
+	pt->data_hash_off = b->n;
+	bput_u64(b, 0);
+	bput_str(b, hash_keys[2]);
+	bput_u32(b, QF_GGUF_U64);
+	pt->meta_hash_off = b->n;
+	bput_u64(b, 0);
+	for (size_t i = pt->t0; i < pt->t1; i++) {
+		const wtensor *t = &w->ts[i];
+		bput_str(b, t->name);
+		bput_u32(b, (uint32_t)t->ndim);
+		for (int j = t->ndim - 1; j >= 0; j--)
+			bput_u64(b, (uint64_t)t->shape[j]);
+		bput_u32(b, (uint32_t)qf_dtype_info(t->type)->ggml_type);
+		bput_u64(b, t->offset - pt->base);
+	}
+	static const uint8_t zeros[256];
+	size_t pad = (w->align - b->n % w->align) % w->align;
+	while (pad > 0) {
+		size_t n = pad > sizeof zeros ? sizeof zeros : pad;
+		bput(b, zeros, n);
+		pad -= n;
+	}
+}
+
+/* Bytes of tensor data in part k, padded. */
+static uint64_t part_bytes(const qf_gguf_writer *w, size_t k)
+{
+	const wpart *pt = &w->parts[k];
+	if (pt->t1 == pt->t0)
+		return 0;
+	const wtensor *l = &w->ts[pt->t1 - 1];
+	return padded(w, l->offset + l->nbytes) - pt->base;
+}
+
 qf_status qf_gguf_writer_begin(qf_gguf_writer *w, const char *path, int force, qf_err *err)
 {
-	buf b = { 0 };
 	qf_status s;
 	if (w->oom)
 		return qf_fail(err, QF_ENOMEM, "%s: out of memory building the header", path);
 	for (size_t i = 0; i < w->nkv; i++) {
-		if (is_hash_key(w->kvs[i].key))
+		if (is_hash_key(w->kvs[i].key) || (w->split_max && strncmp(w->kvs[i].key, "split.", 6) == 0))
 			return qf_fail(err, QF_EUSAGE, "%s: key '%s' is reserved", path, w->kvs[i].key);
 		for (size_t j = 0; j < i; j++)
 			if (strcmp(w->kvs[i].key, w->kvs[j].key) == 0)
 				return qf_fail(err, QF_EUSAGE, "%s: duplicate key '%s'", path,
 					       w->kvs[i].key);
 	}
-	bput(&b, "GGUF", 4);
-	bput_u32(&b, 3);
-	bput_u64(&b, w->nt);
-	bput_u64(&b, w->nkv + 3);
-	for (size_t i = 0; i < w->nkv; i++) {
-		bput_str(&b, w->kvs[i].key);
-		bput_u32(&b, w->kvs[i].type);
-		bput(&b, w->kvs[i].val, w->kvs[i].len);
-	}
-	bput_str(&b, hash_keys[0]);
-	bput_u32(&b, QF_GGUF_ARR);
-	bput_u32(&b, QF_GGUF_U64);
-	bput_u64(&b, w->nt);
-	w->hash_arr_off = b.n;
-	for (size_t i = 0; i < w->nt; i++)
-		bput_u64(&b, 0);
-	bput_str(&b, hash_keys[1]);
-	bput_u32(&b, QF_GGUF_U64);
-	w->data_hash_off = b.n;
-	bput_u64(&b, 0);
-	bput_str(&b, hash_keys[2]);
-	bput_u32(&b, QF_GGUF_U64);
-	w->meta_hash_off = b.n;
-	bput_u64(&b, 0);
-	for (size_t i = 0; i < w->nt; i++) {
-		const wtensor *t = &w->ts[i];
-		bput_str(&b, t->name);
-		bput_u32(&b, (uint32_t)t->ndim);
-		for (int j = t->ndim - 1; j >= 0; j--)
-			bput_u64(&b, (uint64_t)t->shape[j]);
-		bput_u32(&b, (uint32_t)qf_dtype_info(t->type)->ggml_type);
-		bput_u64(&b, t->offset);
-	}
-	static const uint8_t zeros[256];
-	size_t pad = (w->align - b.n % w->align) % w->align;
-	while (pad > 0) {
-		size_t k = pad > sizeof zeros ? sizeof zeros : pad;
-		bput(&b, zeros, k);
-		pad -= k;
-	}
-	if (b.oom) {
-		free(b.p);
-		return qf_fail(err, QF_ENOMEM, "%s: out of memory building the header", path);
-	}
-	w->data_start = b.n;
-	s = qf_out_open(&w->out, path, force, err);
-	if (!s)
-		s = qf_out_reserve(&w->out, b.n + qf_gguf_writer_total_bytes(w), err);
-	if (!s)
-		s = qf_out_write(&w->out, b.p, b.n, err);
-	if (s) {
-		free(b.p);
-		qf_out_abort(&w->out);
+	if ((s = plan_parts(w, path, err)))
 		return s;
+	for (size_t k = 0; k < w->nparts; k++) {
+		wpart *pt = &w->parts[k];
+		buf b = { 0 };
+		build_header(w, k, &b);
+		if (b.oom) {
+			free(b.p);
+			return qf_fail(err, QF_ENOMEM, "%s: out of memory building the header", pt->path);
+		}
+		s = qf_out_open(&pt->out, pt->path, force, err);
+		if (!s)
+			s = qf_out_reserve(&pt->out, b.n + part_bytes(w, k), err);
+		if (!s)
+			s = qf_out_write(&pt->out, b.p, b.n, err);
+		if (s) {
+			free(b.p);
+			return s; /* free aborts every opened part */
+		}
+		pt->header = b.p;
+		pt->header_len = b.n;
 	}
-	w->header = b.p;
-	w->header_len = b.n;
 	w->begun = 1;
 	w->cur = 0;
+	w->cur_part = 0;
 	w->cur_done = 0;
 	XXH64_reset(w->th, 0);
 	XXH64_reset(w->dh, 0);
@@ -893,7 +1141,9 @@ static qf_status close_complete(qf_gguf_writer *w, qf_err *err)
 {
 	while (w->cur < w->nt && w->cur_done == w->ts[w->cur].nbytes) {
 		w->ts[w->cur].hash = XXH64_digest(w->th);
-		qf_status s = qf_out_pad(&w->out, w->align, err);
+		while (w->cur >= w->parts[w->cur_part].t1)
+			w->cur_part++;
+		qf_status s = qf_out_pad(&w->parts[w->cur_part].out, w->align, err);
 		if (s)
 			return s;
 		w->cur++;
@@ -910,14 +1160,18 @@ qf_status qf_gguf_writer_write(qf_gguf_writer *w, const void *data, size_t n, qf
 		return qf_fail(err, QF_EUSAGE, "GGUF writer: write before begin");
 	while (n > 0) {
 		if (w->cur >= w->nt)
-			return qf_fail(err, QF_EUSAGE, "%s: more tensor data than declared", w->out.path);
+			return qf_fail(err, QF_EUSAGE, "%s: more tensor data than declared", w->parts[0].path);
+		while (w->cur >= w->parts[w->cur_part].t1)
+			w->cur_part++;
+		wpart *pt = &w->parts[w->cur_part];
 		uint64_t left = w->ts[w->cur].nbytes - w->cur_done;
 		size_t k = n < left ? n : (size_t)left;
-		qf_status s = qf_out_write(&w->out, p, k, err);
+		qf_status s = qf_out_write(&pt->out, p, k, err);
 		if (s)
 			return s;
 		XXH64_update(w->th, p, k);
 		XXH64_update(w->dh, p, k);
+		XXH64_update(pt->dh, p, k);
 		w->cur_done += k;
 		p += k;
 		n -= k;
@@ -933,28 +1187,31 @@ qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_err *err)
 	if (s)
 		return s;
 	if (w->cur != w->nt)
-		return qf_fail(err, QF_EUSAGE, "%s: tensor '%s' not fully written", w->out.path,
+		return qf_fail(err, QF_EUSAGE, "%s: tensor '%s' not fully written", w->parts[0].path,
 			       w->ts[w->cur].name);
-	for (size_t i = 0; i < w->nt; i++)
-		memcpy(w->header + w->hash_arr_off + 8 * i, &w->ts[i].hash, 8);
-	uint64_t dh = XXH64_digest(w->dh);
-	memcpy(w->header + w->data_hash_off, &dh, 8);
-	/* meta hash: header with the three hash values zeroed */
-	uint8_t *copy = malloc(w->header_len);
-	if (!copy)
-		return qf_fail(err, QF_ENOMEM, "out of memory");
-	memcpy(copy, w->header, w->header_len);
-	memset(copy + w->hash_arr_off, 0, 8 * w->nt);
-	memset(copy + w->data_hash_off, 0, 8);
-	memset(copy + w->meta_hash_off, 0, 8);
-	uint64_t mh = XXH64(copy, w->header_len, 0);
-	free(copy);
-	memcpy(w->header + w->meta_hash_off, &mh, 8);
-	s = qf_out_pwrite(&w->out, w->header, w->header_len, 0, err);
-	if (!s)
-		s = qf_out_commit(&w->out, err);
-	if (s)
-		qf_out_abort(&w->out);
+	for (size_t k = 0; k < w->nparts; k++) {
+		wpart *pt = &w->parts[k];
+		for (size_t i = pt->t0; i < pt->t1; i++)
+			memcpy(pt->header + pt->hash_arr_off + 8 * (i - pt->t0), &w->ts[i].hash, 8);
+		uint64_t dh = XXH64_digest(pt->dh);
+		memcpy(pt->header + pt->data_hash_off, &dh, 8);
+		/* meta hash: header with the three hash values zeroed */
+		uint8_t *copy = malloc(pt->header_len);
+		if (!copy)
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		memcpy(copy, pt->header, pt->header_len);
+		memset(copy + pt->hash_arr_off, 0, 8 * (pt->t1 - pt->t0));
+		memset(copy + pt->data_hash_off, 0, 8);
+		memset(copy + pt->meta_hash_off, 0, 8);
+		uint64_t mh = XXH64(copy, pt->header_len, 0);
+		free(copy);
+		memcpy(pt->header + pt->meta_hash_off, &mh, 8);
+		if ((s = qf_out_pwrite(&pt->out, pt->header, pt->header_len, 0, err)))
+			return s;
+	}
+	/* every part complete: only now do the names appear */
+	for (size_t k = 0; k < w->nparts && !s; k++)
+		s = qf_out_commit(&w->parts[k].out, err);
 	w->begun = 0;
 	return s;
 }

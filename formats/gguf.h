@@ -17,6 +17,15 @@
  *   qforge.data_xxh64    u64, xxh64 of all tensors' bytes concatenated
  *   qforge.meta_xxh64    u64, xxh64 of the header [0, data start) with the
  *                        value bytes of these three keys zeroed
+ *
+ * Split sets (llama-gguf-split's layout): PREFIX-00001-of-0000n.gguf …
+ * PREFIX-0000n-of-0000n.gguf, each a complete GGUF of its own (header,
+ * tensor infos, offsets relative to its own data section) carrying
+ *   split.no             u16, 0-based part number
+ *   split.count          u16, n
+ *   split.tensors.count  i32, tensors in all parts together
+ * Every other key is only in the first part.  Each part carries its own
+ * qforge.* hashes over its own tensors and header.
  */
 #ifndef QF_GGUF_H
 #define QF_GGUF_H
@@ -56,7 +65,19 @@ typedef struct qf_gguf_kv {
 
 typedef struct qf_gguf qf_gguf;
 
+/*
+ * Opens a GGUF.  The first part of a split set opens the whole set: the
+ * tensors of every part in order (qf_tensor.file = part index), the
+ * metadata of the first part.  Any other part is an error naming the first.
+ */
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_err *err);
+/* Opens one file only, even when it is a part of a split set. */
+qf_status qf_gguf_open_one(const char *path, qf_gguf **out, qf_err *err);
+/* Parts of the set (1 for a single file) and their paths (borrowed). */
+size_t qf_gguf_nsplits(const qf_gguf *g);
+const char *qf_gguf_split_path(const qf_gguf *g, size_t k);
+/* "PREFIX-0000{k+1}-of-0000{count}.gguf" (llama.cpp's llama_split_path). */
+void qf_gguf_split_name(char *dst, size_t n, const char *prefix, size_t k, size_t count);
 /* 1 if path is a regular file starting with the GGUF magic. */
 int qf_path_is_gguf(const char *path);
 qf_status qf_gguf_open_buffer(const void *buf, size_t len, const char *label, qf_gguf **out,
@@ -120,6 +141,18 @@ uint64_t qf_gguf_writer_total_bytes(const qf_gguf_writer *w);
 
 /* The metadata alone as a GGUF image with no tensors (malloc'd; caller frees). */
 qf_status qf_gguf_writer_meta_blob(const qf_gguf_writer *w, uint8_t **out, size_t *len, qf_err *err);
+
+/*
+ * Split output: parts of at most max_bytes of tensor data each, every
+ * tensor counted padded to the alignment, as llama-gguf-split counts (a
+ * tensor larger than max_bytes gets a part of its own).  PATH names the
+ * set: "out.gguf" writes out-00001-of-0000n.gguf … .  0: one file.
+ * Call before begin.
+ */
+void qf_gguf_writer_set_split(qf_gguf_writer *w, uint64_t max_bytes);
+/* After begin: the number of files and the path of each (borrowed). */
+size_t qf_gguf_writer_nsplits(const qf_gguf_writer *w);
+const char *qf_gguf_writer_split_path(const qf_gguf_writer *w, size_t k);
 
 /* Writes the header to PATH.tmp; then tensor data is appended in order. */
 qf_status qf_gguf_writer_begin(qf_gguf_writer *w, const char *path, int force, qf_err *err);

@@ -13,7 +13,7 @@
 
 #include "formats/outfile.h"
 
-#define MAX_LIVE 16
+#define MAX_LIVE 256 /* split GGUF sets keep every part's temporary until the last is complete */
 /* Fixed slots so the signal handler never touches the heap allocator. */
 static char live_tmp[MAX_LIVE][4096];
 static volatile sig_atomic_t live_used[MAX_LIVE];

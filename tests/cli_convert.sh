@@ -58,4 +58,25 @@ tar -C "$M" -cf "$tmp/st.tar" stories260k-hf
 run "$QFORGE" convert -q --outtype f32 -o "$tmp/tar.gguf" "$tmp/st.tar"
 expect_rc 0 "convert straight from a tar"
 contains "$out" "data xxh64 ebb6009c62465889"; ok $? "same golden hash as from the folder"
+
+# split GGUF: gguf-split's names and decimal sizes; read back by its first part; every part verified
+run "$QFORGE" convert -q --outtype f32 --split-max-size 400K -o "$tmp/sp.gguf" "$M/stories260k-hf"
+expect_rc 0 "--split-max-size 400K"
+contains "$out" "sp-00001-of-00003.gguf (3 parts)"; ok $? "names the first of 3 parts: $out"
+contains "$out" "data xxh64 ebb6009c62465889"; ok $? "same data as one file"
+[ -f "$tmp/sp-00003-of-00003.gguf" ] && [ ! -e "$tmp/sp.gguf" ] && [ -z "$(ls "$tmp" | grep '\.tmp$')" ]; ok $? "three parts, no single file, no .tmp left"
+run "$QFORGE" convert -q --outtype f32 -o "$tmp/joined.gguf" "$tmp/sp-00001-of-00003.gguf"
+contains "$out" "data xxh64 ebb6009c62465889"; ok $? "a split set converts back by its first part"
+run "$QFORGE" verify "$tmp/sp-00001-of-00003.gguf"
+expect_rc 0 "verify checks a split set"
+contains "$out" "47 hashes match over 47 tensors"; ok $? "every part's hashes: $out"
+printf 'X' | dd of="$tmp/sp-00002-of-00003.gguf" bs=1 seek=200000 conv=notrunc 2>/dev/null
+run "$QFORGE" verify "$tmp/sp-00001-of-00003.gguf"
+expect_rc 1 "a flipped byte in part 2 fails verify"
+contains "$out" "sp-00002-of-00003.gguf"; ok $? "names the part: $out"
+run "$QFORGE" convert -q -o "$tmp/y.gguf" "$tmp/sp-00002-of-00003.gguf"
+expect_rc 3 "a middle part is not a source"
+contains "$err" "open its first part"; ok $? "says to open the first part: $err"
+run "$QFORGE" convert --split-max-size 12X "$M/stories260k-hf"
+expect_rc 2 "a bad size is a usage error"
 finish

@@ -1,6 +1,7 @@
 /* GGUF: writer → reader round trip, integrity hashes, and a table of broken files. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -111,6 +112,95 @@ static void build_bad(enum bad_kind k, gb *g)
 	size_t data = k == B_OFFSET_PAST_EOF ? 16 : 64;
 	memset(g->b + g->n, 0, data);
 	g->n += data;
+}
+
+/* u16/i32 value of a key, or -1. */
+static long long kv_int(const qf_gguf *g, const char *key, uint32_t type)
+{
+	int64_t i = qf_gguf_find_kv(g, key);
+	const qf_gguf_kv *kv = i >= 0 ? qf_gguf_kv_at(g, (size_t)i) : NULL;
+	double d;
+	return kv && kv->type == type && qf_gguf_kv_number(kv, 0, &d) ? (long long)d : -1;
+}
+
+/*
+ * Split sets: seven F32 tensors of 40…64 padded bytes under a 150-byte
+ * budget cut as llama-gguf-split cuts them; the first part opens the whole
+ * set; a middle part, a missing part and a wrong split.no are refused.
+ */
+static void test_split(void)
+{
+	qf_err err = { { 0 } };
+	qf_gguf_writer *w = qf_gguf_writer_new();
+	qf_gguf_set_str(w, "general.architecture", "llama");
+	qf_gguf_set_u32(w, "llama.block_count", 2);
+	static const int64_t len[7] = { 10, 16, 12, 3, 16, 16, 9 }; /* padded: 64 64 64 32 64 64 64 */
+	float v[16 * 7];
+	for (int i = 0; i < 16 * 7; i++)
+		v[i] = (float)i;
+	char nm[7][8];
+	for (int i = 0; i < 7; i++) {
+		snprintf(nm[i], sizeof nm[i], "t%d", i);
+		qf_gguf_add_tensor(w, nm[i], 1, &len[i], QF_F32, &err);
+	}
+	qf_gguf_writer_set_split(w, 150);
+	const char *path = tu_path("sp.gguf");
+	ok(qf_gguf_writer_begin(w, path, 0, &err) == QF_OK, "split writer begins (%s)", err.msg);
+	is_int(4, (long long)qf_gguf_writer_nsplits(w), "padded 64+64 | 64+32 | 64+64 | 64: 4 parts of ≤ 150 bytes");
+	for (int i = 0; i < 7; i++)
+		qf_gguf_writer_write(w, v + 16 * i, (size_t)len[i] * 4, &err);
+	ok(qf_gguf_writer_finish(w, &err) == QF_OK, "split writer finishes (%s)", err.msg);
+	qf_gguf_writer_free(w);
+	char p[4][4200];
+	for (int k = 0; k < 4; k++) {
+		char pre[4200];
+		snprintf(pre, sizeof pre, "%s", tu_path("sp"));
+		qf_gguf_split_name(p[k], sizeof p[k], pre, (size_t)k, 4);
+	}
+	ok(tu_exists(p[0]) && tu_exists(p[1]) && tu_exists(p[2]) && tu_exists(p[3]) && !tu_exists(path),
+	   "four files NAME-0000k-of-00004.gguf, none named NAME.gguf");
+	qf_gguf *g = NULL;
+	ok(qf_gguf_open(p[0], &g, &err) == QF_OK, "the first part opens the set (%s)", err.msg);
+	if (g) {
+		is_int(7, (long long)qf_gguf_ntensors(g), "all 7 tensors, in order");
+		int same = 1;
+		for (int i = 0; i < 7; i++) {
+			const qf_tensor *t = qf_gguf_tensor(g, (size_t)i);
+			same &= t && strcmp(t->name, nm[i]) == 0 && t->nelems == (uint64_t)len[i] &&
+				memcmp(t->data, v + 16 * i, (size_t)len[i] * 4) == 0;
+		}
+		ok(same, "every tensor's name, size and bytes as written");
+		is_int(4, (long long)qf_gguf_nsplits(g), "4 parts");
+		ok(qf_gguf_find_tensor(g, "t6") && qf_gguf_find_tensor(g, "t6")->file == 3, "t6 lives in part 4");
+		is_int(0, kv_int(g, "split.no", QF_GGUF_U16), "split.no u16 0");
+		is_int(4, kv_int(g, "split.count", QF_GGUF_U16), "split.count u16 4");
+		is_int(7, kv_int(g, "split.tensors.count", QF_GGUF_I32), "split.tensors.count i32 7");
+	}
+	qf_gguf_close(g);
+	g = NULL;
+	ok(qf_gguf_open_one(p[1], &g, &err) == QF_OK, "a part opens alone with open_one");
+	if (g) {
+		is_int(1, kv_int(g, "split.no", QF_GGUF_U16), "part 2: split.no 1");
+		ok(qf_gguf_find_kv(g, "general.architecture") < 0 && qf_gguf_find_kv(g, "qforge.tensor_xxh64") >= 0,
+		   "part 2: no model metadata, its own hashes");
+		is_int(2, (long long)qf_gguf_ntensors(g), "part 2 holds t2, t3");
+	}
+	qf_gguf_close(g);
+	g = NULL;
+	memset(&err, 0, sizeof err);
+	ok(qf_gguf_open(p[1], &g, &err) == QF_EFORMAT && strstr(err.msg, "first part"), "opening part 2 names the first part: %s", err.msg);
+	/* part 4 missing */
+	char moved[4300];
+	snprintf(moved, sizeof moved, "%s.x", p[3]);
+	rename(p[3], moved);
+	memset(&err, 0, sizeof err);
+	ok(qf_gguf_open(p[0], &g, &err) != QF_OK && strstr(err.msg, "00004-of-00004"), "a missing part is an error naming it: %s", err.msg);
+	/* part 4 in place of part 2 */
+	rename(p[1], tu_path("p2.saved"));
+	rename(moved, p[1]);
+	memset(&err, 0, sizeof err);
+	ok(qf_gguf_open(p[0], &g, &err) == QF_EFORMAT && strstr(err.msg, "part 4 of 4"), "a part under the wrong name is refused: %s", err.msg);
+	qf_gguf_close(g);
 }
 
 int main(void)
@@ -268,5 +358,6 @@ int main(void)
 	qf_gguf_writer_write(w, a, 10, &err);
 	qf_gguf_writer_free(w);
 	ok(!tu_exists(p2) && !tu_exists(tu_path("aborted.gguf.tmp")), "an unfinished writer leaves no file");
+	test_split();
 	return tap_failures() ? 1 : 0;
 }

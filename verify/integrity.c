@@ -34,7 +34,7 @@ static int add_bad(vfy_integrity *r, const char *name, uint64_t want, uint64_t g
 }
 
 /* xxh64 of a mapped range, releasing pages behind it so any size streams in flat memory. */
-static uint64_t hash_range(const uint8_t *p, uint64_t n, XXH64_state_t *also)
+static uint64_t hash_range(const uint8_t *p, uint64_t n, XXH64_state_t *also, XXH64_state_t *also2)
 {
 	XXH64_state_t *st = XXH64_createState();
 	XXH64_reset(st, 0);
@@ -43,6 +43,8 @@ static uint64_t hash_range(const uint8_t *p, uint64_t n, XXH64_state_t *also)
 		XXH64_update(st, p + off, k);
 		if (also)
 			XXH64_update(also, p + off, k);
+		if (also2)
+			XXH64_update(also2, p + off, k);
 		qf_view_release(p + off, k);
 		off += k;
 	}
@@ -51,27 +53,29 @@ static uint64_t hash_range(const uint8_t *p, uint64_t n, XXH64_state_t *also)
 	return h;
 }
 
-static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
+/* One file of a GGUF (a split set's part carries the hashes of its own tensors); totals add up in r and all. */
+static qf_status check_gguf_file(const char *path, int split, vfy_integrity *r, XXH64_state_t *all, qf_err *err)
 {
 	qf_gguf *g = NULL;
-	qf_status s = qf_gguf_open(path, &g, err);
+	qf_status s = qf_gguf_open_one(path, &g, err);
 	if (s)
 		return s;
-	r->kind = "gguf";
-	r->tensors = qf_gguf_ntensors(g);
+	size_t nt = qf_gguf_ntensors(g);
+	r->tensors += nt;
 	int64_t kt = qf_gguf_find_kv(g, "qforge.tensor_xxh64"), kd = qf_gguf_find_kv(g, "qforge.data_xxh64");
 	int64_t km = qf_gguf_find_kv(g, "qforge.meta_xxh64");
 	const qf_gguf_kv *th = kt >= 0 ? qf_gguf_kv_at(g, (size_t)kt) : NULL;
-	r->hashed = th && kd >= 0 && km >= 0 && th->type == QF_GGUF_ARR && th->arr_type == QF_GGUF_U64;
+	int hashed = th && kd >= 0 && km >= 0 && th->type == QF_GGUF_ARR && th->arr_type == QF_GGUF_U64;
+	r->hashed |= hashed;
 	XXH64_state_t *dh = XXH64_createState();
 	XXH64_reset(dh, 0);
-	if (r->hashed && th->n != r->tensors && add_bad(r, "(metadata: tensor hash count)", r->tensors, th->n))
+	if (hashed && th->n != nt && add_bad(r, "(metadata: tensor hash count)", nt, th->n))
 		goto oom;
-	for (size_t i = 0; i < r->tensors; i++) {
+	for (size_t i = 0; i < nt; i++) {
 		const qf_tensor *t = qf_gguf_tensor(g, i);
-		uint64_t h = hash_range(t->data, t->nbytes, dh);
+		uint64_t h = hash_range(t->data, t->nbytes, dh, all);
 		r->bytes += t->nbytes;
-		if (r->hashed && i < th->n) {
+		if (hashed && i < th->n) {
 			uint64_t want;
 			memcpy(&want, th->raw + 8 * i, 8);
 			r->checked++;
@@ -79,17 +83,21 @@ static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
 				goto oom;
 		}
 	}
-	r->data_hash = XXH64_digest(dh);
-	if (r->hashed) {
+	uint64_t got = XXH64_digest(dh);
+	char what[160];
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	if (hashed) {
 		uint64_t want = 0, meta = 0;
 		const qf_gguf_kv *d = qf_gguf_kv_at(g, (size_t)kd), *mk = qf_gguf_kv_at(g, (size_t)km);
 		memcpy(&want, d->raw, 8);
-		if (want != r->data_hash && add_bad(r, "(all tensor data)", want, r->data_hash))
+		snprintf(what, sizeof what, "(all tensor data%s%.100s)", split ? " of " : "", split ? base : "");
+		if (want != got && add_bad(r, what, want, got))
 			goto oom;
 		memcpy(&want, mk->raw, 8);
 		if ((s = qf_gguf_meta_hash(g, &meta, err)))
 			goto out;
-		if (want != meta && add_bad(r, "(metadata and tensor table)", want, meta))
+		snprintf(what, sizeof what, "(metadata and tensor table%s%.100s)", split ? " of " : "", split ? base : "");
+		if (want != meta && add_bad(r, what, want, meta))
 			goto oom;
 	}
 	goto out;
@@ -98,6 +106,29 @@ oom:
 out:
 	XXH64_freeState(dh);
 	qf_gguf_close(g);
+	return s;
+}
+
+/* A GGUF, or every part of a split set (opened by its first file). */
+static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
+{
+	qf_gguf *set = NULL;
+	qf_status s = qf_gguf_open(path, &set, err);
+	if (s)
+		return s;
+	r->kind = "gguf";
+	XXH64_state_t *all = XXH64_createState();
+	if (!all) {
+		qf_gguf_close(set);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	XXH64_reset(all, 0);
+	size_t np = qf_gguf_nsplits(set);
+	for (size_t k = 0; k < np && !s; k++)
+		s = check_gguf_file(qf_gguf_split_path(set, k), np > 1, r, all, err);
+	r->data_hash = XXH64_digest(all);
+	XXH64_freeState(all);
+	qf_gguf_close(set);
 	return s;
 }
 
@@ -114,7 +145,7 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 	XXH64_reset(dh, 0);
 	for (size_t i = 0; i < r->tensors; i++) {
 		const qf_pk_tensor *t = qf_pk_tensor_at(pk, i);
-		uint64_t h = hash_range(t->t.data, t->t.nbytes, NULL);
+		uint64_t h = hash_range(t->t.data, t->t.nbytes, NULL, NULL);
 		uint8_t le[8];
 		for (int k = 0; k < 8; k++)
 			le[k] = (uint8_t)(h >> (8 * k));
