@@ -12,16 +12,20 @@
  * otherwise streamed in row blocks for every chunk of tokens (the weights of
  * a layer are read once per chunk, not once per token).
  *
- * Results are identical for any thread count: each output element is
- * computed by one worker, in a fixed order.
+ * A chunk's tokens go through each weight as one blocked matrix product
+ * (kernels.h).  Every sum runs in a fixed order that depends only on the
+ * model and the tokens of its sequence, so results are bit-identical for
+ * any thread count, for cached or streamed weights, and for any number of
+ * sequences evaluated together; across the kernels a CPU may run (AVX-512,
+ * AVX2/FMA, portable) they agree within the fp64 references' bounds.
  *
  * The room's files, one job each:
  *   weights.c    opening: hyperparameters, weight lookup, the f32 cache
- *   kernels.c    dot products (SIMD chosen at run time)
- *   matmul.c     weight × activations, rows decoded per worker when streamed
+ *   kernels.c    register-blocked tile kernels (chosen at run time), packing, blocked products
+ *   matmul.c     weight × activations, row groups decoded per worker when streamed
  *   rope.c       RoPE frequencies (YaRN) and rotation
- *   attention.c  causal attention over per-head Q/K/V (MHA, GQA, MLA)
- *   moe.c        routing, experts, shared experts, dense FFN
+ *   attention.c  causal attention per head as blocked QKᵀ and PV (MHA, GQA, MLA)
+ *   moe.c        routing, experts run once over their tokens, shared experts, dense FFN
  *   model.c      the recipe: embed → layers → head
  */
 #ifndef FWD_FORWARD_H

@@ -7,8 +7,11 @@
 
 #include "util/pool.h"
 #include "forward/forward.h"
+#include "forward/kernels.h"
 
-#define FWD_RB 16 /* weight rows decoded per step of a worker */
+#define FWD_RB 16  /* weight rows decoded per step when caching */
+#define FWD_RG 64  /* weight rows a worker decodes, packs and multiplies at a time (a multiple of every nr) */
+#define FWD_TB 240 /* tokens per product block (a multiple of every mr): X block of TB × KC floats in L2 */
 
 /* One weight: rows × cols of an item (1-D: 1 × n). */
 typedef struct fwd_w {
@@ -36,7 +39,14 @@ typedef struct fwd_layer {
 	int moe;
 } fwd_layer;
 
-typedef float (*fwd_dot_fn)(const float *a, const float *b, int64_t n);
+/* One worker's scratch for weight products. */
+typedef struct fwd_work {
+	float *rows;                                /* (RG, max_cols) decoded weight rows */
+	float *bp;                                  /* (RG, max_cols) the same rows packed */
+	float *c;                                   /* (TB, RG) a product block */
+	float *edge;                                /* (mr, KC) */
+	float *scr;                                 /* (max_scr) decoding scratch */
+} fwd_work;
 
 struct fwd_model {
 	cvt_plan *plan;
@@ -47,8 +57,10 @@ struct fwd_model {
 	int threads;
 	qf_pool *pool;                              /* the model's own workers */
 	uint64_t weight_bytes;
-	fwd_dot_fn dot;                             /* the dot product this CPU runs best */
-	float **wbuf, **wscr;                       /* per worker: RB decoded rows, op scratch */
+	const fwd_kern *kern;                       /* the tile kernel this CPU runs best */
+	fwd_work *work;                             /* (threads) */
+	qf_status *st;                              /* (threads) a worker's failure */
+	qf_err *errs;                               /* (threads) */
 	int64_t max_cols, max_scr;
 	double *inv_freq;                           /* (rope_dim / 2) */
 	uint64_t streamed;                          /* source bytes decoded by forward passes */
@@ -58,15 +70,15 @@ struct fwd_model {
 /* Runs fn over [0, n) on up to nthreads of the model's workers. */
 void fwd_for(fwd_model *m, int nthreads, int64_t n, qf_range_fn fn, void *ctx);
 
-/* kernels.c */
-fwd_dot_fn fwd_dot_pick(void);
-
 /*
  * matmul.c: Y[t·ldy + j] (+)= Σ_c W[r0 + j][c] · X[t·ldx + c] for j < nr, t < T.
- * Rows are decoded RB at a time by each worker (streamed) or read from the cache.
+ * Each worker takes RG rows at a time, decoded (streamed) or read from the
+ * cache, packs them and multiplies all T tokens by them.
  */
 qf_status fwd_matmul(fwd_model *m, const fwd_w *w, int64_t r0, int64_t nr, const float *X, int64_t ldx, int64_t T,
 		     float *Y, int64_t ldy, int add, qf_err *err);
+/* K[t·ldk + h·(ldk/n_head) + d] = Σ_c ckv[t][c] · k_b[h][c][d]: the nope part of MLA's per-head keys. */
+qf_status fwd_matmul_kb(fwd_model *m, const fwd_w *kb, const float *ckv, int64_t T, float *K, int64_t ldk, qf_err *err);
 void fwd_rmsnorm(float *o, const float *x, const float *w, int64_t n, double eps);
 
 /* rope.c */

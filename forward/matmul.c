@@ -1,7 +1,9 @@
 /*
- * matmul.c — weight × activations: output rows are cut into blocks of FWD_RB,
- * one worker per block; a streamed weight's rows are decoded by the worker
- * that uses them, a cached one is read in place.
+ * matmul.c — weight × activations as blocked matrix products.  The weight's
+ * output rows are cut into groups of RG, whole groups per worker; a worker
+ * decodes its group's rows (streamed) or reads them from the cache, packs
+ * them once and multiplies every token by them, TB tokens at a time.  Each
+ * row is decoded exactly once per product, by the worker that uses it.
  */
 #include "config.h"
 
@@ -17,53 +19,57 @@ typedef struct mm_job {
 	const float *X;
 	float *Y;
 	int add;
-	qf_status *st;
-	qf_err *errs;
 } mm_job;
 
 static void mm_fn(void *ctx, int64_t b, int64_t e, int wk)
 {
 	mm_job *j = ctx;
 	const fwd_w *w = j->w;
-	for (int64_t blk = b; blk < e && !j->st[wk]; blk++) {
-		int64_t j0 = blk * FWD_RB, n = j->nr - j0 < FWD_RB ? j->nr - j0 : FWD_RB;
+	const fwd_kern *kn = j->m->kern;
+	fwd_work *ws = &j->m->work[wk];
+	int64_t K = w->cols;
+	for (int64_t g = b; g < e && !j->m->st[wk]; g++) {
+		int64_t j0 = g * FWD_RG, n = j->nr - j0 < FWD_RG ? j->nr - j0 : FWD_RG;
 		const float *rows;
 		if (w->f32) {
-			rows = w->f32 + (j->r0 + j0) * w->cols;
+			rows = w->f32 + (j->r0 + j0) * K;
 		} else {
-			j->st[wk] = cvt_item_rows_f32(w->it, j->r0 + j0, n, j->m->wbuf[wk], j->m->wscr[wk], 1, &j->errs[wk]);
-			if (j->st[wk])
+			j->m->st[wk] = cvt_item_rows_f32(w->it, j->r0 + j0, n, ws->rows, ws->scr, 1, &j->m->errs[wk]);
+			if (j->m->st[wk])
 				return;
-			rows = j->m->wbuf[wk];
+			rows = ws->rows;
 		}
-		for (int64_t t = 0; t < j->T; t++) {
-			const float *x = j->X + t * j->ldx;
-			float *y = j->Y + t * j->ldy + j0;
-			for (int64_t r = 0; r < n; r++) {
-				float v = j->m->dot(rows + r * w->cols, x, w->cols);
-				y[r] = j->add ? y[r] + v : v;
+		fwd_pack_rows(kn, rows, K, n, K, ws->bp);
+		for (int64_t t0 = 0; t0 < j->T; t0 += FWD_TB) {
+			int64_t tb = j->T - t0 < FWD_TB ? j->T - t0 : FWD_TB;
+			fwd_gemm(kn, tb, n, K, j->X + t0 * j->ldx, j->ldx, ws->bp, n, K, ws->c, FWD_RG, ws->edge);
+			for (int64_t t = 0; t < tb; t++) {
+				float *y = j->Y + (t0 + t) * j->ldy + j0;
+				const float *c = ws->c + t * FWD_RG;
+				if (j->add)
+					for (int64_t i = 0; i < n; i++)
+						y[i] += c[i];
+				else
+					memcpy(y, c, (size_t)n * sizeof *y);
 			}
 		}
 	}
 }
 
 qf_status fwd_matmul(fwd_model *m, const fwd_w *w, int64_t r0, int64_t nr, const float *X, int64_t ldx, int64_t T,
-			float *Y, int64_t ldy, int add, qf_err *err)
+		     float *Y, int64_t ldy, int add, qf_err *err)
 {
-	qf_status st[64] = { 0 };
-	qf_err errs[64];
-	int th = m->threads > 64 ? 64 : m->threads;
-	if (nr * w->cols * T < (1 << 21) && w->f32)
+	int th = m->threads;
+	if (nr * w->cols * T < (1 << 20) && w->f32)
 		th = 1; /* too small to be worth waking the workers */
-	mm_job j = { .m = m, .w = w, .r0 = r0, .nr = nr, .T = T, .ldx = ldx, .ldy = ldy, .X = X, .Y = Y, .add = add,
-		     .st = st, .errs = errs };
-	memset(errs, 0, sizeof errs);
-	fwd_for(m, th, (nr + FWD_RB - 1) / FWD_RB, mm_fn, &j);
+	mm_job j = { .m = m, .w = w, .r0 = r0, .nr = nr, .T = T, .ldx = ldx, .ldy = ldy, .X = X, .Y = Y, .add = add };
+	memset(m->st, 0, (size_t)m->threads * sizeof *m->st);
+	fwd_for(m, th, (nr + FWD_RG - 1) / FWD_RG, mm_fn, &j);
 	if (!w->f32) /* the source bytes of the rows read */
 		m->streamed += cvt_item_src_bytes(w->it) / (uint64_t)w->rows * (uint64_t)nr;
 	for (int i = 0; i < th; i++)
-		if (st[i])
-			return qf_fail(err, st[i], "%s", errs[i].msg);
+		if (m->st[i])
+			return qf_fail(err, m->st[i], "%s", m->errs[i].msg);
 	return QF_OK;
 }
 
@@ -77,3 +83,52 @@ void fwd_rmsnorm(float *o, const float *x, const float *w, int64_t n, double eps
 		o[i] = w[i] * (x[i] * r);
 }
 
+/* ---- k_b: per head, keys from the compressed kv through a (kv_lora × nope) matrix ---- */
+
+typedef struct kb_job {
+	fwd_model *m;
+	const fwd_w *w;
+	const float *X;
+	int64_t T, C, nope, ldk;
+	float *K;
+} kb_job;
+
+static void kb_fn(void *ctx, int64_t b, int64_t e, int wk)
+{
+	kb_job *j = ctx;
+	const fwd_kern *kn = j->m->kern;
+	fwd_work *ws = &j->m->work[wk];
+	int64_t C = j->C, D = j->nope, ldc = fwd_roundup(D, kn->nr);
+	for (int64_t hh = b; hh < e && !j->m->st[wk]; hh++) {
+		const float *rows;
+		if (j->w->f32) {
+			rows = j->w->f32 + hh * C * D;
+		} else {
+			j->m->st[wk] = cvt_item_rows_f32(j->w->it, hh * C, C, ws->rows, ws->scr, 1, &j->m->errs[wk]);
+			if (j->m->st[wk])
+				return;
+			rows = ws->rows;
+		}
+		fwd_pack_cols(kn, rows, D, D, C, ws->bp);
+		for (int64_t t0 = 0; t0 < j->T; t0 += FWD_TB) {
+			int64_t tb = j->T - t0 < FWD_TB ? j->T - t0 : FWD_TB;
+			fwd_gemm(kn, tb, D, C, j->X + t0 * C, C, ws->bp, D, C, ws->c, ldc, ws->edge);
+			for (int64_t t = 0; t < tb; t++)
+				memcpy(j->K + (t0 + t) * j->ldk + hh * (j->ldk / j->m->hp.n_head), ws->c + t * ldc, (size_t)D * sizeof(float));
+		}
+	}
+}
+
+qf_status fwd_matmul_kb(fwd_model *m, const fwd_w *kb, const float *ckv, int64_t T, float *K, int64_t ldk, qf_err *err)
+{
+	const fwd_hparams *h = &m->hp;
+	kb_job j = { .m = m, .w = kb, .X = ckv, .T = T, .C = h->kv_lora, .nope = h->nope, .ldk = ldk, .K = K };
+	memset(m->st, 0, (size_t)m->threads * sizeof *m->st);
+	fwd_for(m, m->threads, h->n_head, kb_fn, &j);
+	if (!kb->f32)
+		m->streamed += cvt_item_src_bytes(kb->it);
+	for (int i = 0; i < m->threads; i++)
+		if (m->st[i])
+			return qf_fail(err, m->st[i], "%s", m->errs[i].msg);
+	return QF_OK;
+}

@@ -21,7 +21,7 @@ static qf_status embed(fwd_model *m, const int32_t *tokens, int64_t T, float *X,
 		if (w->f32) {
 			memcpy(X + t * w->cols, w->f32 + (int64_t)tokens[t] * w->cols, (size_t)w->cols * sizeof *X);
 		} else {
-			qf_status s = cvt_item_rows_f32(w->it, tokens[t], 1, X + t * w->cols, m->wscr[0], 1, err);
+			qf_status s = cvt_item_rows_f32(w->it, tokens[t], 1, X + t * w->cols, m->work[0].scr, 1, err);
 			if (s)
 				return s;
 		}
@@ -49,12 +49,11 @@ qf_status fwd_forward(fwd_model *m, const int32_t *tokens, int64_t T, const int6
 	float *tmp = malloc((size_t)(T * (2 * ffw + H) + 16) * sizeof *tmp);
 	float *lt = malloc((size_t)(T * lat) * sizeof *lt), *kpe = malloc((size_t)(T * (h->rope_dim + 1)) * sizeof *kpe);
 	float *ckv = malloc((size_t)(T * (h->kv_lora + 1)) * sizeof *ckv);
-	float *kb = h->deepseek ? malloc((size_t)(h->kv_lora * (h->nope + 1)) * sizeof *kb) : NULL;
 	float *Hw = malloc((size_t)(n_want ? n_want : 1) * (size_t)H * sizeof *Hw);
 	int64_t half = h->rope_dim / 2;
 	double *cs = malloc((size_t)(T * half + 1) * sizeof *cs), *sn = malloc((size_t)(T * half + 1) * sizeof *sn);
 	qf_status s = QF_OK;
-	if (!X || !Hn || !Q || !K || !V || !O || !tmp || !lt || !kpe || !ckv || (h->deepseek && !kb) || !Hw || !cs || !sn) {
+	if (!X || !Hn || !Q || !K || !V || !O || !tmp || !lt || !kpe || !ckv || !Hw || !cs || !sn) {
 		s = qf_fail(err, QF_ENOMEM, "out of memory for %lld tokens", (long long)T);
 		goto out;
 	}
@@ -115,26 +114,9 @@ qf_status fwd_forward(fwd_model *m, const int32_t *tokens, int64_t T, const int6
 						       (size_t)h->vdim * sizeof *V);
 					}
 			} else {
-				for (int64_t hh = 0; hh < h->n_head; hh++) {
-					/* k_b[h] is (kv_lora, nope): k_nope[t][d] = Σ_c k_b[h][c][d]·ckv[t][c] */
-					const float *rows;
-					if (L->k_b.f32) {
-						rows = L->k_b.f32 + hh * C * h->nope;
-					} else {
-						if ((s = cvt_item_rows_f32(L->k_b.it, hh * C, C, kb, m->wscr[0], 1, err)))
-							goto out;
-						rows = kb;
-					}
-					for (int64_t t = 0; t < T; t++) {
-						float *k = K + t * qdim + hh * qk;
-						memset(k, 0, (size_t)h->nope * sizeof *k);
-						for (int64_t c = 0; c < C; c++) {
-							float a = ckv[t * C + c];
-							for (int64_t d = 0; d < h->nope; d++)
-								k[d] += rows[c * h->nope + d] * a;
-						}
-					}
-				}
+				/* k_b[h] is (kv_lora, nope): k_nope[t][d] = Σ_c k_b[h][c][d]·ckv[t][c] */
+				if ((s = fwd_matmul_kb(m, &L->k_b, ckv, T, K, qdim, err)))
+					goto out;
 				if ((s = fwd_matmul(m, &L->v_b, 0, vdim, ckv, C, T, V, vdim, 0, err)))
 					goto out;
 			}
@@ -180,7 +162,6 @@ out:
 	free(lt);
 	free(kpe);
 	free(ckv);
-	free(kb);
 	free(Hw);
 	free(cs);
 	free(sn);

@@ -282,12 +282,16 @@ void fwd_model_free(fwd_model *m)
 		free_w(&m->output);
 	free_w(&m->tok_embd);
 	free(m->output_norm);
-	for (int i = 0; m->wbuf && i < m->threads; i++)
-		free(m->wbuf[i]);
-	for (int i = 0; m->wscr && i < m->threads; i++)
-		free(m->wscr[i]);
-	free(m->wbuf);
-	free(m->wscr);
+	for (int i = 0; m->work && i < m->threads; i++) {
+		free(m->work[i].rows);
+		free(m->work[i].bp);
+		free(m->work[i].c);
+		free(m->work[i].edge);
+		free(m->work[i].scr);
+	}
+	free(m->work);
+	free(m->st);
+	free(m->errs);
 	free(m->inv_freq);
 	cvt_plan_free(m->plan);
 	qf_pool_free(m->pool);
@@ -377,15 +381,24 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 			goto fail;
 	}
 	fwd_rope_init(m);
-	m->dot = fwd_dot_pick();
-	m->wbuf = calloc((size_t)m->threads, sizeof *m->wbuf);
-	m->wscr = calloc((size_t)m->threads, sizeof *m->wscr);
-	if (!m->wbuf || !m->wscr)
+	m->kern = fwd_kern_pick();
+	m->work = calloc((size_t)m->threads, sizeof *m->work);
+	m->st = calloc((size_t)m->threads, sizeof *m->st);
+	m->errs = calloc((size_t)m->threads, sizeof *m->errs);
+	if (!m->work || !m->st || !m->errs)
 		goto oom;
+	/* the buffers also hold one head's k_b (kv_lora × nope) and its products */
+	int64_t nrows = FWD_RG * m->max_cols > h->kv_lora * h->nope ? FWD_RG * m->max_cols : h->kv_lora * h->nope;
+	int64_t npack = fwd_pack_floats(m->kern, FWD_RG, m->max_cols), nkb = fwd_pack_floats(m->kern, h->nope, h->kv_lora);
+	int64_t ncols = fwd_roundup(h->nope, m->kern->nr) > FWD_RG ? fwd_roundup(h->nope, m->kern->nr) : FWD_RG;
 	for (int i = 0; i < m->threads; i++) {
-		m->wbuf[i] = malloc((size_t)(FWD_RB * m->max_cols) * sizeof(float));
-		m->wscr[i] = malloc((size_t)(m->max_scr + 1) * sizeof(float));
-		if (!m->wbuf[i] || !m->wscr[i])
+		fwd_work *w = &m->work[i];
+		w->rows = malloc((size_t)nrows * sizeof(float));
+		w->bp = malloc((size_t)(npack > nkb ? npack : nkb) * sizeof(float));
+		w->c = malloc((size_t)(FWD_TB * ncols) * sizeof(float));
+		w->edge = malloc((size_t)(m->kern->mr * FWD_KC) * sizeof(float));
+		w->scr = malloc((size_t)(m->max_scr + 1) * sizeof(float));
+		if (!w->rows || !w->bp || !w->c || !w->edge || !w->scr)
 			goto oom;
 	}
 	/* decode everything once when it fits */

@@ -19,6 +19,7 @@
 #include "tests/tap.h"
 #include "tests/util.h"
 #include "forward/forward.h"
+#include "forward/kernels.h"
 #include "verify/verify.h"
 
 #define LOGIT_TOL_OF_MAX 1e-3   /* the bound: max |Δ| ≤ 1e-3 × max |logit| */
@@ -253,6 +254,19 @@ int main(void)
 		check_logits(f, tu_path(g), "our F32 GGUF", 3, 1u << 30);
 		check_ppl(f, tu_src(f->model), "the HF checkpoint");
 		check_ppl(f, tu_path(g), "our F32 GGUF");
+	}
+	/* every kernel this CPU runs (AVX-512, AVX2/FMA, portable) stays within the reference bounds */
+	static const char *isa[] = { "avx512", "avx2", "portable" };
+	for (size_t i = 0; i < 3; i++) {
+		if (!fwd_kern_named(isa[i])) {
+			skip("this CPU does not run it", "the %s kernel", isa[i]);
+			continue;
+		}
+		setenv("QF_FWD_ISA", isa[i], 1);
+		char how[64];
+		snprintf(how, sizeof how, "the HF checkpoint, %s kernel", isa[i]);
+		check_logits(&fixtures[1], tu_src(fixtures[1].model), how, 2, 1u << 30);
+		unsetenv("QF_FWD_ISA");
 	}
 	/* thread counts and streaming change nothing */
 	size_t nt;
