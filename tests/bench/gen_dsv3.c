@@ -4,9 +4,13 @@
  * norms and router, F32 correction bias, one shard per layer plus an index).
  *
  * usage: gen_dsv3 OUTDIR [--layers N] [--experts E] [--vocab V] [--seed S]
+ *        gen_dsv3 OUTDIR --llama TOKENIZER_DIR [--layers N]
  * Real V3 widths: hidden 7168, MLA q_lora 1536 / kv_lora 512, 128 heads of
  * nope 128 + rope 64, v 128, experts of 2048, dense FFN 18432.  Layer 0 is dense
  * (first_k_dense_replace = 1) only when --layers > 1; otherwise layer 0 is MoE.
+ * --llama: an F32 Llama instead (hidden 1024, 16 heads, 4 KV heads, FFN 2816,
+ * default 8 layers) with the tokenizer (and vocabulary size) of the
+ * Llama checkpoint in TOKENIZER_DIR.
  */
 #include "config.h"
 
@@ -18,6 +22,8 @@
 #include "formats/dtype.h"
 
 enum { H = 7168, QL = 1536, KVL = 512, NH = 128, NOPE = 128, ROPE = 64, VD = 128, MFF = 2048, FF = 18432 };
+
+#define P(s) (snprintf(n, sizeof n, "model.layers.%d.%s", L, s), n)
 
 static uint64_t rng;
 static uint64_t next(void)
@@ -78,7 +84,7 @@ static void fill(FILE *f, const ent *e)
 			}
 		} else {
 			for (size_t i = 0; i + 3 < k; i += 4) {
-				float x = 1e-4f * (float)(1 + next() % 1000);
+				float x = 4e-5f * (float)((int64_t)(next() % 2001) - 1000);
 				memcpy(buf + i, &x, 4);
 			}
 		}
@@ -126,6 +132,57 @@ static void write_shard(const char *dir, const char *file, int first, int last)
 	free(hdr);
 }
 
+/* The Llama variant: one shard, F32, the tokenizer files of an existing Llama checkpoint. */
+static int gen_llama(const char *dir, const char *tokdir, int layers)
+{
+	enum { LH = 1024, LNH = 16, LKV = 4, LFF = 2816 };
+	char n[256], p[4096], cmd[9000];
+	snprintf(p, sizeof p, "%s/config.json", tokdir);
+	FILE *fc = fopen(p, "r");
+	int vocab = 0;
+	if (fc) {
+		char buf[8192];
+		size_t k = fread(buf, 1, sizeof buf - 1, fc);
+		buf[k] = 0;
+		const char *v = strstr(buf, "\"vocab_size\"");
+		vocab = v ? atoi(strchr(v, ':') + 1) : 0;
+		fclose(fc);
+	}
+	if (vocab <= 0) {
+		fprintf(stderr, "gen_dsv3: %s has no vocab_size\n", p);
+		return 1;
+	}
+	mkdir(dir, 0755);
+	add("model.embed_tokens.weight", "F32", 2, vocab, LH);
+	add("model.norm.weight", "F32", 1, LH, 0);
+	add("lm_head.weight", "F32", 2, vocab, LH);
+	for (int L = 0; L < layers; L++) {
+		add(P("input_layernorm.weight"), "F32", 1, LH, 0);
+		add(P("post_attention_layernorm.weight"), "F32", 1, LH, 0);
+		add(P("self_attn.q_proj.weight"), "F32", 2, LH, LH);
+		add(P("self_attn.k_proj.weight"), "F32", 2, LH / LNH * LKV, LH);
+		add(P("self_attn.v_proj.weight"), "F32", 2, LH / LNH * LKV, LH);
+		add(P("self_attn.o_proj.weight"), "F32", 2, LH, LH);
+		add(P("mlp.gate_proj.weight"), "F32", 2, LFF, LH);
+		add(P("mlp.up_proj.weight"), "F32", 2, LFF, LH);
+		add(P("mlp.down_proj.weight"), "F32", 2, LH, LFF);
+	}
+	write_shard(dir, "model.safetensors", 0, nent);
+	snprintf(p, sizeof p, "%s/config.json", dir);
+	FILE *fi = fopen(p, "w");
+	if (!fi)
+		return 1;
+	fprintf(fi, "{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":%d,"
+		    "\"intermediate_size\":%d,\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,"
+		    "\"vocab_size\":%d,\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-05,\"rope_theta\":10000.0,"
+		    "\"hidden_act\":\"silu\",\"tie_word_embeddings\":false,\"torch_dtype\":\"float32\",\"bos_token_id\":1,"
+		    "\"eos_token_id\":2}\n",
+		LH, LFF, layers, LNH, LKV, vocab);
+	fclose(fi);
+	snprintf(cmd, sizeof cmd, "cp '%s/tokenizer.json' '%s/tokenizer_config.json' '%s/'", tokdir, tokdir, dir);
+	return system(cmd) != 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -133,14 +190,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *dir = argv[1];
-	int layers = 1, experts = 256, vocab = 129280;
+	int layers = 0, experts = 256, vocab = 129280;
+	const char *llama = NULL;
 	rng = 0x9e3779b97f4a7c15ull;
 	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--layers")) layers = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--experts")) experts = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--vocab")) vocab = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--seed")) rng = strtoull(argv[i + 1], NULL, 0) | 1;
+		else if (!strcmp(argv[i], "--llama")) llama = argv[i + 1];
 	}
+	if (llama)
+		return gen_llama(dir, llama, layers ? layers : 8);
+	layers = layers ? layers : 1;
 	mkdir(dir, 0755);
 	int dense = layers > 1 ? 1 : 0;
 	char n[256], idx[4096];
@@ -151,7 +213,6 @@ int main(int argc, char **argv)
 	add("lm_head.weight", "BF16", 2, vocab, H);
 	for (int L = 0; L < layers; L++) {
 		starts[nshard++] = nent;
-#define P(s) (snprintf(n, sizeof n, "model.layers.%d.%s", L, s), n)
 		add(P("input_layernorm.weight"), "BF16", 1, H, 0);
 		add(P("post_attention_layernorm.weight"), "BF16", 1, H, 0);
 		add_fp8(P("self_attn.q_a_proj.weight"), QL, H);
