@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "convert/convert.h"
 #include "util/qf.h"
 
 /* Subcommand entry points: return the process exit code. */
@@ -32,7 +33,43 @@ void cli_progress_update(cli_progress *p, uint64_t done, uint64_t total, const c
 void cli_progress_done(cli_progress *p);
 
 double cli_now(void);
+/* The machine's cores, capped at QF_POOL_MAX. */
 int cli_default_threads(void);
+/* -t N: 1 … QF_POOL_MAX threads; 0 on error (a usage error was printed for cmd). */
+int cli_parse_threads(const char *cmd, const char *arg, int *out);
+
+/*
+ * The options convert and quantize share: both write a plan.  Their
+ * getopt_long tables start with CLI_WRITE_OPTIONS, their short options
+ * with CLI_WRITE_SHORT, and every option cli_write_option handles is
+ * handled the same way in both.
+ */
+typedef struct cli_write_args {
+	const char *outpath;      /* -o, NULL: a name derived from the input */
+	const char *format;       /* --format, NULL: the command's default */
+	cvt_options o;            /* --outtype, -t, --keep-mtp, --allow-nonfinite, --legacy-kv-b, --pre */
+	int dry, json, force, quiet;
+	uint64_t split_max;       /* --split-max-size, 0: one GGUF */
+} cli_write_args;
+#define CLI_WRITE_SHORT "o:t:fq"
+#define CLI_WRITE_OPTIONS                                                  \
+	{ "output", required_argument, NULL, 'o' },                         \
+	{ "format", required_argument, NULL, 'F' },                         \
+	{ "outtype", required_argument, NULL, 'U' },                        \
+	{ "threads", required_argument, NULL, 't' },                        \
+	{ "dry-run", no_argument, NULL, 'n' },                              \
+	{ "json", no_argument, NULL, 'j' },                                 \
+	{ "force", no_argument, NULL, 'f' },                                \
+	{ "quiet", no_argument, NULL, 'q' },                                \
+	{ "keep-mtp", no_argument, NULL, 'M' },                             \
+	{ "allow-nonfinite", no_argument, NULL, 'N' },                      \
+	{ "legacy-kv-b", no_argument, NULL, 'L' },                          \
+	{ "pre", required_argument, NULL, 'r' },                            \
+	{ "split-max-size", required_argument, NULL, 'S' }
+/* Defaults: automatic outtype, cli_default_threads(). */
+void cli_write_args_init(cli_write_args *a);
+/* 1: c was a shared option and is applied; 0: not one of them; −1: a bad value (usage error printed). */
+int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a);
 /* Parses a positive int option value; returns 0 on error. */
 int cli_parse_int(const char *s, long lo, long hi, long *out);
 /* A size: digits, optionally followed by K, M or G (decimal: 10^3, 10^6, 10^9); plain = bytes.  0 on error. */

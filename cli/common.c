@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "formats/gguf.h"
+#include "util/pool.h"
 #include "formats/outfile.h"
 
 int cli_error(const char *cmd, qf_status st, const qf_err *err)
@@ -39,7 +40,59 @@ double cli_now(void)
 int cli_default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n < 1 ? 1 : (n > 256 ? 256 : (int)n);
+	return n < 1 ? 1 : (n > QF_POOL_MAX ? QF_POOL_MAX : (int)n);
+}
+
+int cli_parse_threads(const char *cmd, const char *arg, int *out)
+{
+	long v;
+	if (!cli_parse_int(arg, 1, QF_POOL_MAX, &v)) {
+		cli_usage_error(cmd, "-t takes a thread count from 1 to %d, not '%s'", QF_POOL_MAX, arg);
+		return 0;
+	}
+	*out = (int)v;
+	return 1;
+}
+
+void cli_write_args_init(cli_write_args *a)
+{
+	memset(a, 0, sizeof *a);
+	a->o.outtype = QF_DTYPE_NONE;
+	a->o.threads = cli_default_threads();
+}
+
+int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
+{
+	switch (c) {
+	case 'o': a->outpath = arg; return 1;
+	case 'F': a->format = arg; return 1;
+	case 'U':
+		if (!strcmp(arg, "f32")) a->o.outtype = QF_F32;
+		else if (!strcmp(arg, "f16")) a->o.outtype = QF_F16;
+		else if (!strcmp(arg, "bf16")) a->o.outtype = QF_BF16;
+		else if (!strcmp(arg, "auto")) a->o.outtype = QF_DTYPE_NONE;
+		else {
+			cli_usage_error(cmd, "--outtype must be f32, f16, bf16 or auto, not '%s'", arg);
+			return -1;
+		}
+		return 1;
+	case 't': return cli_parse_threads(cmd, arg, &a->o.threads) ? 1 : -1;
+	case 'n': a->dry = 1; return 1;
+	case 'j': a->json = 1; return 1;
+	case 'f': a->force = 1; return 1;
+	case 'q': a->quiet = 1; return 1;
+	case 'M': a->o.keep_mtp = 1; return 1;
+	case 'N': a->o.allow_nonfinite = 1; return 1;
+	case 'L': a->o.legacy_kv_b = 1; return 1;
+	case 'r': a->o.pre = arg; return 1;
+	case 'S':
+		if (!cli_parse_size(arg, &a->split_max)) {
+			cli_usage_error(cmd, "--split-max-size takes a size in bytes, or with M or G (10^6, 10^9), not '%s'", arg);
+			return -1;
+		}
+		return 1;
+	default: return 0;
+	}
 }
 
 int cli_parse_int(const char *s, long lo, long hi, long *out)

@@ -31,60 +31,25 @@ static const char *op_name(cvt_op op)
 
 int cli_convert(int argc, char **argv)
 {
-	const char *outpath = NULL, *format = "gguf";
-	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = cli_default_threads() };
-	int dry = 0, json = 0, force = 0, quiet = 0;
-	uint64_t split_max = 0;
+	cli_write_args wa;
+	cli_write_args_init(&wa);
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
-		{ "format", required_argument, NULL, 'F' },
-		{ "outtype", required_argument, NULL, 'T' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "keep-mtp", no_argument, NULL, 'M' },
-		{ "allow-nonfinite", no_argument, NULL, 'N' },
-		{ "legacy-kv-b", no_argument, NULL, 'L' },
-		{ "pre", required_argument, NULL, 'r' },
-		{ "split-max-size", required_argument, NULL, 'S' },
+		CLI_WRITE_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
-	long v;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:t:fq", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o': outpath = optarg; break;
-		case 'F': format = optarg; break;
-		case 'T':
-			if (!strcmp(optarg, "f32")) o.outtype = QF_F32;
-			else if (!strcmp(optarg, "f16")) o.outtype = QF_F16;
-			else if (!strcmp(optarg, "bf16")) o.outtype = QF_BF16;
-			else if (!strcmp(optarg, "auto")) o.outtype = QF_DTYPE_NONE;
-			else return cli_usage_error("convert", "--outtype must be f32, f16, bf16 or auto, not '%s'", optarg);
-			break;
-		case 't':
-			if (!cli_parse_int(optarg, 1, 256, &v))
-				return cli_usage_error("convert", "-t takes a thread count from 1 to 256");
-			o.threads = (int)v;
-			break;
-		case 'n': dry = 1; break;
-		case 'j': json = 1; break;
-		case 'f': force = 1; break;
-		case 'q': quiet = 1; break;
-		case 'M': o.keep_mtp = 1; break;
-		case 'N': o.allow_nonfinite = 1; break;
-		case 'L': o.legacy_kv_b = 1; break;
-		case 'r': o.pre = optarg; break;
-		case 'S':
-			if (!cli_parse_size(optarg, &split_max))
-				return cli_usage_error("convert", "--split-max-size takes a size in bytes, or with M or G (10^6, 10^9), not '%s'", optarg);
-			break;
-		default: return cli_usage_error("convert", "unknown option");
-		}
+	while ((c = getopt_long(argc, argv, CLI_WRITE_SHORT, opts, NULL)) != -1) {
+		int h = cli_write_option("convert", c, optarg, &wa);
+		if (h < 0)
+			return 2;
+		if (h == 0)
+			return cli_usage_error("convert", "unknown option");
 	}
+	const char *outpath = wa.outpath, *format = wa.format ? wa.format : "gguf";
+	cvt_options o = wa.o;
+	int dry = wa.dry, json = wa.json, force = wa.force, quiet = wa.quiet;
+	uint64_t split_max = wa.split_max;
 	if (optind != argc - 1)
 		return cli_usage_error("convert", "expected one CHECKPOINT (folder, tar or .safetensors)");
 	int packed = strcmp(format, "packed") == 0;

@@ -14,11 +14,11 @@
 
 static int list_targets(int json)
 {
-	char **names = NULL;
+	char **names = NULL, dir[4096];
 	size_t n = qnt_profile_names(&names);
 	cJSON *arr = json ? cJSON_CreateArray() : NULL;
 	if (!json)
-		printf("targets (profiles in %s):\n", qnt_profile_dir());
+		printf("targets (profiles in %s):\n", qnt_profile_dir(dir, sizeof dir));
 	for (size_t i = 0; i < n; i++) {
 		qnt_profile p;
 		qf_err err = { { 0 } };
@@ -114,44 +114,35 @@ static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
 
 int cli_quantize(int argc, char **argv)
 {
-	const char *outpath = NULL, *format = NULL, *target = NULL, *profile_path = NULL;
-	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = cli_default_threads() };
-	int force = 0, json = 0, quiet = 0, dry = 0, list = 0, allow_rq = 0, quality = 1;
-	uint64_t split_max = 0;
+	const char *target = NULL, *profile_path = NULL;
+	int list = 0, allow_rq = 0, quality = 1;
 	const char *type_args[MAX_RULES];
 	int type_keep[MAX_RULES];
 	size_t nrules = 0;
+	cli_write_args wa;
+	cli_write_args_init(&wa);
 	static const struct option opts[] = {
-		{ "output", required_argument, NULL, 'o' },
+		CLI_WRITE_OPTIONS,
 		{ "target", required_argument, NULL, 'T' },
 		{ "profile", required_argument, NULL, 'P' },
-		{ "format", required_argument, NULL, 'F' },
 		{ "type", required_argument, NULL, 'y' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "allow-requantize", no_argument, NULL, 'R' },
 		{ "list-targets", no_argument, NULL, 'l' },
-		{ "threads", required_argument, NULL, 't' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "quiet", no_argument, NULL, 'q' },
 		{ "no-quality", no_argument, NULL, 'Q' },
-		{ "keep-mtp", no_argument, NULL, 'M' },
-		{ "allow-nonfinite", no_argument, NULL, 'N' },
-		{ "legacy-kv-b", no_argument, NULL, 'L' },
-		{ "pre", required_argument, NULL, 'r' },
-		{ "split-max-size", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
-	long v;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "o:t:fq", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, CLI_WRITE_SHORT, opts, NULL)) != -1) {
+		int h = cli_write_option("quantize", c, optarg, &wa);
+		if (h < 0)
+			return 2;
+		if (h > 0)
+			continue;
 		switch (c) {
-		case 'o': outpath = optarg; break;
 		case 'T': target = optarg; break;
 		case 'P': profile_path = optarg; break;
-		case 'F': format = optarg; break;
 		case 'y':
 		case 'k':
 			if (nrules == MAX_RULES)
@@ -161,27 +152,14 @@ int cli_quantize(int argc, char **argv)
 			break;
 		case 'R': allow_rq = 1; break;
 		case 'l': list = 1; break;
-		case 't':
-			if (!cli_parse_int(optarg, 1, 1024, &v))
-				return cli_usage_error("quantize", "-t needs a thread count 1..1024, not '%s'", optarg);
-			o.threads = (int)v;
-			break;
-		case 'n': dry = 1; break;
-		case 'j': json = 1; break;
-		case 'f': force = 1; break;
-		case 'q': quiet = 1; break;
 		case 'Q': quality = 0; break;
-		case 'M': o.keep_mtp = 1; break;
-		case 'N': o.allow_nonfinite = 1; break;
-		case 'L': o.legacy_kv_b = 1; break;
-		case 'r': o.pre = optarg; break;
-		case 'S':
-			if (!cli_parse_size(optarg, &split_max))
-				return cli_usage_error("quantize", "--split-max-size takes a size in bytes, or with M or G (10^6, 10^9), not '%s'", optarg);
-			break;
 		default: return cli_usage_error("quantize", "unknown option");
 		}
 	}
+	const char *outpath = wa.outpath, *format = wa.format;
+	cvt_options o = wa.o;
+	int force = wa.force, json = wa.json, quiet = wa.quiet, dry = wa.dry;
+	uint64_t split_max = wa.split_max;
 	if (list)
 		return list_targets(json);
 	if (optind != argc - 1)

@@ -105,7 +105,8 @@ static cJSON *report_tensors(vfy_terr *e, size_t n, int top, int json)
 int cli_verify(int argc, char **argv)
 {
 	const char *ref_path = NULL, *text_path = NULL;
-	long ctx = 512, chunks = 0, top = 10, threads = cli_default_threads();
+	long ctx = 512, chunks = 0, top = 10;
+	int threads = cli_default_threads();
 	double max_ratio = 0, max_kld = -1, mem_gib = 4;
 	int json = 0, quiet = 0, no_tensors = 0;
 	static const struct option opts[] = {
@@ -143,8 +144,8 @@ int cli_verify(int argc, char **argv)
 				return cli_usage_error("verify", "--top needs a count, not '%s'", optarg);
 			break;
 		case 't':
-			if (!cli_parse_int(optarg, 1, 1024, &threads))
-				return cli_usage_error("verify", "-t needs a thread count 1..1024, not '%s'", optarg);
+			if (!cli_parse_threads("verify", optarg, &threads))
+				return 2;
 			break;
 		case 'R':
 			max_ratio = strtod(optarg, &end);

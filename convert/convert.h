@@ -80,10 +80,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
  * the opened source.
  */
 qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, qf_err *err);
-cvt_source cvt_plan_source(const cvt_plan *p);
 const char *cvt_plan_source_path(const cvt_plan *p);
-/* The checkpoint behind a plan, or NULL. */
-qf_ckpt *cvt_plan_ckpt(cvt_plan *p);
 /* The plan's metadata (every GGUF key convert would write) as a reader; borrowed. */
 qf_status cvt_plan_meta(cvt_plan *p, const qf_gguf **out, qf_err *err);
 /* Class of a GGUF tensor name (blk.N.attn_q.weight → attn). */

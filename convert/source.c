@@ -13,9 +13,7 @@
 
 #include "convert/plan.h"
 
-cvt_source cvt_plan_source(const cvt_plan *p) { return p->kind; }
 const char *cvt_plan_source_path(const cvt_plan *p) { return p->src_path; }
-qf_ckpt *cvt_plan_ckpt(cvt_plan *p) { return p->ck; }
 
 static int has(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
 

@@ -115,7 +115,7 @@ static qf_status sink_declare(sink *k, cvt_plan *p, const cvt_write_opts *wo, qf
 					  qf_fmt_main_bytes(it->fmt, 1, it->ndim, it->shape), cvt_class_name(it->cls),
 					  "weight", NULL, err);
 		if (idx[0] < 0)
-			return err ? QF_EFORMAT : QF_EFORMAT;
+			return QF_EFORMAT; /* qf_pk_writer_add filled err */
 		for (int c = 0; c < qf_fmt_ncomp(it->fmt, 1); c++) {
 			char name[QF_GGUF_MAX_NAME + 16];
 			int cnd;

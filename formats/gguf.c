@@ -900,7 +900,6 @@ qf_status qf_gguf_add_tensor(qf_gguf_writer *w, const char *name, int ndim, cons
 }
 
 uint64_t qf_gguf_writer_tensor_nbytes(const qf_gguf_writer *w, size_t i) { return i < w->nt ? w->ts[i].nbytes : 0; }
-size_t qf_gguf_writer_ntensors(const qf_gguf_writer *w) { return w->nt; }
 uint64_t qf_gguf_writer_tensor_hash(const qf_gguf_writer *w, size_t i) { return i < w->nt ? w->ts[i].hash : 0; }
 uint64_t qf_gguf_writer_data_hash(const qf_gguf_writer *w) { return XXH64_digest(w->dh); }
 

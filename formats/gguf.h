@@ -136,7 +136,6 @@ void qf_gguf_copy_kvs(qf_gguf_writer *w, const qf_gguf *g, const char *const *sk
 qf_status qf_gguf_add_tensor(qf_gguf_writer *w, const char *name, int ndim,
 			     const int64_t *shape, qf_dtype type, qf_err *err);
 uint64_t qf_gguf_writer_tensor_nbytes(const qf_gguf_writer *w, size_t i);
-size_t qf_gguf_writer_ntensors(const qf_gguf_writer *w);
 uint64_t qf_gguf_writer_total_bytes(const qf_gguf_writer *w);
 
 /* The metadata alone as a GGUF image with no tensors (malloc'd; caller frees). */

@@ -59,7 +59,6 @@ qf_status qf_pk_open_buffer(const void *manifest, size_t mlen, const void *paylo
 			    qf_pk_sizer sizer, qf_pk **out, qf_err *err);
 void qf_pk_close(qf_pk *pk);
 
-const char *qf_pk_path(const qf_pk *pk);
 const cJSON *qf_pk_manifest(const qf_pk *pk);
 size_t qf_pk_ntensors(const qf_pk *pk);
 const qf_pk_tensor *qf_pk_tensor_at(const qf_pk *pk, size_t i);

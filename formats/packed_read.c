@@ -8,7 +8,6 @@
 
 #include "formats/packed_priv.h"
 
-const char *qf_pk_path(const qf_pk *pk) { return pk->path; }
 const cJSON *qf_pk_manifest(const qf_pk *pk) { return pk->manifest; }
 size_t qf_pk_ntensors(const qf_pk *pk) { return pk->n; }
 const qf_pk_tensor *qf_pk_tensor_at(const qf_pk *pk, size_t i) { return i < pk->n ? &pk->t[i] : NULL; }

@@ -576,13 +576,6 @@ const char *qf_st_metadata(const qf_st *st, const char *key)
 	return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-void qf_st_release(const qf_st *st, const qf_tensor *t, uint64_t off, uint64_t n)
-{
-	if (t->file >= 0 && (size_t)t->file < st->nfiles && st->files[t->file].owned_map &&
-	    off < t->nbytes)
-		qf_view_release(t->data + off, n > t->nbytes - off ? t->nbytes - off : n);
-}
-
 qf_status qf_st_fp8_scale(const qf_st *st, const qf_tensor *w, int64_t bo, int64_t bi,
 			  const qf_tensor **scale, qf_err *err)
 {

@@ -46,8 +46,6 @@ const char *qf_st_file_path(const qf_st *st, size_t i);
 uint64_t qf_st_file_size(const qf_st *st, size_t i);
 /* Value of a "__metadata__" key of the first file, or NULL. */
 const char *qf_st_metadata(const qf_st *st, const char *key);
-/* Drops already-processed pages of a tensor view from the resident set. */
-void qf_st_release(const qf_st *st, const qf_tensor *t, uint64_t off, uint64_t n);
 
 /*
  * FP8 block scales (DeepSeek layout): finds "<name>_scale_inv" (any shard),

@@ -108,40 +108,52 @@ qf_status qnt_profile_load(const char *path, qnt_profile *p, qf_err *err)
 	return s;
 }
 
-const char *qnt_profile_dir(void)
+/* 1 if dir holds the shipped profiles (probed by one of them). */
+static int has_profiles(const char *dir)
 {
-	static char dir[4096 + 32];
+	char probe[4200];
+	return snprintf(probe, sizeof probe, "%s/hopper-fp8.json", dir) < (int)sizeof probe && access(probe, R_OK) == 0;
+}
+
+const char *qnt_profile_dir(char *buf, size_t n)
+{
 	const char *env = getenv("QFORGE_PROFILES");
-	if (env && *env)
-		return env;
-	/* next to the executable (a build tree), then the installed data folder */
+	if (env && *env) {
+		snprintf(buf, n, "%s", env);
+		return buf;
+	}
+	/*
+	 * Next to the executable (an in-tree build), then the source tree when
+	 * the executable is the build tree's (a VPATH build), then the installed
+	 * data folder.
+	 */
 	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	if (n > 0) {
-		exe[n] = 0;
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (len > 0) {
+		exe[len] = 0;
 		char *slash = strrchr(exe, '/');
 		if (slash) {
 			*slash = 0;
 			static const char *const rel[] = { "/profiles", "/../profiles", "/../../profiles", NULL };
-			for (int i = 0; rel[i]; i++) {
-				if (snprintf(dir, sizeof dir, "%s%s", exe, rel[i]) >= (int)sizeof dir)
-					continue;
-				char probe[4200];
-				snprintf(probe, sizeof probe, "%s/hopper-fp8.json", dir);
-				if (access(probe, R_OK) == 0)
-					return dir;
-			}
+			for (int i = 0; rel[i]; i++)
+				if (snprintf(buf, n, "%s%s", exe, rel[i]) < (int)n && has_profiles(buf))
+					return buf;
+			char real[4096];
+			if (realpath(QF_BUILDDIR, real) && strcmp(real, exe) == 0 &&
+			    snprintf(buf, n, "%s/profiles", QF_SRCDIR) < (int)n && has_profiles(buf))
+				return buf;
 		}
 	}
-	return QF_PROFILEDIR;
+	snprintf(buf, n, "%s", QF_PROFILEDIR);
+	return buf;
 }
 
 qf_status qnt_profile_find(const char *name, qnt_profile *p, qf_err *err)
 {
 	if (strchr(name, '/'))
 		return qnt_profile_load(name, p, err);
-	char path[4200];
-	snprintf(path, sizeof path, "%s/%s.json", qnt_profile_dir(), name);
+	char dir[4096], path[4200];
+	snprintf(path, sizeof path, "%s/%s.json", qnt_profile_dir(dir, sizeof dir), name);
 	if (access(path, R_OK) != 0)
 		return qf_fail(err, QF_EUSAGE, "unknown target '%s' (see qforge quantize --list-targets)", name);
 	return qnt_profile_load(path, p, err);
@@ -154,7 +166,8 @@ static int cmp_str(const void *a, const void *b)
 
 size_t qnt_profile_names(char ***names)
 {
-	DIR *d = opendir(qnt_profile_dir());
+	char dir[4096];
+	DIR *d = opendir(qnt_profile_dir(dir, sizeof dir));
 	size_t n = 0, cap = 0;
 	char **v = NULL;
 	struct dirent *e;

@@ -46,8 +46,13 @@ qf_status qnt_profile_load(const char *path, qnt_profile *p, qf_err *err);
 qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt_profile *p, qf_err *err);
 void qnt_profile_free(qnt_profile *p);
 
-/* The folder of shipped profiles: $QFORGE_PROFILES, the install folder, or the source tree. */
-const char *qnt_profile_dir(void);
+/*
+ * The folder of shipped profiles, written into buf (n bytes) and returned:
+ * $QFORGE_PROFILES; profiles/ next to the executable; the source tree's
+ * when the executable is its build tree's (VPATH builds); the installed
+ * data folder.
+ */
+const char *qnt_profile_dir(char *buf, size_t n);
 /* Loads a shipped profile by name. */
 qf_status qnt_profile_find(const char *name, qnt_profile *p, qf_err *err);
 /* Names of the shipped profiles, sorted (malloc'd array of malloc'd strings). */
