@@ -1,5 +1,13 @@
 /*
  * plan.h — the plan's insides, shared by the files of convert/ (private).
+ *
+ *   convert.c  the plan object: accessors, sizes, free
+ *   hparams.c  config.json → hparams
+ *   archmap.c  HF → GGUF tensor maps and the shapes config.json implies
+ *   build.c    planning a checkpoint (items, classes, row ops)
+ *   meta.c     GGUF metadata of a checkpoint plan
+ *   rows.c     reading output rows as f32
+ *   source.c   GGUF and bundle sources; cvt_plan_open
  */
 #ifndef CVT_PLAN_H
 #define CVT_PLAN_H
@@ -45,15 +53,39 @@ struct cvt_plan {
 	qf_dtype main_src_type;
 };
 
+/* ---- hparams.c ---- */
+/* Reads and checks the hyperparameters of architecture family a. */
+qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *err);
 
+/* ---- archmap.c ---- */
+typedef struct cvt_map_row {
+	const char *hf;     /* suffix after "model.layers.N." */
+	const char *gguf;   /* suffix after "blk.N." */
+	cvt_class cls;
+} cvt_map_row;
+
+extern const cvt_map_row cvt_llama_map[];   /* NULL-terminated */
+extern const cvt_map_row cvt_ds_map[];
+/* The row whose hf suffix is rest, or NULL. */
+const cvt_map_row *cvt_map_find(const cvt_map_row *m, const char *rest);
+/* Expected 2-D/1-D shape of GGUF suffix g; returns 0 if no rule. */
+int cvt_expected_shape(const hparams *h, arch_kind a, const char *g, int *nd, int64_t *d0, int64_t *d1);
+/* "model.layers.N.rest" → N and rest; 0 if not a layer tensor. */
+int cvt_parse_layer(const char *name, int64_t *layer, const char **rest);
+/* "mlp.experts.E.{gate,up,down}_proj.weight" → E, kind 0/1/2; 0 otherwise. */
+int cvt_parse_expert(const char *rest, int64_t *e, int *kind);
+
+/* ---- build.c ---- */
 /* Appends a zeroed item (layer −1) to the plan. */
 cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err);
 
+/* ---- meta.c ---- */
 /* llama_ftype of the dominant 2-D weight format. */
 uint32_t cvt_plan_file_type(const cvt_plan *p);
 /* Checkpoint sources: every key from config.json and the tokenizer. */
 qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
 
+/* ---- source.c ---- */
 /* Source pages of output rows [from, to) are no longer needed. */
 void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t from, int64_t to);
 void cvt_release_item(const cvt_plan *p, const cvt_item *it);

@@ -1,0 +1,403 @@
+/*
+ * build.c — planning a checkpoint: every source tensor is visited once in
+ * name-natural order and becomes part of an output item (copy, permute,
+ * stack, kv_b split); shapes are checked against config.json.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/plan.h"
+
+cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err)
+{
+	if (p->n == p->cap) {
+		size_t nc = p->cap ? p->cap * 2 : 256;
+		cvt_item *g = realloc(p->items, nc * sizeof *g);
+		if (!g) {
+			qf_fail(err, QF_ENOMEM, "out of memory");
+			return NULL;
+		}
+		p->items = g;
+		p->cap = nc;
+	}
+	cvt_item *it = &p->items[p->n++];
+	memset(it, 0, sizeof *it);
+	it->layer = -1;
+	return it;
+}
+
+static qf_dtype out_type_for(const cvt_plan *p, const qf_tensor *src, cvt_class cls, int ndim)
+{
+	if (ndim == 1 || cls == CVT_CLASS_NORM || cls == CVT_CLASS_ROUTER)
+		return QF_F32;
+	if (p->opt.outtype != QF_DTYPE_NONE)
+		return p->opt.outtype;
+	switch (src->dtype) {
+	case QF_F16: return QF_F16;
+	case QF_F32: case QF_F64: return QF_F32;
+	default: return QF_BF16; /* BF16, FP8 and anything else */
+	}
+}
+
+static qf_status make_src(cvt_plan *p, const qf_tensor *t, cvt_src *s, qf_err *err)
+{
+	const qf_tensor *sc = NULL;
+	const qf_dtype_traits *tr = qf_dtype_info(t->dtype);
+	memset(s, 0, sizeof *s);
+	s->t = t;
+	s->bo = s->bi = 128;
+	const cJSON *qc = cJSON_GetObjectItemCaseSensitive(p->ck->config, "quantization_config");
+	const cJSON *bs = qc ? cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size") : NULL;
+	if (cJSON_IsArray(bs) && cJSON_GetArraySize(bs) == 2) {
+		s->bo = (int64_t)cJSON_GetArrayItem(bs, 0)->valuedouble;
+		s->bi = (int64_t)cJSON_GetArrayItem(bs, 1)->valuedouble;
+		if (s->bo <= 0 || s->bi <= 0 || s->bo > (1 << 20) || s->bi > (1 << 20))
+			return qf_fail(err, QF_EFORMAT, "%s/config.json: invalid weight_block_size", p->ck->path);
+	}
+	if (!tr || !tr->is_float || !tr->to_f32 || tr->block_elems != 1)
+		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': %s cannot be converted to float",
+			       qf_st_file_path(p->ck->st, (size_t)t->file), t->name, qf_dtype_name(t->dtype));
+	qf_status st = qf_st_fp8_scale(p->ck->st, t, s->bo, s->bi, &sc, err);
+	if (st)
+		return st;
+	s->scale = sc;
+	if (sc)
+		p->src_is_fp8 = 1;
+	return QF_OK;
+}
+
+static qf_status check_shape(const cvt_plan *p, const qf_tensor *t, int ndim, int64_t d0, int64_t d1,
+			     qf_err *err)
+{
+	int okk = t->ndim == ndim && t->shape[0] == d0 && (ndim < 2 || t->shape[1] == d1);
+	if (okk)
+		return QF_OK;
+	char got[96];
+	if (t->ndim == 1)
+		snprintf(got, sizeof got, "[%lld]", (long long)t->shape[0]);
+	else if (t->ndim == 2)
+		snprintf(got, sizeof got, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
+	else
+		snprintf(got, sizeof got, "%d dims", t->ndim);
+	if (ndim == 1)
+		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is %s but config.json implies [%lld]",
+			       qf_st_file_path(p->ck->st, (size_t)t->file), t->name, got, (long long)d0);
+	return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is %s but config.json implies [%lld, %lld]",
+		       qf_st_file_path(p->ck->st, (size_t)t->file), t->name, got, (long long)d0, (long long)d1);
+}
+
+/* Adds a plain (COPY/PERMUTE) item. */
+static qf_status add_simple(cvt_plan *p, const qf_tensor *t, const char *name, cvt_class cls, int layer,
+			    cvt_op op, qf_err *err)
+{
+	cvt_item *it = cvt_plan_new_item(p, err);
+	if (!it)
+		return QF_ENOMEM;
+	snprintf(it->name, sizeof it->name, "%s", name);
+	it->ndim = t->ndim;
+	if (t->ndim < 1 || t->ndim > 4)
+		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s' has %d dims",
+			       qf_st_file_path(p->ck->st, (size_t)t->file), t->name, t->ndim);
+	for (int i = 0; i < t->ndim; i++)
+		it->shape[i] = t->shape[i];
+	it->cls = cls;
+	it->op = op;
+	it->layer = layer;
+	it->srcs = calloc(1, sizeof *it->srcs);
+	if (!it->srcs)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	it->nsrc = 1;
+	qf_status s = make_src(p, t, &it->srcs[0], err);
+	if (s)
+		return s;
+	it->type = out_type_for(p, t, cls, t->ndim);
+	return QF_OK;
+}
+
+/*
+ * Adds a per-layer tensor found in an architecture's map table: checks its
+ * shape against config.json and names it blk.N.<gguf suffix>.
+ */
+static qf_status add_mapped(cvt_plan *p, const qf_tensor *t, const cvt_map_row *m, int64_t layer, cvt_op op,
+			    qf_err *err)
+{
+	int nd;
+	int64_t d0 = 0, d1 = 0;
+	char gname[QF_GGUF_MAX_NAME + 32];
+	qf_status s;
+	if (cvt_expected_shape(&p->hp, p->arch, m->gguf, &nd, &d0, &d1) &&
+	    (s = check_shape(p, t, nd, d0, d1, err)))
+		return s;
+	snprintf(gname, sizeof gname, "blk.%lld.%s", (long long)layer, m->gguf);
+	return add_simple(p, t, gname, m->cls, (int)layer, op, err);
+}
+
+static qf_status build_kv_b(cvt_plan *p, const qf_tensor *t, int64_t layer, qf_err *err)
+{
+	const hparams *h = &p->hp;
+	qf_status s = check_shape(p, t, 2, h->n_head * (h->nope + h->vdim), h->kv_lora, err);
+	if (s)
+		return s;
+	char name[64];
+	if (p->opt.legacy_kv_b) {
+		snprintf(name, sizeof name, "blk.%lld.attn_kv_b.weight", (long long)layer);
+		return add_simple(p, t, name, CVT_CLASS_ATTN, (int)layer, CVT_OP_COPY, err);
+	}
+	for (int k = 0; k < 2; k++) {
+		cvt_item *it = cvt_plan_new_item(p, err);
+		if (!it)
+			return QF_ENOMEM;
+		snprintf(it->name, sizeof it->name, "blk.%lld.%s.weight", (long long)layer, k ? "attn_v_b" : "attn_k_b");
+		it->ndim = 3;
+		it->shape[0] = h->n_head;
+		it->shape[1] = k ? h->vdim : h->kv_lora;
+		it->shape[2] = k ? h->kv_lora : h->nope;
+		it->op = k ? CVT_OP_VB : CVT_OP_KB;
+		it->cls = CVT_CLASS_ATTN;
+		it->layer = (int)layer;
+		it->nope = h->nope;
+		it->vdim = h->vdim;
+		it->kv_lora = h->kv_lora;
+		it->n_head = h->n_head;
+		it->srcs = calloc(1, sizeof *it->srcs);
+		if (!it->srcs)
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		it->nsrc = 1;
+		if ((s = make_src(p, t, &it->srcs[0], err)))
+			return s;
+		it->type = out_type_for(p, t, CVT_CLASS_ATTN, 2);
+	}
+	return QF_OK;
+}
+
+qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_err *err)
+{
+	qf_status s = QF_OK;
+	cvt_plan *p = calloc(1, sizeof *p);
+	int64_t *stack_idx = NULL; /* [layer][kind] → item index + 1 */
+	if (!p)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	p->ck = ck;
+	p->kind = CVT_SRC_CHECKPOINT;
+	p->opt = *o;
+	if (!(p->src_path = strdup(ck->path))) {
+		free(p);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	if (!ck->config) {
+		s = qf_fail(err, QF_EFORMAT, "%s: no config.json", ck->path);
+		goto fail;
+	}
+	const cJSON *archs = cJSON_GetObjectItemCaseSensitive(ck->config, "architectures");
+	const char *an = cJSON_IsArray(archs) && cJSON_IsString(archs->child) ? archs->child->valuestring : NULL;
+	if (an && (!strcmp(an, "LlamaForCausalLM") || !strcmp(an, "MistralForCausalLM")))
+		p->arch = ARCH_LLAMA;
+	else if (an && (!strcmp(an, "DeepseekV3ForCausalLM") || !strcmp(an, "DeepseekV2ForCausalLM")))
+		p->arch = ARCH_DEEPSEEK;
+	else {
+		s = qf_fail(err, QF_EFORMAT,
+			    "%s/config.json: unsupported architecture '%s' (supported: LlamaForCausalLM, MistralForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
+			    ck->path, an ? an : "(none)");
+		goto fail;
+	}
+	if ((s = cvt_read_hparams(ck, p->arch, &p->hp, err)))
+		goto fail;
+	const hparams *h = &p->hp;
+	int64_t nl_total = h->n_layer + (o->keep_mtp ? h->n_mtp : 0);
+	if (p->arch == ARCH_DEEPSEEK) {
+		stack_idx = calloc((size_t)(nl_total + 1) * 3, sizeof *stack_idx);
+		if (!stack_idx) {
+			s = qf_fail(err, QF_ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	const qf_st *st = ck->st;
+	/* visit tensors in name-natural order: globals, then layers in order */
+	size_t nt = qf_st_count(st);
+	for (int pass = 0; pass < 3; pass++) {
+		for (int64_t L = (pass == 1 ? 0 : -1); L < (pass == 1 ? nl_total : 0); L++) {
+			for (size_t i = 0; i < nt; i++) {
+				const qf_tensor *t = qf_st_get(st, i);
+				const char *rest = NULL;
+				int64_t layer = -1;
+				int is_layer = cvt_parse_layer(t->name, &layer, &rest);
+				if (qf_str_ends_with(t->name, "_scale_inv") || qf_str_ends_with(t->name, "rotary_emb.inv_freq")) {
+					if (pass == 0 && qf_str_ends_with(t->name, "rotary_emb.inv_freq"))
+						p->skipped++;
+					continue;
+				}
+				if (pass == 0 && !is_layer) {
+					if (!strcmp(t->name, "model.embed_tokens.weight")) {
+						if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
+						    (s = add_simple(p, t, "token_embd.weight", CVT_CLASS_EMBED, -1, CVT_OP_COPY, err)))
+							goto fail;
+					} else if (strcmp(t->name, "model.norm.weight") && strcmp(t->name, "lm_head.weight")) {
+						s = qf_fail(err, QF_EFORMAT, "%s: unexpected tensor '%s' for %s",
+							    qf_st_file_path(st, (size_t)t->file), t->name, an);
+						goto fail;
+					}
+					continue;
+				}
+				if (pass == 2 && !is_layer) {
+					if (!strcmp(t->name, "model.norm.weight")) {
+						if ((s = check_shape(p, t, 1, h->hidden, 0, err)) ||
+						    (s = add_simple(p, t, "output_norm.weight", CVT_CLASS_NORM, -1, CVT_OP_COPY, err)))
+							goto fail;
+					} else if (!strcmp(t->name, "lm_head.weight")) {
+						if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
+						    (s = add_simple(p, t, "output.weight", CVT_CLASS_OUTPUT, -1, CVT_OP_COPY, err)))
+							goto fail;
+					}
+					continue;
+				}
+				if (pass != 1 || !is_layer)
+					continue;
+				if (layer >= nl_total) {
+					if (L == 0)
+						p->skipped++;
+					continue;
+				}
+				if (layer != L)
+					continue;
+				if (p->arch == ARCH_LLAMA) {
+					const cvt_map_row *m = cvt_map_find(cvt_llama_map, rest);
+					if (!m) {
+						s = qf_fail(err, QF_EFORMAT, "%s: unexpected tensor '%s' for %s",
+							    qf_st_file_path(st, (size_t)t->file), t->name, an);
+						goto fail;
+					}
+					int isq = strstr(rest, "q_proj") != NULL, isk = strstr(rest, "k_proj") != NULL;
+					if ((s = add_mapped(p, t, m, layer, isq || isk ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
+						goto fail;
+					if (isq || isk) {
+						cvt_item *it = &p->items[p->n - 1];
+						it->n_head = isq ? h->n_head : h->n_head_kv;
+						it->head_dim = h->hidden / h->n_head;
+						if (it->head_dim % 2) {
+							s = qf_fail(err, QF_EFORMAT, "%s/config.json: odd head dim %lld",
+								    ck->path, (long long)it->head_dim);
+							goto fail;
+						}
+					}
+					continue;
+				}
+				/* DeepSeek */
+				int64_t e;
+				int kind;
+				if (!strcmp(rest, "self_attn.kv_b_proj.weight")) {
+					if ((s = build_kv_b(p, t, layer, err)))
+						goto fail;
+					continue;
+				}
+				if (cvt_parse_expert(rest, &e, &kind)) {
+					if (e >= h->n_exp) {
+						s = qf_fail(err, QF_EFORMAT, "%s: tensor '%s': expert %lld but n_routed_experts is %lld",
+							    qf_st_file_path(st, (size_t)t->file), t->name, (long long)e,
+							    (long long)h->n_exp);
+						goto fail;
+					}
+					int64_t r = kind == 2 ? h->hidden : h->moe_ff, c = kind == 2 ? h->moe_ff : h->hidden;
+					if ((s = check_shape(p, t, 2, r, c, err)))
+						goto fail;
+					int64_t *slot = &stack_idx[layer * 3 + kind];
+					if (!*slot) {
+						cvt_item *it = cvt_plan_new_item(p, err);
+						if (!it)
+							goto fail_oom;
+						static const char *const kn[3] = { "gate", "up", "down" };
+						snprintf(it->name, sizeof it->name, "blk.%lld.ffn_%s_exps.weight", (long long)layer, kn[kind]);
+						it->ndim = 3;
+						it->shape[0] = h->n_exp;
+						it->shape[1] = r;
+						it->shape[2] = c;
+						it->op = CVT_OP_STACK;
+						it->cls = CVT_CLASS_EXPERT;
+						it->layer = (int)layer;
+						it->srcs = calloc((size_t)h->n_exp, sizeof *it->srcs);
+						if (!it->srcs)
+							goto fail_oom;
+						it->nsrc = (int)h->n_exp;
+						it->type = out_type_for(p, t, CVT_CLASS_EXPERT, 2);
+						*slot = (int64_t)p->n;
+					}
+					cvt_item *it = &p->items[*slot - 1];
+					if (it->srcs[e].t) {
+						s = qf_fail(err, QF_EFORMAT, "%s: expert tensor '%s' appears twice",
+							    qf_st_file_path(st, (size_t)t->file), t->name);
+						goto fail;
+					}
+					if ((s = make_src(p, t, &it->srcs[e], err)))
+						goto fail;
+					continue;
+				}
+				const cvt_map_row *m = cvt_map_find(cvt_ds_map, rest);
+				if (!m || (layer < h->n_layer && strstr(m->gguf, "nextn."))) {
+					s = qf_fail(err, QF_EFORMAT, "%s: unexpected tensor '%s' for %s",
+						    qf_st_file_path(st, (size_t)t->file), t->name, an);
+					goto fail;
+				}
+				if ((s = add_mapped(p, t, m, layer, CVT_OP_COPY, err)))
+					goto fail;
+			}
+		}
+	}
+	/* completeness */
+	for (size_t i = 0; i < p->n; i++) {
+		cvt_item *it = &p->items[i];
+		for (int k = 0; k < it->nsrc; k++) {
+			if (!it->srcs[k].t) {
+				s = qf_fail(err, QF_EFORMAT, "%s: expert %d of %s is missing from the checkpoint",
+					    ck->path, k, it->name);
+				goto fail;
+			}
+			if (it->srcs[k].t->dtype != it->srcs[0].t->dtype) {
+				s = qf_fail(err, QF_EFORMAT, "%s: experts of %s have mixed dtypes", ck->path, it->name);
+				goto fail;
+			}
+		}
+	}
+	{
+		int have_embd = 0, have_norm = 0;
+		for (size_t i = 0; i < p->n; i++) {
+			have_embd |= !strcmp(p->items[i].name, "token_embd.weight");
+			have_norm |= !strcmp(p->items[i].name, "output_norm.weight");
+		}
+		if (!have_embd || !have_norm) {
+			s = qf_fail(err, QF_EFORMAT, "%s: missing %s", ck->path,
+				    !have_embd ? "model.embed_tokens.weight" : "model.norm.weight");
+			goto fail;
+		}
+		for (int64_t L = 0; L < h->n_layer; L++) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "blk.%lld.attn_norm.weight", (long long)L);
+			int found = 0;
+			for (size_t i = 0; i < p->n && !found; i++)
+				found = !strcmp(p->items[i].name, nm);
+			if (!found) {
+				s = qf_fail(err, QF_EFORMAT, "%s: layer %lld is missing (no input_layernorm)",
+					    ck->path, (long long)L);
+				goto fail;
+			}
+		}
+		if (!h->tied && !qf_st_find(st, "lm_head.weight")) {
+			s = qf_fail(err, QF_EFORMAT, "%s: no lm_head.weight and tie_word_embeddings is false",
+				    ck->path);
+			goto fail;
+		}
+	}
+	free(stack_idx);
+	for (size_t i = 0; i < p->n; i++)
+		p->items[i].fmt = qf_fmt_of_dtype(p->items[i].type);
+	p->release_ok = 1;
+	*out = p;
+	return QF_OK;
+fail_oom:
+	s = qf_fail(err, QF_ENOMEM, "out of memory");
+fail:
+	free(stack_idx);
+	cvt_plan_free(p);
+	return s;
+}

@@ -1,0 +1,104 @@
+/*
+ * meta.c — the GGUF metadata of a checkpoint plan: general.*, the
+ * architecture keys from config.json, and the vocabulary.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "convert/plan.h"
+
+uint32_t cvt_plan_file_type(const cvt_plan *p)
+{
+	/* llama_ftype of the dominant 2-D weight type */
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->items[i].ndim < 2)
+			continue;
+		switch (p->items[i].fmt) {
+		case QF_F32: return 0;
+		case QF_F16: return 1;
+		case QF_BF16: return 32;
+		case QF_Q4_0: return 2;
+		case QF_Q4_1: return 3;
+		case QF_Q8_0: return 7;
+		case QF_MXFP4: return 38;
+		default: return 0;
+		}
+	}
+	return 0;
+}
+
+qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
+{
+	const hparams *h = &p->hp;
+	const char *arch = cvt_plan_arch(p);
+	char k[128];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", arch, suffix), k)
+	qf_gguf_set_str(w, "general.architecture", arch);
+	const char *base = strrchr(p->ck->path, '/');
+	base = base && base[1] ? base + 1 : p->ck->path;
+	qf_gguf_set_str(w, "general.name", base);
+	qf_gguf_set_u32(w, "general.file_type", cvt_plan_file_type(p));
+	qf_gguf_set_u32(w, "general.alignment", QF_GGUF_DEFAULT_ALIGN);
+	qf_gguf_set_u32(w, KEY("block_count"), (uint32_t)h->n_layer);
+	qf_gguf_set_u32(w, KEY("context_length"), (uint32_t)h->ctx);
+	qf_gguf_set_u32(w, KEY("embedding_length"), (uint32_t)h->hidden);
+	qf_gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)h->ff);
+	qf_gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)h->n_head);
+	qf_gguf_set_f32(w, KEY("rope.freq_base"), (float)h->rope_theta);
+	qf_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)h->eps);
+	qf_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)h->vocab);
+	if (p->arch == ARCH_LLAMA) {
+		qf_gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)h->n_head_kv);
+		qf_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)(h->hidden / h->n_head));
+	} else {
+		qf_gguf_set_u32(w, KEY("attention.head_count_kv"), p->opt.legacy_kv_b ? (uint32_t)h->n_head : 1);
+		if (h->q_lora)
+			qf_gguf_set_u32(w, KEY("attention.q_lora_rank"), (uint32_t)h->q_lora);
+		qf_gguf_set_u32(w, KEY("attention.kv_lora_rank"), (uint32_t)h->kv_lora);
+		if (p->opt.legacy_kv_b) {
+			qf_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)(h->nope + h->rope_dim));
+			qf_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)h->vdim);
+		} else {
+			qf_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)(h->kv_lora + h->rope_dim));
+			qf_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)h->kv_lora);
+			qf_gguf_set_u32(w, KEY("attention.key_length_mla"), (uint32_t)(h->nope + h->rope_dim));
+			qf_gguf_set_u32(w, KEY("attention.value_length_mla"), (uint32_t)h->vdim);
+		}
+		qf_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)h->rope_dim);
+		if (h->yarn) {
+			qf_gguf_set_str(w, KEY("rope.scaling.type"), "yarn");
+			qf_gguf_set_f32(w, KEY("rope.scaling.factor"), (float)h->yarn_factor);
+			qf_gguf_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)h->yarn_orig_ctx);
+			qf_gguf_set_f32(w, KEY("rope.scaling.yarn_log_multiplier"), (float)(0.1 * h->yarn_mscale_all));
+			/* llama.cpp's keys; verify reads them so GGUF and bundle sources keep HF's YaRN */
+			qf_gguf_set_f32(w, KEY("rope.scaling.yarn_beta_fast"), (float)h->yarn_beta_fast);
+			qf_gguf_set_f32(w, KEY("rope.scaling.yarn_beta_slow"), (float)h->yarn_beta_slow);
+			if (h->yarn_mscale != h->yarn_mscale_all && h->yarn_factor > 1.0) {
+				/* HF scales cos/sin by mscale(factor, mscale) / mscale(factor, mscale_all_dim) */
+				double a = 0.1 * h->yarn_mscale * log(h->yarn_factor) + 1.0;
+				double b = 0.1 * h->yarn_mscale_all * log(h->yarn_factor) + 1.0;
+				qf_gguf_set_f32(w, KEY("rope.scaling.attn_factor"), (float)(a / b));
+			}
+		}
+		qf_gguf_set_u32(w, KEY("expert_count"), (uint32_t)h->n_exp);
+		qf_gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)h->n_used);
+		qf_gguf_set_u32(w, KEY("expert_shared_count"), (uint32_t)h->n_shared);
+		qf_gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)h->moe_ff);
+		qf_gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)h->first_dense);
+		qf_gguf_set_f32(w, KEY("expert_weights_scale"), (float)h->routed_scale);
+		qf_gguf_set_bool(w, KEY("expert_weights_norm"), h->norm_topk);
+		qf_gguf_set_u32(w, KEY("expert_gating_func"), h->sigmoid ? 2 : 1);
+		qf_gguf_set_u32(w, KEY("expert_group_count"), (uint32_t)h->n_group);
+		qf_gguf_set_u32(w, KEY("expert_group_used_count"), (uint32_t)h->topk_group);
+		if (p->opt.keep_mtp && h->n_mtp)
+			qf_gguf_set_u32(w, KEY("nextn_predict_layers"), (uint32_t)h->n_mtp);
+	}
+#undef KEY
+	qf_gguf_set_str(w, "qforge.source", p->ck->path);
+	if (p->src_is_fp8)
+		qf_gguf_set_str(w, "qforge.source_quantization", "fp8-e4m3-b128 (dequantized with _scale_inv)");
+	return cvt_vocab_set(p->ck, h->vocab, p->opt.pre, w, err);
+}
