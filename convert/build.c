@@ -48,15 +48,8 @@ static qf_status make_src(cvt_plan *p, const qf_tensor *t, cvt_src *s, qf_err *e
 	const qf_dtype_traits *tr = qf_dtype_info(t->dtype);
 	memset(s, 0, sizeof *s);
 	s->t = t;
-	s->bo = s->bi = 128;
-	const cJSON *qc = cJSON_GetObjectItemCaseSensitive(p->ck->config, "quantization_config");
-	const cJSON *bs = qc ? cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size") : NULL;
-	if (cJSON_IsArray(bs) && cJSON_GetArraySize(bs) == 2) {
-		s->bo = (int64_t)cJSON_GetArrayItem(bs, 0)->valuedouble;
-		s->bi = (int64_t)cJSON_GetArrayItem(bs, 1)->valuedouble;
-		if (s->bo <= 0 || s->bi <= 0 || s->bo > (1 << 20) || s->bi > (1 << 20))
-			return qf_fail(err, QF_EFORMAT, "%s/config.json: invalid weight_block_size", p->ck->path);
-	}
+	s->bo = p->hp.fp8_bo;
+	s->bi = p->hp.fp8_bi;
 	if (!tr || !tr->is_float || !tr->to_f32 || tr->block_elems != 1)
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': %s cannot be converted to float",
 			       qf_st_file_path(p->ck->st, (size_t)t->file), t->name, qf_dtype_name(t->dtype));
@@ -173,11 +166,108 @@ static qf_status build_kv_b(cvt_plan *p, const qf_tensor *t, int64_t layer, qf_e
 	return QF_OK;
 }
 
+/*
+ * Plans one layer tensor (model.layers.<layer>.<rest>).  *unmapped = 1 when
+ * no rule of the architecture maps it (the caller lists those).
+ */
+static qf_status plan_layer_tensor(cvt_plan *p, const qf_tensor *t, int64_t layer, const char *rest,
+				   int64_t *stack_idx, int *unmapped, qf_err *err)
+{
+	const hparams *h = &p->hp;
+	const qf_st *st = p->ck->st;
+	qf_status s;
+	*unmapped = 0;
+	if (p->arch == ARCH_LLAMA) {
+		const cvt_map_row *m = cvt_map_find(cvt_llama_map, rest);
+		if (!m)
+			return (*unmapped = 1, QF_OK);
+		int isq = strstr(rest, "q_proj") != NULL, isk = strstr(rest, "k_proj") != NULL;
+		if ((s = add_mapped(p, t, m, layer, isq || isk ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
+			return s;
+		if (isq || isk) {
+			cvt_item *it = &p->items[p->n - 1];
+			it->n_head = isq ? h->n_head : h->n_head_kv;
+			it->head_dim = h->hidden / h->n_head;
+			if (it->head_dim % 2)
+				return qf_fail(err, QF_EFORMAT, "%s/config.json: odd head dim %lld", p->ck->path,
+					       (long long)it->head_dim);
+		}
+		return QF_OK;
+	}
+	/* DeepSeek */
+	int64_t e;
+	int kind;
+	if (!strcmp(rest, "self_attn.kv_b_proj.weight"))
+		return build_kv_b(p, t, layer, err);
+	if (cvt_parse_expert(rest, &e, &kind)) {
+		if (e >= h->n_exp)
+			return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': expert %lld but n_routed_experts is %lld",
+				       qf_st_file_path(st, (size_t)t->file), t->name, (long long)e, (long long)h->n_exp);
+		int64_t r = kind == 2 ? h->hidden : h->moe_ff, c = kind == 2 ? h->moe_ff : h->hidden;
+		if ((s = check_shape(p, t, 2, r, c, err)))
+			return s;
+		int64_t *slot = &stack_idx[layer * 3 + kind];
+		if (!*slot) {
+			cvt_item *it = cvt_plan_new_item(p, err);
+			if (!it)
+				return QF_ENOMEM;
+			static const char *const kn[3] = { "gate", "up", "down" };
+			snprintf(it->name, sizeof it->name, "blk.%lld.ffn_%s_exps.weight", (long long)layer, kn[kind]);
+			it->ndim = 3;
+			it->shape[0] = h->n_exp;
+			it->shape[1] = r;
+			it->shape[2] = c;
+			it->op = CVT_OP_STACK;
+			it->cls = CVT_CLASS_EXPERT;
+			it->layer = (int)layer;
+			it->srcs = calloc((size_t)h->n_exp, sizeof *it->srcs);
+			if (!it->srcs)
+				return qf_fail(err, QF_ENOMEM, "out of memory");
+			it->nsrc = (int)h->n_exp;
+			it->type = out_type_for(p, t, CVT_CLASS_EXPERT, 2);
+			*slot = (int64_t)p->n;
+		}
+		cvt_item *it = &p->items[*slot - 1];
+		if (it->srcs[e].t)
+			return qf_fail(err, QF_EFORMAT, "%s: expert tensor '%s' appears twice",
+				       qf_st_file_path(st, (size_t)t->file), t->name);
+		return make_src(p, t, &it->srcs[e], err);
+	}
+	const cvt_map_row *m = cvt_map_find(cvt_ds_map, rest);
+	if (!m || (layer < h->n_layer && strstr(m->gguf, "nextn.")))
+		return (*unmapped = 1, QF_OK);
+	return add_mapped(p, t, m, layer, CVT_OP_COPY, err);
+}
+
+/* A layer tensor in visiting order: by layer, then by index in the checkpoint. */
+typedef struct layer_ref {
+	int64_t layer;
+	size_t i;
+	const char *rest;
+} layer_ref;
+
+static int layer_ref_cmp(const void *a, const void *b)
+{
+	const layer_ref *x = a, *y = b;
+	if (x->layer != y->layer)
+		return x->layer < y->layer ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Appends a tensor name to the list of unmapped ones (the first few kept). */
+static void note_unmapped(char *list, size_t cap, size_t *n, const char *name)
+{
+	if (*n < 5)
+		snprintf(list + strlen(list), cap - strlen(list), "%s'%s'", *n ? ", " : "", name);
+	(*n)++;
+}
+
 qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_err *err)
 {
 	qf_status s = QF_OK;
 	cvt_plan *p = calloc(1, sizeof *p);
 	int64_t *stack_idx = NULL; /* [layer][kind] → item index + 1 */
+	layer_ref *refs = NULL;
 	if (!p)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	p->ck = ck;
@@ -203,7 +293,8 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 			    ck->path, an ? an : "(none)");
 		goto fail;
 	}
-	if ((s = cvt_read_hparams(ck, p->arch, &p->hp, err)))
+	if ((s = cvt_read_hparams(ck, p->arch, &p->hp, err)) ||
+	    (s = cvt_read_block_size(ck, &p->hp.fp8_bo, &p->hp.fp8_bi, err)))
 		goto fail;
 	const hparams *h = &p->hp;
 	int64_t nl_total = h->n_layer + (o->keep_mtp ? h->n_mtp : 0);
@@ -215,133 +306,74 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 		}
 	}
 	const qf_st *st = ck->st;
-	/* visit tensors in name-natural order: globals, then layers in order */
 	size_t nt = qf_st_count(st);
-	for (int pass = 0; pass < 3; pass++) {
-		for (int64_t L = (pass == 1 ? 0 : -1); L < (pass == 1 ? nl_total : 0); L++) {
-			for (size_t i = 0; i < nt; i++) {
-				const qf_tensor *t = qf_st_get(st, i);
-				const char *rest = NULL;
-				int64_t layer = -1;
-				int is_layer = cvt_parse_layer(t->name, &layer, &rest);
-				if (qf_str_ends_with(t->name, "_scale_inv") || qf_str_ends_with(t->name, "rotary_emb.inv_freq")) {
-					if (pass == 0 && qf_str_ends_with(t->name, "rotary_emb.inv_freq"))
-						p->skipped++;
-					continue;
-				}
-				if (pass == 0 && !is_layer) {
-					if (!strcmp(t->name, "model.embed_tokens.weight")) {
-						if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
-						    (s = add_simple(p, t, "token_embd.weight", CVT_CLASS_EMBED, -1, CVT_OP_COPY, err)))
-							goto fail;
-					} else if (strcmp(t->name, "model.norm.weight") && strcmp(t->name, "lm_head.weight")) {
-						s = qf_fail(err, QF_EFORMAT, "%s: unexpected tensor '%s' for %s",
-							    qf_st_file_path(st, (size_t)t->file), t->name, an);
-						goto fail;
-					}
-					continue;
-				}
-				if (pass == 2 && !is_layer) {
-					if (!strcmp(t->name, "model.norm.weight")) {
-						if ((s = check_shape(p, t, 1, h->hidden, 0, err)) ||
-						    (s = add_simple(p, t, "output_norm.weight", CVT_CLASS_NORM, -1, CVT_OP_COPY, err)))
-							goto fail;
-					} else if (!strcmp(t->name, "lm_head.weight")) {
-						if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
-						    (s = add_simple(p, t, "output.weight", CVT_CLASS_OUTPUT, -1, CVT_OP_COPY, err)))
-							goto fail;
-					}
-					continue;
-				}
-				if (pass != 1 || !is_layer)
-					continue;
-				if (layer >= nl_total) {
-					if (L == 0)
-						p->skipped++;
-					continue;
-				}
-				if (layer != L)
-					continue;
-				if (p->arch == ARCH_LLAMA) {
-					const cvt_map_row *m = cvt_map_find(cvt_llama_map, rest);
-					if (!m) {
-						s = qf_fail(err, QF_EFORMAT, "%s: unexpected tensor '%s' for %s",
-							    qf_st_file_path(st, (size_t)t->file), t->name, an);
-						goto fail;
-					}
-					int isq = strstr(rest, "q_proj") != NULL, isk = strstr(rest, "k_proj") != NULL;
-					if ((s = add_mapped(p, t, m, layer, isq || isk ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
-						goto fail;
-					if (isq || isk) {
-						cvt_item *it = &p->items[p->n - 1];
-						it->n_head = isq ? h->n_head : h->n_head_kv;
-						it->head_dim = h->hidden / h->n_head;
-						if (it->head_dim % 2) {
-							s = qf_fail(err, QF_EFORMAT, "%s/config.json: odd head dim %lld",
-								    ck->path, (long long)it->head_dim);
-							goto fail;
-						}
-					}
-					continue;
-				}
-				/* DeepSeek */
-				int64_t e;
-				int kind;
-				if (!strcmp(rest, "self_attn.kv_b_proj.weight")) {
-					if ((s = build_kv_b(p, t, layer, err)))
-						goto fail;
-					continue;
-				}
-				if (cvt_parse_expert(rest, &e, &kind)) {
-					if (e >= h->n_exp) {
-						s = qf_fail(err, QF_EFORMAT, "%s: tensor '%s': expert %lld but n_routed_experts is %lld",
-							    qf_st_file_path(st, (size_t)t->file), t->name, (long long)e,
-							    (long long)h->n_exp);
-						goto fail;
-					}
-					int64_t r = kind == 2 ? h->hidden : h->moe_ff, c = kind == 2 ? h->moe_ff : h->hidden;
-					if ((s = check_shape(p, t, 2, r, c, err)))
-						goto fail;
-					int64_t *slot = &stack_idx[layer * 3 + kind];
-					if (!*slot) {
-						cvt_item *it = cvt_plan_new_item(p, err);
-						if (!it)
-							goto fail_oom;
-						static const char *const kn[3] = { "gate", "up", "down" };
-						snprintf(it->name, sizeof it->name, "blk.%lld.ffn_%s_exps.weight", (long long)layer, kn[kind]);
-						it->ndim = 3;
-						it->shape[0] = h->n_exp;
-						it->shape[1] = r;
-						it->shape[2] = c;
-						it->op = CVT_OP_STACK;
-						it->cls = CVT_CLASS_EXPERT;
-						it->layer = (int)layer;
-						it->srcs = calloc((size_t)h->n_exp, sizeof *it->srcs);
-						if (!it->srcs)
-							goto fail_oom;
-						it->nsrc = (int)h->n_exp;
-						it->type = out_type_for(p, t, CVT_CLASS_EXPERT, 2);
-						*slot = (int64_t)p->n;
-					}
-					cvt_item *it = &p->items[*slot - 1];
-					if (it->srcs[e].t) {
-						s = qf_fail(err, QF_EFORMAT, "%s: expert tensor '%s' appears twice",
-							    qf_st_file_path(st, (size_t)t->file), t->name);
-						goto fail;
-					}
-					if ((s = make_src(p, t, &it->srcs[e], err)))
-						goto fail;
-					continue;
-				}
-				const cvt_map_row *m = cvt_map_find(cvt_ds_map, rest);
-				if (!m || (layer < h->n_layer && strstr(m->gguf, "nextn."))) {
-					s = qf_fail(err, QF_EFORMAT, "%s: unexpected tensor '%s' for %s",
-						    qf_st_file_path(st, (size_t)t->file), t->name, an);
+	/*
+	 * Visit tensors in name-natural order: globals, then layers in order
+	 * (each layer's tensors in checkpoint order), then the output head.
+	 * Layers past num_hidden_layers are the MTP module (skipped unless
+	 * --keep-mtp) and beyond those nothing maps: an error.
+	 */
+	refs = malloc((nt ? nt : 1) * sizeof *refs);
+	if (!refs)
+		goto fail_oom;
+	size_t nref = 0, nunmapped = 0;
+	char unmapped[640] = "";
+	for (size_t i = 0; i < nt; i++) {
+		const qf_tensor *t = qf_st_get(st, i);
+		const char *rest = NULL;
+		int64_t layer = -1;
+		int is_layer = cvt_parse_layer(t->name, &layer, &rest);
+		if (qf_str_ends_with(t->name, "_scale_inv"))
+			continue; /* read with its weight */
+		if (qf_str_ends_with(t->name, "rotary_emb.inv_freq")) {
+			p->skipped++;
+			continue;
+		}
+		if (!is_layer) {
+			if (!strcmp(t->name, "model.embed_tokens.weight")) {
+				if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
+				    (s = add_simple(p, t, "token_embd.weight", CVT_CLASS_EMBED, -1, CVT_OP_COPY, err)))
 					goto fail;
-				}
-				if ((s = add_mapped(p, t, m, layer, CVT_OP_COPY, err)))
-					goto fail;
+			} else if (strcmp(t->name, "model.norm.weight") && strcmp(t->name, "lm_head.weight")) {
+				note_unmapped(unmapped, sizeof unmapped, &nunmapped, t->name);
 			}
+			continue;
+		}
+		if (layer >= nl_total) {
+			if (p->arch == ARCH_DEEPSEEK && layer < h->n_layer + h->n_mtp)
+				p->skipped++; /* the MTP module, without --keep-mtp */
+			else
+				note_unmapped(unmapped, sizeof unmapped, &nunmapped, t->name);
+			continue;
+		}
+		refs[nref++] = (layer_ref){ layer, i, rest };
+	}
+	qsort(refs, nref, sizeof *refs, layer_ref_cmp);
+	for (size_t k = 0; k < nref; k++) {
+		const qf_tensor *t = qf_st_get(st, refs[k].i);
+		int um;
+		if ((s = plan_layer_tensor(p, t, refs[k].layer, refs[k].rest, stack_idx, &um, err)))
+			goto fail;
+		if (um)
+			note_unmapped(unmapped, sizeof unmapped, &nunmapped, t->name);
+	}
+	if (nunmapped) {
+		s = qf_fail(err, QF_EFORMAT,
+			    "%s: %zu tensor%s that no rule for %s (num_hidden_layers %lld) maps: %s%s",
+			    ck->path, nunmapped, nunmapped == 1 ? "" : "s", an, (long long)h->n_layer, unmapped,
+			    nunmapped > 5 ? ", …" : "");
+		goto fail;
+	}
+	for (size_t i = 0; i < nt; i++) {
+		const qf_tensor *t = qf_st_get(st, i);
+		if (!strcmp(t->name, "model.norm.weight")) {
+			if ((s = check_shape(p, t, 1, h->hidden, 0, err)) ||
+			    (s = add_simple(p, t, "output_norm.weight", CVT_CLASS_NORM, -1, CVT_OP_COPY, err)))
+				goto fail;
+		} else if (!strcmp(t->name, "lm_head.weight")) {
+			if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
+			    (s = add_simple(p, t, "output.weight", CVT_CLASS_OUTPUT, -1, CVT_OP_COPY, err)))
+				goto fail;
 		}
 	}
 	/* completeness */
@@ -370,17 +402,22 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 				    !have_embd ? "model.embed_tokens.weight" : "model.norm.weight");
 			goto fail;
 		}
-		for (int64_t L = 0; L < h->n_layer; L++) {
-			char nm[64];
-			snprintf(nm, sizeof nm, "blk.%lld.attn_norm.weight", (long long)L);
-			int found = 0;
-			for (size_t i = 0; i < p->n && !found; i++)
-				found = !strcmp(p->items[i].name, nm);
-			if (!found) {
-				s = qf_fail(err, QF_EFORMAT, "%s: layer %lld is missing (no input_layernorm)",
-					    ck->path, (long long)L);
-				goto fail;
-			}
+		/* every layer has its input norm (one pass over the items) */
+		unsigned char *seen = calloc((size_t)h->n_layer, 1);
+		if (!seen)
+			goto fail_oom;
+		for (size_t i = 0; i < p->n; i++)
+			if (p->items[i].layer >= 0 && p->items[i].layer < h->n_layer &&
+			    qf_str_ends_with(p->items[i].name, ".attn_norm.weight"))
+				seen[p->items[i].layer] = 1;
+		int64_t miss = -1;
+		for (int64_t L = 0; L < h->n_layer && miss < 0; L++)
+			miss = seen[L] ? -1 : L;
+		free(seen);
+		if (miss >= 0) {
+			s = qf_fail(err, QF_EFORMAT, "%s: layer %lld is missing (no input_layernorm)", ck->path,
+				    (long long)miss);
+			goto fail;
 		}
 		if (!h->tied && !qf_st_find(st, "lm_head.weight")) {
 			s = qf_fail(err, QF_EFORMAT, "%s: no lm_head.weight and tie_word_embeddings is false",
@@ -389,6 +426,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 		}
 	}
 	free(stack_idx);
+	free(refs);
 	for (size_t i = 0; i < p->n; i++)
 		p->items[i].fmt = qf_fmt_of_dtype(p->items[i].type);
 	p->release_ok = 1;
@@ -398,6 +436,7 @@ fail_oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
 fail:
 	free(stack_idx);
+	free(refs);
 	cvt_plan_free(p);
 	return s;
 }

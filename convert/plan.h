@@ -30,6 +30,7 @@ typedef struct hparams {
 	int yarn;
 	double yarn_factor, yarn_mscale_all, yarn_mscale, yarn_beta_fast, yarn_beta_slow;
 	int64_t yarn_orig_ctx;
+	int64_t fp8_bo, fp8_bi;   /* quantization_config.weight_block_size */
 } hparams;
 
 struct cvt_plan {
@@ -56,6 +57,8 @@ struct cvt_plan {
 /* ---- hparams.c ---- */
 /* Reads and checks the hyperparameters of architecture family a. */
 qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *err);
+/* quantization_config.weight_block_size ([128, 128] when absent). */
+qf_status cvt_read_block_size(const qf_ckpt *ck, int64_t *bo, int64_t *bi, qf_err *err);
 
 /* ---- archmap.c ---- */
 typedef struct cvt_map_row {
