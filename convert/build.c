@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,88 @@ static qf_status build_kv_b(cvt_plan *p, const qf_tensor *t, int64_t layer, qf_e
 }
 
 /*
+ * llama.cpp's rope_freqs.weight for rope_scaling type llama3: per rotary
+ * pair i (of head_dim / 2), the divisor of its frequency, from
+ * transformers' _compute_llama3_parameters: with inv_freq = theta^(−2i/d)
+ * and wavelen = 2π / inv_freq, 1 below high_freq_wavelen = orig_ctx /
+ * high_freq_factor, factor above low_freq_wavelen = orig_ctx /
+ * low_freq_factor, and 1 / ((1 − s) / factor + s) between, with
+ * s = (orig_ctx / wavelen − low_freq_factor) / (high_freq_factor −
+ * low_freq_factor).  Computed in double, stored as f32.
+ */
+void cvt_llama3_rope_factors(const hparams *h, float *out)
+{
+	int64_t half = h->head_dim / 2;
+	double lo_wl = (double)h->rope_orig_ctx / h->rope_low_freq, hi_wl = (double)h->rope_orig_ctx / h->rope_high_freq;
+	for (int64_t i = 0; i < half; i++) {
+		double inv = pow(h->rope_theta, -(double)(2 * i) / (double)h->head_dim);
+		double wl = 2 * M_PI / inv, f;
+		if (wl < hi_wl)
+			f = 1.0;
+		else if (wl > lo_wl)
+			f = h->rope_factor;
+		else {
+			double sm = ((double)h->rope_orig_ctx / wl - h->rope_low_freq) / (h->rope_high_freq - h->rope_low_freq);
+			f = 1.0 / ((1.0 - sm) / h->rope_factor + sm);
+		}
+		out[i] = (float)f;
+	}
+}
+
+/* Adds rope_freqs.weight [head_dim / 2] (F32), computed, as the plan's first item. */
+static qf_status add_rope_freqs(cvt_plan *p, qf_err *err)
+{
+	int64_t half = p->hp.head_dim / 2;
+	if (!(p->gen = malloc((size_t)half * sizeof *p->gen)))
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	cvt_llama3_rope_factors(&p->hp, p->gen);
+	qf_tensor *t = &p->gen_t;
+	t->name = "rope_freqs (from config.json rope_scaling llama3)";
+	t->dtype = QF_F32;
+	t->ndim = 1;
+	t->shape[0] = half;
+	t->nelems = (uint64_t)half;
+	t->nbytes = (uint64_t)half * 4;
+	t->data = (const uint8_t *)p->gen;
+	t->file = -1;
+	cvt_item *it = cvt_plan_new_item(p, err);
+	if (!it || !(it->srcs = calloc(1, sizeof *it->srcs)))
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	snprintf(it->name, sizeof it->name, "rope_freqs.weight");
+	it->ndim = 1;
+	it->shape[0] = half;
+	it->cls = CVT_CLASS_NORM;
+	it->op = CVT_OP_COPY;
+	it->type = QF_F32;
+	it->nsrc = 1;
+	it->srcs[0].t = t;
+	return QF_OK;
+}
+
+/*
+ * quantization_config.scale_fmt "ue8m0" (DeepSeek-V3.1): every block scale
+ * must be a power of two (then the f32 products are exact, as the source
+ * means them); anything else is a mislabelled checkpoint.
+ */
+static qf_status check_ue8m0(const cvt_plan *p, qf_err *err)
+{
+	for (size_t i = 0; i < p->n; i++)
+		for (int k = 0; k < p->items[i].nsrc; k++) {
+			const qf_tensor *sc = p->items[i].srcs[k].scale;
+			for (uint64_t j = 0; sc && j < sc->nelems; j++) {
+				float f;
+				int e;
+				memcpy(&f, sc->data + 4 * j, 4);
+				if (!(f > 0) || !isfinite(f) || frexpf(f, &e) != 0.5f)
+					return qf_fail(err, QF_EFORMAT,
+						       "%s: config.json says scale_fmt ue8m0 but '%s' element %llu is %g, not a power of two",
+						       p->ck->path, sc->name, (unsigned long long)j, (double)f);
+			}
+		}
+	return QF_OK;
+}
+
+/*
  * Plans one layer tensor (model.layers.<layer>.<rest>).  *unmapped = 1 when
  * no rule of the architecture maps it (the caller lists those).
  */
@@ -177,28 +260,26 @@ static qf_status plan_layer_tensor(cvt_plan *p, const qf_tensor *t, int64_t laye
 	const qf_st *st = p->ck->st;
 	qf_status s;
 	*unmapped = 0;
-	if (p->arch == ARCH_LLAMA) {
-		const cvt_map_row *m = cvt_map_find(cvt_llama_map, rest);
+	if (p->arch == ARCH_LLAMA && !(p->ad->flags & ARCHF_MOE && !strncmp(rest, "mlp.experts.", 12))) {
+		const cvt_map_row *m = cvt_map_find(p->ad, rest);
 		if (!m)
 			return (*unmapped = 1, QF_OK);
-		int isq = strstr(rest, "q_proj") != NULL, isk = strstr(rest, "k_proj") != NULL;
-		if ((s = add_mapped(p, t, m, layer, isq || isk ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
+		int permute = (p->ad->flags & ARCHF_PERMUTE_QK) &&
+			      (!strcmp(m->gguf, "attn_q.weight") || !strcmp(m->gguf, "attn_k.weight"));
+		if ((s = add_mapped(p, t, m, layer, permute ? CVT_OP_PERMUTE : CVT_OP_COPY, err)))
 			return s;
-		if (isq || isk) {
+		if (permute) {
 			cvt_item *it = &p->items[p->n - 1];
-			it->n_head = isq ? h->n_head : h->n_head_kv;
-			it->head_dim = h->hidden / h->n_head;
-			if (it->head_dim % 2)
-				return qf_fail(err, QF_EFORMAT, "%s/config.json: odd head dim %lld", p->ck->path,
-					       (long long)it->head_dim);
+			it->n_head = m->gguf[5] == 'q' ? h->n_head : h->n_head_kv;
+			it->head_dim = h->head_dim;
 		}
 		return QF_OK;
 	}
-	/* DeepSeek */
+	if (!strcmp(rest, "self_attn.kv_b_proj.weight") && p->arch == ARCH_DEEPSEEK)
+		return build_kv_b(p, t, layer, err);
+	/* routed experts (DeepSeek, Qwen3-MoE), stacked per layer */
 	int64_t e;
 	int kind;
-	if (!strcmp(rest, "self_attn.kv_b_proj.weight"))
-		return build_kv_b(p, t, layer, err);
 	if (cvt_parse_expert(rest, &e, &kind)) {
 		if (e >= h->n_exp)
 			return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': expert %lld but n_routed_experts is %lld",
@@ -233,7 +314,7 @@ static qf_status plan_layer_tensor(cvt_plan *p, const qf_tensor *t, int64_t laye
 				       qf_st_file_path(st, (size_t)t->file), t->name);
 		return make_src(p, t, &it->srcs[e], err);
 	}
-	const cvt_map_row *m = cvt_map_find(cvt_ds_map, rest);
+	const cvt_map_row *m = cvt_map_find(p->ad, rest);
 	if (!m || (layer < h->n_layer && strstr(m->gguf, "nextn.")))
 		return (*unmapped = 1, QF_OK);
 	return add_mapped(p, t, m, layer, CVT_OP_COPY, err);
@@ -283,22 +364,26 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 	}
 	const cJSON *archs = cJSON_GetObjectItemCaseSensitive(ck->config, "architectures");
 	const char *an = cJSON_IsArray(archs) && cJSON_IsString(archs->child) ? archs->child->valuestring : NULL;
-	if (an && (!strcmp(an, "LlamaForCausalLM") || !strcmp(an, "MistralForCausalLM")))
-		p->arch = ARCH_LLAMA;
-	else if (an && (!strcmp(an, "DeepseekV3ForCausalLM") || !strcmp(an, "DeepseekV2ForCausalLM")))
-		p->arch = ARCH_DEEPSEEK;
-	else {
-		s = qf_fail(err, QF_EFORMAT,
-			    "%s/config.json: unsupported architecture '%s' (supported: LlamaForCausalLM, MistralForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
-			    ck->path, an ? an : "(none)");
+	p->ad = cvt_arch_by_hf(an);
+	if (!p->ad) {
+		s = qf_fail(err, QF_EFORMAT, "%s/config.json: unsupported architecture '%s' (supported: %s)", ck->path,
+			    an ? an : "(none)", cvt_arch_hf_list());
 		goto fail;
 	}
-	if ((s = cvt_read_hparams(ck, p->arch, &p->hp, err)) ||
-	    (s = cvt_read_block_size(ck, &p->hp.fp8_bo, &p->hp.fp8_bi, err)))
+	p->arch = p->ad->kind;
+	if ((s = cvt_read_hparams(ck, p->ad, &p->hp, err)) || (s = cvt_read_quant_config(ck, &p->hp, err)))
 		goto fail;
+	if ((p->ad->flags & ARCHF_INDEXER) && o->legacy_kv_b) {
+		s = qf_fail(err, QF_EUSAGE, "%s: %s needs MLA (attn_k_b/attn_v_b); a joined attn_kv_b is not loadable",
+			    ck->path, p->ad->gguf);
+		goto fail;
+	}
+	p->keep_mtp = o->keep_mtp > 0 || (o->keep_mtp == 0 && (p->ad->flags & ARCHF_MTP_DEFAULT));
+	if (p->keep_mtp && p->arch != ARCH_DEEPSEEK)
+		p->keep_mtp = 0; /* nothing to keep */
 	const hparams *h = &p->hp;
-	int64_t nl_total = h->n_layer + (o->keep_mtp ? h->n_mtp : 0);
-	if (p->arch == ARCH_DEEPSEEK) {
+	int64_t nl_total = h->n_layer + (p->keep_mtp ? h->n_mtp : 0);
+	if (p->arch == ARCH_DEEPSEEK || (p->ad->flags & ARCHF_MOE)) {
 		stack_idx = calloc((size_t)(nl_total + 1) * 3, sizeof *stack_idx);
 		if (!stack_idx) {
 			s = qf_fail(err, QF_ENOMEM, "out of memory");
@@ -316,6 +401,22 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 	refs = malloc((nt ? nt : 1) * sizeof *refs);
 	if (!refs)
 		goto fail_oom;
+	/*
+	 * The embedding: model.embed_tokens.weight; else the tensor that a
+	 * safetensors __metadata__ alias names for it (transformers saves one
+	 * of two tied tensors and records the other's name); else, with tied
+	 * embeddings, lm_head.weight.
+	 */
+	const char *embed_name = "model.embed_tokens.weight";
+	if (!qf_st_find(st, embed_name)) {
+		const char *alias = qf_st_metadata(st, embed_name);
+		if (alias && qf_st_find(st, alias))
+			embed_name = alias;
+		else if (h->tied && qf_st_find(st, "lm_head.weight"))
+			embed_name = "lm_head.weight";
+	}
+	if (h->rope == ROPE_LLAMA3 && (s = add_rope_freqs(p, err)))
+		goto fail;
 	size_t nref = 0, nunmapped = 0;
 	char unmapped[640] = "";
 	for (size_t i = 0; i < nt; i++) {
@@ -330,7 +431,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 			continue;
 		}
 		if (!is_layer) {
-			if (!strcmp(t->name, "model.embed_tokens.weight")) {
+			if (!strcmp(t->name, embed_name)) {
 				if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
 				    (s = add_simple(p, t, "token_embd.weight", CVT_CLASS_EMBED, -1, CVT_OP_COPY, err)))
 					goto fail;
@@ -370,7 +471,7 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 			if ((s = check_shape(p, t, 1, h->hidden, 0, err)) ||
 			    (s = add_simple(p, t, "output_norm.weight", CVT_CLASS_NORM, -1, CVT_OP_COPY, err)))
 				goto fail;
-		} else if (!strcmp(t->name, "lm_head.weight")) {
+		} else if (!strcmp(t->name, "lm_head.weight") && strcmp(embed_name, "lm_head.weight")) {
 			if ((s = check_shape(p, t, 2, h->vocab, h->hidden, err)) ||
 			    (s = add_simple(p, t, "output.weight", CVT_CLASS_OUTPUT, -1, CVT_OP_COPY, err)))
 				goto fail;
@@ -425,6 +526,8 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 			goto fail;
 		}
 	}
+	if (h->ue8m0 && (s = check_ue8m0(p, err)))
+		goto fail;
 	free(stack_idx);
 	free(refs);
 	for (size_t i = 0; i < p->n; i++)

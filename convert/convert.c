@@ -11,7 +11,7 @@
 #include "convert/plan.h"
 
 static const char *const class_names[CVT_CLASS_COUNT] = {
-	"attn", "expert", "shared_expert", "dense_ffn", "router", "embed", "output", "norm",
+	"attn", "expert", "shared_expert", "dense_ffn", "router", "embed", "output", "norm", "indexer",
 };
 
 const char *cvt_class_name(cvt_class c) { return (unsigned)c < CVT_CLASS_COUNT ? class_names[c] : "?"; }
@@ -24,12 +24,20 @@ int cvt_class_from_name(const char *s)
 	return -1;
 }
 
+int cvt_item_keeps_f32(const cvt_item *it)
+{
+	return it->ndim < 2 || it->cls == CVT_CLASS_ROUTER || it->cls == CVT_CLASS_NORM ||
+	       qf_str_ends_with(it->name, "indexer.proj.weight");
+}
+
 size_t cvt_plan_count(const cvt_plan *p) { return p->n; }
 cvt_item *cvt_plan_item(cvt_plan *p, size_t i) { return i < p->n ? &p->items[i] : NULL; }
 const char *cvt_plan_arch(const cvt_plan *p)
 {
 	if (p->arch_str[0])
 		return p->arch_str;
+	if (p->ad)
+		return p->ad->gguf;
 	return p->arch == ARCH_LLAMA ? "llama" : "deepseek2";
 }
 size_t cvt_plan_skipped(const cvt_plan *p) { return p->skipped; }
@@ -48,6 +56,7 @@ void cvt_plan_free(cvt_plan *p)
 	if (p->owns_ck)
 		qf_ckpt_close(p->ck);
 	free(p->src_path);
+	free(p->gen);
 	free(p);
 }
 

@@ -20,7 +20,9 @@
 
 typedef enum cvt_class {
 	CVT_CLASS_ATTN, CVT_CLASS_EXPERT, CVT_CLASS_SHARED_EXPERT, CVT_CLASS_DENSE_FFN,
-	CVT_CLASS_ROUTER, CVT_CLASS_EMBED, CVT_CLASS_OUTPUT, CVT_CLASS_NORM, CVT_CLASS_COUNT
+	CVT_CLASS_ROUTER, CVT_CLASS_EMBED, CVT_CLASS_OUTPUT, CVT_CLASS_NORM,
+	CVT_CLASS_INDEXER,        /* DeepSeek-V3.2 lightning indexer (indexer.proj stays f32) */
+	CVT_CLASS_COUNT
 } cvt_class;
 
 const char *cvt_class_name(cvt_class c);
@@ -65,7 +67,7 @@ typedef struct cvt_item {
 typedef struct cvt_options {
 	qf_dtype outtype;         /* QF_DTYPE_NONE: auto */
 	int threads;
-	int keep_mtp;
+	int keep_mtp;             /* 1 keep MTP layers, −1 drop them, 0 the architecture's default */
 	int allow_nonfinite;
 	int legacy_kv_b;          /* write one attn_kv_b instead of attn_k_b + attn_v_b */
 	const char *pre;          /* tokenizer.ggml.pre to write (--pre); NULL: from the known regex lists */
@@ -84,6 +86,8 @@ const char *cvt_plan_source_path(const cvt_plan *p);
 /* The plan's metadata (every GGUF key convert would write) as a reader; borrowed. */
 qf_status cvt_plan_meta(cvt_plan *p, const qf_gguf **out, qf_err *err);
 /* Class of a GGUF tensor name (blk.N.attn_q.weight → attn). */
+/* 1 when the item is written f32 whatever the profile (norms, routers, indexer.proj, 1-D). */
+int cvt_item_keeps_f32(const cvt_item *it);
 cvt_class cvt_class_of_gguf(const char *name, int ndim);
 void cvt_plan_free(cvt_plan *p);
 size_t cvt_plan_count(const cvt_plan *p);

@@ -146,7 +146,94 @@ static qf_status read_yarn(const cfg *top, hparams *h)
 	return QF_OK;
 }
 
-qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *err)
+/*
+ * rope_scaling (or transformers 5's rope_parameters) of the GQA family:
+ * linear, dynamic (no effect up to max_position_embeddings) and llama3;
+ * anything else is refused rather than converted without it.
+ */
+static qf_status read_gqa_rope(const cfg *top, hparams *h)
+{
+	const cJSON *rs = item(top, "rope_parameters");
+	const char *rkey = rs ? "rope_parameters" : "rope_scaling";
+	if (!rs)
+		rs = item(top, "rope_scaling");
+	if (!rs)
+		return QF_OK;
+	if (!cJSON_IsObject(rs))
+		return bad(top, rkey, "is not an object");
+	char where[32];
+	snprintf(where, sizeof where, "%s.", rkey);
+	cfg c = { top->path, where, rs, top->err };
+	qf_status s;
+	if (item(&c, "rope_theta") && !item(top, "rope_theta") &&
+	    (s = get_num(&c, "rope_theta", 0, 10000.0, 0, 1, 1e30, &h->rope_theta)))
+		return s;
+	const char *rt = qf_json_get_str(rs, "rope_type");
+	if (!rt)
+		rt = qf_json_get_str(rs, "type");
+	if (!rt || !strcmp(rt, "default"))
+		return QF_OK;
+	if (!strcmp(rt, "linear"))
+		h->rope = ROPE_LINEAR;
+	else if (!strcmp(rt, "dynamic"))
+		h->rope = ROPE_DYNAMIC;
+	else if (!strcmp(rt, "llama3"))
+		h->rope = ROPE_LLAMA3;
+	else
+		return bad(top, rkey, "type \"%.32s\" is not supported for this architecture (supported: default, linear, dynamic, llama3)", rt);
+	if ((s = get_num(&c, "factor", h->rope != ROPE_LLAMA3, 8.0, 0, 1, 1e6, &h->rope_factor)))
+		return s;
+	if (h->rope != ROPE_LLAMA3)
+		return QF_OK;
+	if ((s = get_num(&c, "low_freq_factor", 0, 1.0, 0, 1, 1e6, &h->rope_low_freq)) ||
+	    (s = get_num(&c, "high_freq_factor", 0, 4.0, h->rope_low_freq, 1, 1e6, &h->rope_high_freq)) ||
+	    (s = get_int(&c, "original_max_position_embeddings", 0, 8192, 1, U32_MAX_INT, &h->rope_orig_ctx)))
+		return s;
+	return QF_OK;
+}
+
+/* The GQA family's own keys: head_dim, RoPE scaling, sliding window, Qwen3-MoE experts. */
+static qf_status read_gqa(const cfg *c, const cvt_arch *a, hparams *h)
+{
+	qf_status s;
+	h->head_dim_given = item(c, "head_dim") != NULL;
+	if ((s = get_int(c, "head_dim", 0, h->hidden / h->n_head, 2, 65536, &h->head_dim)) ||
+	    (s = read_gqa_rope(c, h)))
+		return s;
+	if (!h->head_dim_given && h->hidden % h->n_head)
+		return qf_fail(c->err, QF_EFORMAT, "%s/config.json: hidden_size %lld not divisible by %lld heads",
+			       c->path, (long long)h->hidden, (long long)h->n_head);
+	if (h->head_dim % 2)
+		return bad(c, "head_dim", "is %lld; RoPE needs an even head size", (long long)h->head_dim);
+	int use_sw = 1;
+	if ((s = get_bool(c, "use_sliding_window", 1, &use_sw)) ||
+	    (s = get_int(c, "sliding_window", 0, 0, 1, U32_MAX_INT, &h->sliding_window)))
+		return s;
+	if (!use_sw)
+		h->sliding_window = 0;
+	if (h->sliding_window && h->sliding_window < h->ctx)
+		return qf_fail(c->err, QF_EFORMAT,
+			       "%s/config.json: \"sliding_window\" %lld is below max_position_embeddings %lld: llama.cpp's %s attends to the whole context, so results would differ past %lld tokens (not converted)",
+			       c->path, (long long)h->sliding_window, (long long)h->ctx, a->gguf, (long long)h->sliding_window);
+	if (!(a->flags & ARCHF_MOE))
+		return QF_OK;
+	int64_t step = 1;
+	const cJSON *mlp_only = item(c, "mlp_only_layers");
+	if ((s = get_int(c, "num_experts", 1, 0, 1, 65536, &h->n_exp)) ||
+	    (s = get_int(c, "num_experts_per_tok", 1, 0, 1, h->n_exp, &h->n_used)) ||
+	    (s = get_int(c, "moe_intermediate_size", 1, 0, 1, 1 << 26, &h->moe_ff)) ||
+	    (s = get_bool(c, "norm_topk_prob", 1, &h->norm_topk)) ||
+	    (s = get_int(c, "decoder_sparse_step", 0, 1, 1, 1, &step)))
+		return s;
+	if (mlp_only && (!cJSON_IsArray(mlp_only) || cJSON_GetArraySize(mlp_only) != 0))
+		return bad(c, "mlp_only_layers", "must be empty: every layer of %s is a mixture of experts", a->gguf);
+	/* llama.cpp's qwen3moe graph always renormalises the top-k weights (src/models/qwen3moe.cpp, build_moe_ffn norm_w = true) */
+	if (!h->norm_topk)
+		return bad(c, "norm_topk_prob", "is false; llama.cpp's qwen3moe always renormalises the top-k weights (not converted)");
+	return QF_OK;
+}
+
+qf_status cvt_read_hparams(const qf_ckpt *ck, const cvt_arch *a, hparams *h, qf_err *err)
 {
 	qf_status s;
 	cfg c = { ck->path, "", ck->config, err };
@@ -168,12 +255,8 @@ qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *e
 	if (h->n_head % h->n_head_kv)
 		return qf_fail(err, QF_EFORMAT, "%s/config.json: num_key_value_heads %lld does not divide num_attention_heads %lld",
 			       ck->path, (long long)h->n_head_kv, (long long)h->n_head);
-	if (a == ARCH_LLAMA) {
-		if (h->hidden % h->n_head)
-			return qf_fail(err, QF_EFORMAT, "%s/config.json: hidden_size %lld not divisible by %lld heads",
-				       ck->path, (long long)h->hidden, (long long)h->n_head);
-		return QF_OK;
-	}
+	if (a->kind == ARCH_LLAMA)
+		return read_gqa(&c, a, h);
 	static const char *const scoring[] = { "softmax", "sigmoid", NULL };
 	/* q_lora_rank: null for V2-Lite (no q compression); required otherwise */
 	const cJSON *ql = cJSON_GetObjectItemCaseSensitive(ck->config, "q_lora_rank");
@@ -197,6 +280,13 @@ qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *e
 	if (h->n_exp % h->n_group)
 		return qf_fail(err, QF_EFORMAT, "%s/config.json: n_group %lld does not divide n_routed_experts %lld",
 			       ck->path, (long long)h->n_group, (long long)h->n_exp);
+	if ((a->flags & ARCHF_INDEXER) &&
+	    ((s = get_int(&c, "index_n_heads", 1, 0, 1, 65536, &h->index_n_heads)) ||
+	     (s = get_int(&c, "index_head_dim", 1, 0, h->rope_dim, 65536, &h->index_head_dim)) ||
+	     (s = get_int(&c, "index_topk", 1, 0, 1, U32_MAX_INT, &h->index_topk))))
+		return s;
+	if ((a->flags & ARCHF_INDEXER) && !h->q_lora)
+		return bad(&c, "q_lora_rank", "is null; the indexer of %s reads the compressed query", a->gguf);
 	if (h->n_layer + h->n_mtp > max_layers)
 		return qf_fail(err, QF_EFORMAT,
 			       "%s/config.json: num_hidden_layers %lld + num_nextn_predict_layers %lld exceeds the %lld tensors of the checkpoint",
@@ -205,14 +295,26 @@ qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *e
 }
 
 /*
- * quantization_config.weight_block_size: [rows, cols] of an FP8 block
- * scale, integers in [1, 2^20]; [128, 128] when absent.
+ * quantization_config: weight_block_size ([rows, cols] of an FP8 block
+ * scale, integers in [1, 2^20]; [128, 128] when absent) and scale_fmt
+ * (absent, or "ue8m0": every scale a power of two, DeepSeek-V3.1+).
  */
-qf_status cvt_read_block_size(const qf_ckpt *ck, int64_t *bo, int64_t *bi, qf_err *err)
+qf_status cvt_read_quant_config(const qf_ckpt *ck, hparams *h, qf_err *err)
 {
-	*bo = *bi = 128;
+	h->fp8_bo = h->fp8_bi = 128;
 	const cJSON *qc = ck->config ? cJSON_GetObjectItemCaseSensitive(ck->config, "quantization_config") : NULL;
-	const cJSON *bs = cJSON_IsObject(qc) ? cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size") : NULL;
+	if (!qc || cJSON_IsNull(qc))
+		return QF_OK;
+	cfg c = { ck->path, "quantization_config.", qc, err };
+	if (!cJSON_IsObject(qc))
+		return qf_fail(err, QF_EFORMAT, "%s/config.json: \"quantization_config\" is not an object", ck->path);
+	static const char *const fmts[] = { "ue8m0", NULL };
+	int f = -1;
+	qf_status s = get_enum(&c, "scale_fmt", fmts, -1, &f);
+	if (s)
+		return s;
+	h->ue8m0 = f == 0;
+	const cJSON *bs = cJSON_GetObjectItemCaseSensitive(qc, "weight_block_size");
 	if (!bs || cJSON_IsNull(bs))
 		return QF_OK;
 	int okk = cJSON_IsArray(bs) && cJSON_GetArraySize(bs) == 2;
@@ -227,7 +329,7 @@ qf_status cvt_read_block_size(const qf_ckpt *ck, int64_t *bo, int64_t *bi, qf_er
 		return qf_fail(err, QF_EFORMAT,
 			       "%s/config.json: \"quantization_config.weight_block_size\" must be two integers from 1 to 1048576",
 			       ck->path);
-	*bo = (int64_t)v[0];
-	*bi = (int64_t)v[1];
+	h->fp8_bo = (int64_t)v[0];
+	h->fp8_bi = (int64_t)v[1];
 	return QF_OK;
 }

@@ -42,7 +42,8 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 	qf_gguf_set_str(w, "general.name", base);
 	qf_gguf_set_u32(w, "general.file_type", cvt_plan_file_type(p));
 	qf_gguf_set_u32(w, "general.alignment", QF_GGUF_DEFAULT_ALIGN);
-	qf_gguf_set_u32(w, KEY("block_count"), (uint32_t)h->n_layer);
+	/* MTP layers kept are blocks too: llama.cpp's n_layer = block_count − nextn_predict_layers */
+	qf_gguf_set_u32(w, KEY("block_count"), (uint32_t)(h->n_layer + (p->keep_mtp ? h->n_mtp : 0)));
 	qf_gguf_set_u32(w, KEY("context_length"), (uint32_t)h->ctx);
 	qf_gguf_set_u32(w, KEY("embedding_length"), (uint32_t)h->hidden);
 	qf_gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)h->ff);
@@ -52,7 +53,23 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 	qf_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)h->vocab);
 	if (p->arch == ARCH_LLAMA) {
 		qf_gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)h->n_head_kv);
-		qf_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)(h->hidden / h->n_head));
+		qf_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)h->head_dim);
+		if (h->head_dim_given) { /* llama.cpp's converter writes them whenever config.json has head_dim */
+			qf_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)h->head_dim);
+			qf_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)h->head_dim);
+		}
+		if (h->rope == ROPE_LINEAR) {
+			qf_gguf_set_str(w, KEY("rope.scaling.type"), "linear");
+			qf_gguf_set_f32(w, KEY("rope.scaling.factor"), (float)h->rope_factor);
+		} else if (h->rope == ROPE_DYNAMIC) {
+			/* no effect up to max_position_embeddings (transformers' dynamic NTK); verify refuses longer */
+			qf_gguf_set_f32(w, "qforge.rope_dynamic_factor", (float)h->rope_factor);
+		}
+		if (p->ad && (p->ad->flags & ARCHF_MOE)) {
+			qf_gguf_set_u32(w, KEY("expert_count"), (uint32_t)h->n_exp);
+			qf_gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)h->n_used);
+			qf_gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)h->moe_ff);
+		}
 	} else {
 		qf_gguf_set_u32(w, KEY("attention.head_count_kv"), p->opt.legacy_kv_b ? (uint32_t)h->n_head : 1);
 		if (h->q_lora)
@@ -93,12 +110,21 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 		qf_gguf_set_u32(w, KEY("expert_gating_func"), h->sigmoid ? 2 : 1);
 		qf_gguf_set_u32(w, KEY("expert_group_count"), (uint32_t)h->n_group);
 		qf_gguf_set_u32(w, KEY("expert_group_used_count"), (uint32_t)h->topk_group);
-		if (p->opt.keep_mtp && h->n_mtp)
+		if (p->keep_mtp && h->n_mtp)
 			qf_gguf_set_u32(w, KEY("nextn_predict_layers"), (uint32_t)h->n_mtp);
+		if (p->ad && (p->ad->flags & ARCHF_INDEXER)) {
+			qf_gguf_set_u32(w, KEY("attention.indexer.head_count"), (uint32_t)h->index_n_heads);
+			qf_gguf_set_u32(w, KEY("attention.indexer.key_length"), (uint32_t)h->index_head_dim);
+			qf_gguf_set_u32(w, KEY("attention.indexer.top_k"), (uint32_t)h->index_topk);
+		}
 	}
 #undef KEY
 	qf_gguf_set_str(w, "qforge.source", p->ck->path);
-	if (p->src_is_fp8)
-		qf_gguf_set_str(w, "qforge.source_quantization", "fp8-e4m3-b128 (dequantized with _scale_inv)");
+	if (p->src_is_fp8) {
+		qf_gguf_set_str(w, "qforge.source_quantization",
+				h->ue8m0 ? "fp8-e4m3-b128 (dequantized with _scale_inv; scale_fmt ue8m0, read exactly)"
+					 : "fp8-e4m3-b128 (dequantized with _scale_inv)");
+		qf_gguf_set_str(w, "qforge.source_scale_format", h->ue8m0 ? "ue8m0" : "f32");
+	}
 	return cvt_vocab_set(p->ck, h->vocab, p->opt.pre, w, err);
 }

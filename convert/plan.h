@@ -15,13 +15,48 @@
 #include "convert/convert.h"
 #include "formats/packed.h"
 
+/* Attention families: ARCH_LLAMA is grouped-query attention (Llama, Mistral, Qwen), ARCH_DEEPSEEK is MLA. */
 typedef enum arch_kind { ARCH_LLAMA, ARCH_DEEPSEEK } arch_kind;
+
+/* What an architecture adds to its family (cvt_arch.flags). */
+enum {
+	ARCHF_PERMUTE_QK = 1,     /* Q/K rows to adjacent-pair RoPE order (llama.cpp's Llama converter) */
+	ARCHF_QKV_BIAS = 2,       /* q/k/v projections have biases (Qwen2) */
+	ARCHF_QK_NORM = 4,        /* per-head RMS norm of q and k before RoPE (Qwen3) */
+	ARCHF_MOE = 8,            /* routed experts, softmax top-k (Qwen3-MoE) */
+	ARCHF_INDEXER = 16,       /* DeepSeek sparse-attention lightning indexer (V3.2) */
+	ARCHF_MTP_DEFAULT = 32,   /* MTP layers kept unless --no-mtp (llama.cpp's deepseek32 converter) */
+};
+
+typedef struct cvt_map_row cvt_map_row;
+
+/* One supported Hugging Face architecture. */
+typedef struct cvt_arch {
+	const char *hf;           /* config.json "architectures"[0] */
+	const char *gguf;         /* general.architecture */
+	arch_kind kind;
+	unsigned flags;
+	const cvt_map_row *maps[4]; /* layer tensor maps, searched in order; NULL-terminated */
+} cvt_arch;
+
+/* RoPE scaling of the GQA family (config.json rope_scaling). */
+typedef enum rope_kind { ROPE_NONE, ROPE_LINEAR, ROPE_DYNAMIC, ROPE_LLAMA3 } rope_kind;
 
 /* Hyperparameters read from config.json. */
 typedef struct hparams {
 	int64_t hidden, n_layer, n_head, n_head_kv, vocab, ff, ctx;
 	double eps, rope_theta;
 	int tied;
+	/* GQA family */
+	int64_t head_dim;         /* head_dim, or hidden / heads */
+	int head_dim_given;       /* config.json has head_dim (then key/value_length are written) */
+	rope_kind rope;
+	double rope_factor, rope_low_freq, rope_high_freq;
+	int64_t rope_orig_ctx;
+	int64_t sliding_window;   /* 0: none */
+	/* DeepSeek-V3.2 indexer */
+	int64_t index_n_heads, index_head_dim, index_topk;
+	int ue8m0;                /* quantization_config.scale_fmt "ue8m0" (DeepSeek-V3.1+) */
 	/* deepseek */
 	int64_t q_lora, kv_lora, nope, rope_dim, vdim, moe_ff, n_exp, n_used, n_shared, first_dense;
 	int64_t n_group, topk_group, n_mtp;
@@ -45,32 +80,40 @@ struct cvt_plan {
 	qf_gguf *meta;
 	char arch_str[64];        /* GGUF/bundle sources: general.architecture */
 	arch_kind arch;
+	const cvt_arch *ad;       /* checkpoint sources */
 	hparams hp;
 	cvt_options opt;
 	cvt_item *items;
 	size_t n, cap;
 	size_t skipped;
 	int src_is_fp8;
+	int keep_mtp;             /* resolved: --keep-mtp, --no-mtp or the architecture's default */
+	float *gen;               /* computed tensors' data (rope_freqs), owned */
+	qf_tensor gen_t;          /* rope_freqs.weight as a source tensor (file −1) */
 	qf_dtype main_src_type;
 };
 
 /* ---- hparams.c ---- */
 /* Reads and checks the hyperparameters of architecture family a. */
-qf_status cvt_read_hparams(const qf_ckpt *ck, arch_kind a, hparams *h, qf_err *err);
-/* quantization_config.weight_block_size ([128, 128] when absent). */
-qf_status cvt_read_block_size(const qf_ckpt *ck, int64_t *bo, int64_t *bi, qf_err *err);
+qf_status cvt_read_hparams(const qf_ckpt *ck, const cvt_arch *a, hparams *h, qf_err *err);
+/* quantization_config: weight_block_size ([128, 128] when absent) and scale_fmt. */
+qf_status cvt_read_quant_config(const qf_ckpt *ck, hparams *h, qf_err *err);
 
 /* ---- archmap.c ---- */
-typedef struct cvt_map_row {
+struct cvt_map_row {
 	const char *hf;     /* suffix after "model.layers.N." */
 	const char *gguf;   /* suffix after "blk.N." */
 	cvt_class cls;
-} cvt_map_row;
+};
 
-extern const cvt_map_row cvt_llama_map[];   /* NULL-terminated */
-extern const cvt_map_row cvt_ds_map[];
-/* The row whose hf suffix is rest, or NULL. */
-const cvt_map_row *cvt_map_find(const cvt_map_row *m, const char *rest);
+/* The architecture named by config.json's architectures[0], or NULL. */
+const cvt_arch *cvt_arch_by_hf(const char *hf);
+/* The architecture with this general.architecture, or NULL. */
+const cvt_arch *cvt_arch_by_gguf(const char *gguf);
+/* "A, B, C" of every supported Hugging Face architecture (static). */
+const char *cvt_arch_hf_list(void);
+/* The row of a's maps whose hf suffix is rest, or NULL. */
+const cvt_map_row *cvt_map_find(const cvt_arch *a, const char *rest);
 /* Expected 2-D/1-D shape of GGUF suffix g; returns 0 if no rule. */
 int cvt_expected_shape(const hparams *h, arch_kind a, const char *g, int *nd, int64_t *d0, int64_t *d1);
 /* "model.layers.N.rest" → N and rest; 0 if not a layer tensor. */
@@ -79,6 +122,8 @@ int cvt_parse_layer(const char *name, int64_t *layer, const char **rest);
 int cvt_parse_expert(const char *rest, int64_t *e, int *kind);
 
 /* ---- build.c ---- */
+/* llama.cpp's rope_freqs.weight (head_dim / 2 divisors) for rope_scaling llama3. */
+void cvt_llama3_rope_factors(const hparams *h, float *out);
 /* Appends a zeroed item (layer −1) to the plan. */
 cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err);
 

@@ -19,6 +19,8 @@ static int has(const char *s, const char *sub) { return strstr(s, sub) != NULL; 
 
 cvt_class cvt_class_of_gguf(const char *name, int ndim)
 {
+	if (has(name, ".indexer."))
+		return CVT_CLASS_INDEXER;
 	if (ndim <= 1 || qf_str_ends_with(name, "_norm.weight") || qf_str_ends_with(name, ".bias"))
 		return CVT_CLASS_NORM;
 	if (has(name, "token_embd"))
@@ -115,11 +117,13 @@ static qf_status plan_gguf(cvt_plan *p, qf_err *err)
 		snprintf(arch, sizeof arch, "%s", a);
 		free(a);
 	}
-	if (strcmp(arch, "llama") != 0 && strcmp(arch, "deepseek2") != 0)
-		return qf_fail(err, QF_EFORMAT, "%s: unsupported GGUF architecture '%s' (supported: llama, deepseek2)",
+	const cvt_arch *ad = cvt_arch_by_gguf(arch);
+	if (!ad)
+		return qf_fail(err, QF_EFORMAT,
+			       "%s: unsupported GGUF architecture '%s' (supported: llama, qwen2, qwen3, qwen3moe, deepseek2, deepseek32)",
 			       p->src_path, arch);
 	snprintf(p->arch_str, sizeof p->arch_str, "%s", arch);
-	p->arch = strcmp(arch, "llama") == 0 ? ARCH_LLAMA : ARCH_DEEPSEEK;
+	p->arch = ad->kind;
 	for (size_t i = 0; i < qf_gguf_ntensors(p->g); i++) {
 		const qf_tensor *t = qf_gguf_tensor(p->g, i);
 		cvt_item *it;
@@ -135,10 +139,11 @@ static qf_status plan_bundle(cvt_plan *p, qf_err *err)
 {
 	const cJSON *m = qf_pk_manifest(p->pk);
 	const cJSON *arch = cJSON_GetObjectItemCaseSensitive(m, "architecture");
-	if (!cJSON_IsString(arch) || (strcmp(arch->valuestring, "llama") && strcmp(arch->valuestring, "deepseek2")))
+	const cvt_arch *ad = cJSON_IsString(arch) ? cvt_arch_by_gguf(arch->valuestring) : NULL;
+	if (!ad)
 		return qf_fail(err, QF_EFORMAT, "%s: manifest.json: unsupported or missing architecture", p->src_path);
 	snprintf(p->arch_str, sizeof p->arch_str, "%s", arch->valuestring);
-	p->arch = strcmp(arch->valuestring, "llama") == 0 ? ARCH_LLAMA : ARCH_DEEPSEEK;
+	p->arch = ad->kind;
 	for (size_t i = 0; i < qf_pk_ntensors(p->pk); i++) {
 		const qf_pk_tensor *pt = qf_pk_tensor_at(p->pk, i);
 		if (pt->of)
@@ -280,7 +285,7 @@ qf_status cvt_plan_meta(cvt_plan *p, const qf_gguf **out, qf_err *err)
 static void release_range(const cvt_plan *p, const qf_tensor *t, uint64_t a, uint64_t b)
 {
 	b = b < t->nbytes ? b : t->nbytes;
-	if (p->release_ok && t->data && b > a)
+	if (p->release_ok && t->data && b > a && t->file >= 0) /* file −1: computed in memory, not a mapping */
 		qf_view_release(t->data + a, b - a);
 }
 
