@@ -13,9 +13,25 @@
 
 #define MAX_CAND 16
 
-static void on_progress(void *ud, size_t chunk, size_t n, double tps)
+/*
+ * The progress line: chunk-major, chunks done of all; layer-major, the batch,
+ * model and layer.  When weights stream, done/total are bytes (so the line's
+ * GB/s is the read rate and its ETA follows the bytes still to read).
+ */
+static void on_progress(void *ud, const vfy_progress *p)
 {
-	cli_progress_update(ud, chunk, n, "chunk %zu/%zu, %.0f tokens/s", chunk, n, tps);
+	uint64_t done = p->chunk, total = p->nchunks;
+	if (p->gb_streamed > 0 && p->done_frac > 0) {
+		done = (uint64_t)(p->gb_streamed * 1e9);
+		total = (uint64_t)(p->gb_streamed * 1e9 / p->done_frac);
+	}
+	if (p->batch_chunks > 1) /* layer-major */
+		cli_progress_update(ud, done, total, "chunks %zu-%zu/%zu, model %zu/%zu, layer %lld/%lld, %.1f GB streamed",
+				    p->chunk + 1, p->chunk + p->batch_chunks, p->nchunks, p->model, p->nmodels,
+				    (long long)p->layer, (long long)p->nlayer, p->gb_streamed);
+	else
+		cli_progress_update(ud, done, total, "chunk %zu/%zu, %.0f tokens/s, %.1f GB streamed", p->chunk, p->nchunks,
+				    p->tokens_per_s, p->gb_streamed);
 }
 
 static int cmp_terr(const void *a, const void *b)

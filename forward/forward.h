@@ -9,8 +9,8 @@
  * bundle (every format) — so tensors have GGUF names and llama.cpp's layout
  * (adjacent-pair RoPE, stacked experts, split kv_b) whatever the source.
  * Weights are decoded to f32 once when they fit in the memory budget, and
- * otherwise streamed in row blocks for every chunk of tokens (the weights of
- * a layer are read once per chunk, not once per token).
+ * otherwise streamed in row groups for every batch of sequences (the
+ * weights of a layer are read once per batch, not once per token).
  *
  * A chunk's tokens go through each weight as one blocked matrix product
  * (kernels.h).  Every sum runs in a fixed order that depends only on the
@@ -71,5 +71,31 @@ uint64_t fwd_model_streamed(const fwd_model *m);
  */
 qf_status fwd_forward(fwd_model *m, const int32_t *tokens, int64_t T, const int64_t *want, int64_t n_want,
 		      float *logits, qf_err *err);
+
+/*
+ * Layer-major evaluation: nseq sequences of T tokens go through one layer
+ * at a time, so a streamed model's weights are read once per batch rather
+ * than once per sequence.  Logits are bit-identical to fwd_forward's.
+ *
+ *   fwd_batch_new      embeds tokens[nseq·T] (sequence q at q·T);
+ *   fwd_batch_layer    runs layer l (0, 1, …, n_layer−1 in order) over all of them;
+ *   fwd_batch_release  frees the per-layer buffers, keeping the final hidden states;
+ *   fwd_batch_logits   the logits of sequence seq at positions want[0..n_want).
+ */
+typedef struct fwd_batch fwd_batch;
+qf_status fwd_batch_new(fwd_model *m, const int32_t *tokens, int64_t nseq, int64_t T, fwd_batch **out, qf_err *err);
+qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err);
+void fwd_batch_release(fwd_batch *b);
+qf_status fwd_batch_logits(fwd_model *m, const fwd_batch *b, int64_t seq, const int64_t *want, int64_t n_want,
+			   float *logits, qf_err *err);
+void fwd_batch_free(fwd_batch *b);
+/* Bytes of activations a batch holds per token. */
+uint64_t fwd_token_bytes(const fwd_model *m);
+/*
+ * Sequences of T tokens worth evaluating together: 1 when the weights are
+ * cached (nothing to save), otherwise as many as the memory budget holds
+ * (at least 1).
+ */
+int64_t fwd_model_batch_seqs(const fwd_model *m, int64_t T);
 
 #endif

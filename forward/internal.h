@@ -57,6 +57,8 @@ struct fwd_model {
 	int threads;
 	qf_pool *pool;                              /* the model's own workers */
 	uint64_t weight_bytes;
+	uint64_t mem_budget;                        /* bytes for the f32 cache or, streaming, for batches */
+	int cached;                                 /* every weight is held decoded */
 	const fwd_kern *kern;                       /* the tile kernel this CPU runs best */
 	fwd_work *work;                             /* (threads) */
 	qf_status *st;                              /* (threads) a worker's failure */

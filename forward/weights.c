@@ -17,6 +17,12 @@ cvt_plan *fwd_model_plan(fwd_model *m) { return m->plan; }
 uint64_t fwd_model_weight_bytes(const fwd_model *m) { return m->weight_bytes; }
 uint64_t fwd_model_streamed(const fwd_model *m) { return m->streamed; }
 
+int64_t fwd_model_batch_seqs(const fwd_model *m, int64_t T)
+{
+	uint64_t per = fwd_token_bytes(m) * (uint64_t)(T > 0 ? T : 1);
+	return m->cached || m->mem_budget < 2 * per ? 1 : (int64_t)(m->mem_budget / per);
+}
+
 void fwd_for(fwd_model *m, int nthreads, int64_t n, qf_range_fn fn, void *ctx)
 {
 	qf_pool_for(m->pool, nthreads, n, fn, ctx);
@@ -305,6 +311,7 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 	if (!m)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	m->threads = threads < 1 ? 1 : threads;
+	m->mem_budget = mem_budget;
 	cvt_options o = { .outtype = QF_F32, .threads = m->threads, .allow_nonfinite = 1 };
 	if ((s = qf_pool_new(m->threads, &m->pool, err)) || (s = cvt_plan_open(path, &o, &m->plan, err)) ||
 	    (s = read_hparams(m, err)))
@@ -412,6 +419,7 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 			goto fail;
 		if (m->output.it == m->tok_embd.it)
 			m->output.f32 = m->tok_embd.f32;
+		m->cached = 1;
 	}
 	*out = m;
 	return QF_OK;

@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,58 @@ static void check_ppl(const struct fixture *f, const char *path, const char *how
 	   "%s from %s: perplexity %.5f vs the reference %.5f (relative %.1e ≤ %.0e, %zu positions) %s", f->name, how, r.ppl,
 	   f->ppl, rel, PPL_REL_TOL, r.n, err.msg);
 	fwd_model_free(m);
+	free(ids);
+}
+
+/* The metrics, bit for bit. */
+static int same_ppl(const vfy_ppl *a, const vfy_ppl *b)
+{
+	return a->n == b->n && memcmp(&a->ppl, &b->ppl, offsetof(vfy_ppl, n) - offsetof(vfy_ppl, ppl)) == 0;
+}
+
+/*
+ * Reference and candidate in lockstep, chunk-major (cached, or streamed one
+ * chunk at a time) and layer-major (streamed, a batch of chunks per layer
+ * under a budget that holds a few chunks but not the weights): the same
+ * bits.
+ */
+static void layer_major_tests(void)
+{
+	qf_err err = { { 0 } };
+	const char *cand = tu_path("lm-bf16.gguf");
+	size_t n = 0;
+	int32_t *ids = tu_read_ids(tu_src("tests/data/tokens/eval-a.tiny-dsv3.ids"), &n);
+	ok(write(tu_src("models/tiny-dsv3"), cand, 0, QF_BF16, 0, &err) == QF_OK, "BF16 candidate written: %s", err.msg);
+	fwd_model *probe = NULL;
+	uint64_t budget = 0, weights = 0;
+	if (fwd_model_open(cand, 1, 0, &probe, &err) == QF_OK) {
+		budget = fwd_token_bytes(probe) * 128 * 5 / 2; /* two chunks of 128 and a half */
+		weights = fwd_model_weight_bytes(probe);
+	}
+	fwd_model_free(probe);
+	static const struct { uint64_t mem; const char *how; int64_t seqs; } runs[] = {
+		{ 1u << 30, "cached, chunk-major", 1 }, { 0, "streamed, chunk by chunk", 1 }, { 1, "streamed, layer-major", 2 }
+	};
+	vfy_ppl res[3][2];
+	int fine = 1;
+	for (int r = 0; r < 3; r++) {
+		uint64_t mem = runs[r].mem == 1 ? budget : runs[r].mem;
+		fwd_model *m[2] = { NULL, NULL };
+		qf_status s = fwd_model_open(tu_src("models/tiny-dsv3"), 2, mem, &m[0], &err);
+		if (!s)
+			s = fwd_model_open(cand, 3, mem, &m[1], &err);
+		int64_t seqs = s ? 0 : fwd_model_batch_seqs(m[1], 128);
+		if (!s)
+			s = vfy_perplexity(m, 2, ids, n, 128, ids[0], 12, NULL, NULL, res[r], &err);
+		ok(s == QF_OK && seqs == runs[r].seqs && res[r][1].kld > 0,
+		   "%s: %lld chunk(s) per batch, PPL %.5f / %.5f, KLD %.2e %s", runs[r].how, (long long)seqs, res[r][0].ppl,
+		   res[r][1].ppl, res[r][1].kld, err.msg);
+		fine &= s == QF_OK && (r == 0 || (same_ppl(&res[r][0], &res[0][0]) && same_ppl(&res[r][1], &res[0][1])));
+		fwd_model_free(m[0]);
+		fwd_model_free(m[1]);
+	}
+	ok(fine && weights > budget, "layer-major under a %.1f MB budget (weights %.1f MB) gives chunk-major's metrics bit for bit",
+	   (double)budget / 1e6, (double)weights / 1e6);
 	free(ids);
 }
 
@@ -314,6 +367,7 @@ int main(void)
 	free(b);
 	free(c);
 	free(tok);
+	layer_major_tests();
 	integrity_tests();
 	tensor_error_tests();
 	return tap_failures() ? 1 : 0;

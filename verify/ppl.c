@@ -74,7 +74,14 @@ qf_status vfy_perplexity(fwd_model *const *models, size_t nm, const int32_t *tok
 			       (long long)ctx);
 	int64_t first = ctx / 2, ns = ctx - 1 - first; /* positions ctx/2 … ctx−2 */
 	qf_status s = QF_OK;
-	int32_t *buf = malloc((size_t)ctx * sizeof *buf);
+	/* layer-major when a model streams: as many chunks per batch as every model's budget holds */
+	int64_t nb = (int64_t)nchunks;
+	for (size_t i = 0; i < nm; i++) {
+		int64_t k = fwd_model_batch_seqs(models[i], ctx);
+		nb = k < nb ? k : nb;
+	}
+	int32_t *buf = malloc((size_t)(nb * ctx) * sizeof *buf);
+	fwd_batch **bt = calloc(nm, sizeof *bt);
 	int64_t *want = malloc((size_t)ns * sizeof *want);
 	float **lg = calloc(nm, sizeof *lg);
 	double *lp0 = malloc((size_t)V * sizeof *lp0), *lpi = malloc((size_t)V * sizeof *lpi);
@@ -83,7 +90,7 @@ qf_status vfy_perplexity(fwd_model *const *models, size_t nm, const int32_t *tok
 	double (*sum)[6] = calloc(nm, sizeof *sum); /* nll, nll², kld, kld², top1, dp² */
 	int64_t *bad_at = malloc(nm * sizeof *bad_at);
 	const char **bad_what = calloc(nm, sizeof *bad_what);
-	if (!buf || !want || !lg || !lp0 || !lpi || (nm > 1 && !kl) || !sum || !bad_at || !bad_what)
+	if (!buf || !bt || !want || !lg || !lp0 || !lpi || (nm > 1 && !kl) || !sum || !bad_at || !bad_what)
 		goto oom;
 	for (size_t i = 0; i < nm; i++)
 		bad_at[i] = -1;
@@ -94,52 +101,107 @@ qf_status vfy_perplexity(fwd_model *const *models, size_t nm, const int32_t *tok
 		want[j] = first + j;
 	double t0 = now();
 	size_t scored = 0;
-	for (size_t c = 0; c < nchunks; c++) {
-		memcpy(buf, tokens + c * (size_t)ctx, (size_t)ctx * sizeof *buf);
-		if (bos >= 0)
-			buf[0] = bos;
-		for (size_t i = 0; i < nm; i++)
-			if ((s = fwd_forward(models[i], buf, ctx, want, ns, lg[i], err)))
+	uint64_t streamed0 = 0;
+	int64_t nlayer = 0;
+	for (size_t i = 0; i < nm; i++) {
+		streamed0 += fwd_model_streamed(models[i]);
+		nlayer += fwd_model_hparams(models[i])->n_layer;
+	}
+	vfy_progress pg = { .nchunks = nchunks, .nmodels = nm };
+	for (size_t c0 = 0; c0 < nchunks; c0 += (size_t)nb) {
+		size_t nc = nchunks - c0 < (size_t)nb ? nchunks - c0 : (size_t)nb;
+		memcpy(buf, tokens + c0 * (size_t)ctx, nc * (size_t)ctx * sizeof *buf);
+		for (size_t q = 0; bos >= 0 && q < nc; q++)
+			buf[q * (size_t)ctx] = bos;
+		/* each model through all its layers, every chunk of the batch at once */
+		int64_t done_layers = 0;
+		for (size_t i = 0; i < nm; i++) {
+			const fwd_hparams *hi = fwd_model_hparams(models[i]);
+			if ((s = fwd_batch_new(models[i], buf, (int64_t)nc, ctx, &bt[i], err)))
 				goto out;
-		for (int64_t j = 0; j < ns; j++, scored++) {
-			int32_t next = buf[first + j + 1];
-			int64_t pos = (int64_t)c * ctx + first + j; /* in the text */
-			for (size_t i = 0; i < nm; i++)
-				if (bad_at[i] < 0 && !all_finite(lg[i] + j * V, V))
-					note_nonfinite(&bad_at[i], &bad_what[i], pos, "logit");
-			log_softmax(lg[0] + j * V, V, lp0);
-			int64_t a0 = 0;
-			for (int64_t v = 1; v < V; v++)
-				a0 = lp0[v] > lp0[a0] ? v : a0;
-			double nll0 = -lp0[next];
-			if (!isfinite(nll0))
-				note_nonfinite(&bad_at[0], &bad_what[0], pos, "NLL");
-			sum[0][0] += nll0;
-			sum[0][1] += nll0 * nll0;
-			for (size_t i = 1; i < nm; i++) {
-				log_softmax(lg[i] + j * V, V, lpi);
-				double k = 0;
-				int64_t ai = 0;
-				for (int64_t v = 0; v < V; v++) {
-					k += exp(lp0[v]) * (lp0[v] - lpi[v]);
-					ai = lpi[v] > lpi[ai] ? v : ai;
+			for (int64_t l = 0; l < hi->n_layer; l++) {
+				if ((s = fwd_batch_layer(models[i], bt[i], l, err)))
+					goto out;
+				done_layers++;
+				if (prog && nb > 1) {
+					uint64_t st = 0;
+					for (size_t k = 0; k < nm; k++)
+						st += fwd_model_streamed(models[k]);
+					double el = now() - t0, frac = ((double)c0 + (double)nc * (double)done_layers / (double)nlayer) / (double)nchunks;
+					pg.chunk = c0;
+					pg.batch_chunks = nc;
+					pg.model = i + 1;
+					pg.layer = l + 1;
+					pg.nlayer = hi->n_layer;
+					pg.gb_streamed = (double)(st - streamed0) / 1e9;
+					pg.tokens_per_s = frac > 0 ? frac * (double)(nchunks * (size_t)ctx * nm) / el : 0;
+					pg.done_frac = frac;
+					pg.eta_s = frac > 0 ? el * (1 - frac) / frac : 0;
+					prog(ud, &pg);
 				}
-				double nll = -lpi[next], dp = exp(lpi[next]) - exp(lp0[next]);
-				if (!isfinite(nll))
-					note_nonfinite(&bad_at[i], &bad_what[i], pos, "NLL");
-				if (!isfinite(k))
-					note_nonfinite(&bad_at[i], &bad_what[i], pos, "KLD");
-				sum[i][0] += nll;
-				sum[i][1] += nll * nll;
-				sum[i][2] += k;
-				sum[i][3] += k * k;
-				sum[i][4] += ai == a0;
-				sum[i][5] += dp * dp;
-				kl[(i - 1) * nsc + scored] = k;
+			}
+			fwd_batch_release(bt[i]);
+		}
+		for (size_t q = 0; q < nc; q++) {
+			size_t c = c0 + q;
+			for (size_t i = 0; i < nm; i++)
+				if ((s = fwd_batch_logits(models[i], bt[i], (int64_t)q, want, ns, lg[i], err)))
+					goto out;
+			for (int64_t j = 0; j < ns; j++, scored++) {
+				int32_t next = buf[q * (size_t)ctx + (size_t)(first + j + 1)];
+				int64_t pos = (int64_t)c * ctx + first + j; /* in the text */
+				for (size_t i = 0; i < nm; i++)
+					if (bad_at[i] < 0 && !all_finite(lg[i] + j * V, V))
+						note_nonfinite(&bad_at[i], &bad_what[i], pos, "logit");
+				log_softmax(lg[0] + j * V, V, lp0);
+				int64_t a0 = 0;
+				for (int64_t v = 1; v < V; v++)
+					a0 = lp0[v] > lp0[a0] ? v : a0;
+				double nll0 = -lp0[next];
+				if (!isfinite(nll0))
+					note_nonfinite(&bad_at[0], &bad_what[0], pos, "NLL");
+				sum[0][0] += nll0;
+				sum[0][1] += nll0 * nll0;
+				for (size_t i = 1; i < nm; i++) {
+					log_softmax(lg[i] + j * V, V, lpi);
+					double k = 0;
+					int64_t ai = 0;
+					for (int64_t v = 0; v < V; v++) {
+						k += exp(lp0[v]) * (lp0[v] - lpi[v]);
+						ai = lpi[v] > lpi[ai] ? v : ai;
+					}
+					double nll = -lpi[next], dp = exp(lpi[next]) - exp(lp0[next]);
+					if (!isfinite(nll))
+						note_nonfinite(&bad_at[i], &bad_what[i], pos, "NLL");
+					if (!isfinite(k))
+						note_nonfinite(&bad_at[i], &bad_what[i], pos, "KLD");
+					sum[i][0] += nll;
+					sum[i][1] += nll * nll;
+					sum[i][2] += k;
+					sum[i][3] += k * k;
+					sum[i][4] += ai == a0;
+					sum[i][5] += dp * dp;
+					kl[(i - 1) * nsc + scored] = k;
+				}
+			}
+			if (prog && nb == 1) {
+				uint64_t st = 0;
+				for (size_t k = 0; k < nm; k++)
+					st += fwd_model_streamed(models[k]);
+				double el = now() - t0;
+				pg.chunk = c + 1;
+				pg.batch_chunks = 1;
+				pg.gb_streamed = (double)(st - streamed0) / 1e9;
+				pg.tokens_per_s = (double)((c + 1) * (size_t)ctx * nm) / (el + 1e-9);
+				pg.done_frac = (double)(c + 1) / (double)nchunks;
+				pg.eta_s = el / (double)(c + 1) * (double)(nchunks - c - 1);
+				prog(ud, &pg);
 			}
 		}
-		if (prog)
-			prog(ud, c + 1, nchunks, (double)((c + 1) * (size_t)ctx * nm) / (now() - t0 + 1e-9));
+		for (size_t i = 0; i < nm; i++) {
+			fwd_batch_free(bt[i]);
+			bt[i] = NULL;
+		}
 	}
 	for (size_t i = 0; i < nm; i++) {
 		vfy_ppl *r = &res[i];
@@ -171,6 +233,9 @@ out:
 	for (size_t i = 0; lg && i < nm; i++)
 		free(lg[i]);
 	free(lg);
+	for (size_t i = 0; bt && i < nm; i++)
+		fwd_batch_free(bt[i]);
+	free(bt);
 	free(buf);
 	free(want);
 	free(lp0);

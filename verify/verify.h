@@ -66,12 +66,33 @@ typedef struct vfy_ppl {
 	const char *nonfinite_what; /* "logit", "NLL" or "KLD" (static) */
 } vfy_ppl;
 
-typedef void (*vfy_progress_fn)(void *ud, size_t chunk, size_t nchunks, double tokens_per_s);
+/*
+ * Progress of vfy_perplexity: after every chunk when all weights are cached
+ * (chunk-major), after every layer of every model when a model streams
+ * (layer-major: a batch of chunks goes through one layer at a time).
+ */
+typedef struct vfy_progress {
+	size_t chunk, nchunks;      /* chunk-major: chunks done; layer-major: the batch's first chunk */
+	size_t batch_chunks;        /* chunks in the batch (1: chunk-major) */
+	size_t model, nmodels;      /* layer-major: the model (1-based) whose layer just ran */
+	int64_t layer, nlayer;      /* layer-major: that layer (1-based) and the model's count */
+	double tokens_per_s;        /* tokens of all models per second, so far */
+	double gb_streamed;         /* weights decoded from their source so far (streaming only) */
+	double done_frac;           /* of the whole evaluation */
+	double eta_s;               /* seconds left, by the rate so far */
+} vfy_progress;
+typedef void (*vfy_progress_fn)(void *ud, const vfy_progress *p);
 
 /*
  * Evaluates models[0..nm) on the same tokens: floor(n/ctx) chunks (at most
  * max_chunks if > 0), BOS first in each chunk when bos >= 0, positions
  * ctx/2 … ctx−2 scored.  res[i] for each model; res[i>0] also against res[0].
+ * The models run in lockstep, a batch of chunks at a time, so KLD, top-1
+ * and Δp come from both final logits as they are made: nothing the size of
+ * vocabulary × tokens is kept.  When a model streams its weights, a batch
+ * is as many chunks as every model's memory budget holds and goes through
+ * one layer at a time (each layer's weights read once per batch); results
+ * are bit-identical to one chunk at a time.
  * A non-finite logit, NLL or KLD is not an error here: res[i].nonfinite_at
  * names the first position, and the caller fails the model.
  */
