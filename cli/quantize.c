@@ -101,7 +101,7 @@ static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
 	for (size_t i = 0; i < cvt_plan_count(p); i++)
 		nfb += (size_t)cvt_plan_item(p, i)->fallback;
 	if (nfb && !json) {
-		printf("fallback: %zu tensor%s kept unquantized (row length not a multiple of the format's block):\n", nfb,
+		printf("fallback: %zu tensor%s whose row length is not a multiple of the format's block:\n", nfb,
 		       nfb == 1 ? "" : "s");
 		for (size_t i = 0; i < cvt_plan_count(p); i++) {
 			cvt_item *it = cvt_plan_item(p, i);

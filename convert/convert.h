@@ -105,6 +105,9 @@ int64_t cvt_item_row_len(const cvt_item *it);
 /* Number of skipped source tensors (MTP layers, rotary caches). */
 size_t cvt_plan_skipped(const cvt_plan *p);
 
+/* general.file_type of the output is this llama_ftype (a llama.cpp mix), not one derived from the formats. */
+void cvt_plan_set_file_type(cvt_plan *p, uint32_t ftype);
+
 /* Sets every metadata key (architecture, hyperparameters, tokenizer). */
 qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
 

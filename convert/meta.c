@@ -10,24 +10,47 @@
 
 #include "convert/plan.h"
 
+void cvt_plan_set_file_type(cvt_plan *p, uint32_t ftype)
+{
+	p->ftype_set = 1;
+	p->ftype = ftype;
+}
+
+/* llama_ftype of a file whose weights are mostly f (llama.h: the *_S ftypes for plain K-quants). */
+static uint32_t ftype_of(qf_dtype f)
+{
+	switch (f) {
+	case QF_F16: return 1;
+	case QF_Q4_0: return 2;
+	case QF_Q4_1: return 3;
+	case QF_Q8_0: return 7;
+	case QF_Q5_0: return 8;
+	case QF_Q5_1: return 9;
+	case QF_Q2_K: return 10;
+	case QF_Q3_K: return 11;
+	case QF_Q4_K: return 14;
+	case QF_Q5_K: return 16;
+	case QF_Q6_K: return 18;
+	case QF_BF16: return 32;
+	case QF_MXFP4: return 38;
+	default: return 0;
+	}
+}
+
 uint32_t cvt_plan_file_type(const cvt_plan *p)
 {
-	/* llama_ftype of the dominant 2-D weight type */
-	for (size_t i = 0; i < p->n; i++) {
-		if (p->items[i].ndim < 2)
-			continue;
-		switch (p->items[i].fmt) {
-		case QF_F32: return 0;
-		case QF_F16: return 1;
-		case QF_BF16: return 32;
-		case QF_Q4_0: return 2;
-		case QF_Q4_1: return 3;
-		case QF_Q8_0: return 7;
-		case QF_MXFP4: return 38;
-		default: return 0;
-		}
-	}
-	return 0;
+	if (p->ftype_set)
+		return p->ftype;
+	/* the format of most 2-D weight bytes (a Q4_0 file's Q8_0 embeddings do not decide it) */
+	uint64_t bytes[QF_DTYPE_COUNT] = { 0 };
+	for (size_t i = 0; i < p->n; i++)
+		if (p->items[i].ndim >= 2 && p->items[i].fmt >= 0 && p->items[i].fmt < QF_DTYPE_COUNT)
+			bytes[p->items[i].fmt] += cvt_item_out_bytes(&p->items[i], 0);
+	int best = -1;
+	for (int f = 0; f < QF_DTYPE_COUNT; f++)
+		if (bytes[f] && (best < 0 || bytes[f] > bytes[best]))
+			best = f;
+	return best < 0 ? 0 : ftype_of((qf_dtype)best);
 }
 
 qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)

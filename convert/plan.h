@@ -91,6 +91,8 @@ struct cvt_plan {
 	float *gen;               /* computed tensors' data (rope_freqs), owned */
 	qf_tensor gen_t;          /* rope_freqs.weight as a source tensor (file −1) */
 	qf_dtype main_src_type;
+	int ftype_set;            /* quantize chose a llama.cpp mix: general.file_type is its ftype */
+	uint32_t ftype;
 };
 
 /* ---- hparams.c ---- */
@@ -129,6 +131,7 @@ cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err);
 
 /* ---- meta.c ---- */
 /* llama_ftype of the dominant 2-D weight format. */
+/* general.file_type: the mix's llama_ftype, else that of the format holding most weight bytes. */
 uint32_t cvt_plan_file_type(const cvt_plan *p);
 /* Checkpoint sources: every key from config.json and the tokenizer. */
 qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);

@@ -231,7 +231,8 @@ static qf_status bundle_meta(const cvt_plan *p, qf_gguf **g, qf_err *err)
 qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 {
 	/* a split source's part keys are not the output's (the writer sets its own) */
-	static const char *const skip[] = { "general.file_type", "split.no", "split.count", "split.tensors.count", NULL };
+	static const char *const skip[] = { "general.file_type", "general.quantization_version", "split.no", "split.count",
+					    "split.tensors.count", NULL };
 	qf_gguf *g = NULL;
 	switch (p->kind) {
 	case CVT_SRC_CHECKPOINT:

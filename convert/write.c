@@ -302,6 +302,12 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	}
 	if (!wo->packed && (s = cvt_plan_set_metadata(p, k.g, err)))
 		goto out;
+	for (size_t i = 0; !wo->packed && i < p->n; i++) {
+		if (qf_fmt_is_quant(p->items[i].fmt) && qf_dtype_info(p->items[i].fmt)->ggml_type >= 0) {
+			qf_gguf_set_u32(k.g, "general.quantization_version", 2); /* GGML_QNT_VERSION, as llama-quantize writes */
+			break;
+		}
+	}
 	if (!wo->packed)
 		qf_gguf_writer_set_split(k.g, wo->split_max);
 	if ((s = sink_declare(&k, p, wo, err)))

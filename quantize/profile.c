@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "formats/mapfile.h"
+#include "quantize/llama_mix.h"
 #include "quantize/profile.h"
 
 #ifndef QF_PROFILEDIR /* set by Makefile.am from the install prefix */
@@ -65,8 +66,21 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 		goto fail;
 	}
 	p->kv_b_joined = kvb && strcmp(kvb->valuestring, "joined") == 0;
+	const cJSON *mix = cJSON_GetObjectItemCaseSensitive(p->json, "llama_ftype");
+	if (mix) {
+		p->llama_ftype = cJSON_IsString(mix) ? qnt_mix_ftype_from_name(mix->valuestring) : -1;
+		if (p->llama_ftype < 0) {
+			s = qf_fail(err, QF_EUSAGE, "%s: \"llama_ftype\" must be one of Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K", label);
+			goto fail;
+		}
+		if (cls || p->packed) {
+			s = qf_fail(err, QF_EUSAGE, "%s: a \"llama_ftype\" mix writes GGUF and takes no \"classes\"", label);
+			goto fail;
+		}
+		return QF_OK;
+	}
 	if (!cJSON_IsObject(cls)) {
-		s = qf_fail(err, QF_EUSAGE, "%s: profile needs a \"classes\" object", label);
+		s = qf_fail(err, QF_EUSAGE, "%s: profile needs a \"classes\" object (or a \"llama_ftype\")", label);
 		goto fail;
 	}
 	for (const cJSON *c = cls->child; c; c = c->next) {
@@ -256,6 +270,12 @@ int qnt_rule_match(const qnt_rule *r, const char *name)
 qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
 			 int allow_requantize, qf_err *err)
 {
+	if (prof && prof->llama_ftype) {
+		qf_status s = qnt_mix_apply(p, prof->llama_ftype, rules, nrules, allow_requantize, err);
+		if (!s)
+			cvt_plan_set_file_type(p, (uint32_t)prof->llama_ftype);
+		return s;
+	}
 	for (size_t i = 0; i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
 		/* "unchanged": the source's own format when it is already quantized, else what convert writes */

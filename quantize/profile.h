@@ -8,6 +8,11 @@
  *                  "dense_ffn": …, "embed": …, "output": … },
  *     "kv_b": "split" | "joined" }
  *
+ * or, instead of "classes", a llama.cpp mix chosen tensor by tensor as
+ * llama-quantize does (quantize/llama_mix.h):
+ *
+ *   { "name": "llamacpp-q4_k_m", "output": "gguf", "llama_ftype": "Q4_K_M" }
+ *
  * "kv_b": "joined" keeps DeepSeek's kv_b_proj as one attn_kv_b (as
  * --legacy-kv-b), so its FP8 blocks stay the release's blocks.
  *
@@ -37,6 +42,7 @@ typedef struct qnt_profile {
 	char desc[256];
 	int packed;                       /* preferred output */
 	int kv_b_joined;                  /* write attn_kv_b unsplit */
+	int llama_ftype;                  /* "llama_ftype": a llama.cpp mix (quantize/llama_mix.h), 0: classes */
 	qf_dtype cls[CVT_CLASS_COUNT];     /* QF_DTYPE_NONE: unchanged */
 	cJSON *json;                      /* the parsed file (owned) */
 } qnt_profile;

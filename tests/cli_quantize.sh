@@ -6,7 +6,8 @@ M="$QF_SRCDIR/models"
 
 run "$QFORGE" quantize --list-targets
 expect_rc 0 "--list-targets"
-for t in llamacpp-q8_0 llamacpp-q4_0 llamacpp-moe-mxfp4 hopper-fp8 ascend-w8a16 ascend-w4a16 ocp-mx; do
+for t in llamacpp-q8_0 llamacpp-q4_0 llamacpp-moe-mxfp4 hopper-fp8 ascend-w8a16 ascend-w4a16 ocp-mx \
+	llamacpp-q2_k llamacpp-q3_k_m llamacpp-q4_k_m llamacpp-q5_k_m llamacpp-q6_k; do
 	contains "$out" "$t "; ok $? "lists $t"
 done
 run "$QFORGE" quantize --list-targets --json
@@ -19,6 +20,14 @@ contains "$out" "rel-RMS"; ok $? "summary has the quality columns"
 run "$QFORGE" inspect "$tmp/q4.gguf"
 contains "$out" "Q4_0"; ok $? "the GGUF holds q4_0 tensors"
 contains "$out" "general.file_type"; ok $? "file type recorded"
+
+run "$QFORGE" quantize -q --target llamacpp-q4_k_m --split-max-size 1500K -o "$tmp/km.gguf" "$M/tiny-dsv3"
+expect_rc 0 "Q4_K_M as llama.cpp mixes it, split"
+contains "$out" "km-00001-of-00003.gguf (3 parts)"; ok $? "three parts: $out"
+contains "$out" "blk.1.attn_k_b.weight (row length 32) → q5_0"; ok $? "attn_k_b falls back to q5_0 as in llama.cpp"
+run "$QFORGE" inspect "$tmp/km-00001-of-00003.gguf"
+contains "$out" "general.file_type                            u32  15"; ok $? "general.file_type 15 (MOSTLY_Q4_K_M)"
+contains "$out" "general.quantization_version                 u32  2"; ok $? "general.quantization_version 2"
 
 run "$QFORGE" quantize -q --json --target ascend-w4a16 -o "$tmp/w4" "$M/tiny-dsv3"
 expect_rc 0 "W4A16 bundle"

@@ -25,6 +25,8 @@ typedef struct tl_llama tl_llama;
  */
 tl_llama *tl_llama_open(char *why, size_t why_size);
 void tl_llama_close(tl_llama *L);
+/* tl_llama_open for a TAP test: when absent, a skip of `what` (a failure under CI=true) and NULL. */
+tl_llama *tl_llama_open_tap(const char *what);
 /* The library handle for other symbols (libllama), for tests that need more. */
 void *tl_llama_sym(tl_llama *L, const char *name);
 

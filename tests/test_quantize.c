@@ -15,6 +15,7 @@
 #include "convert/convert.h"
 #include "formats/packed.h"
 #include "formats/ggml_quants.h"
+#include "quantize/llama_mix.h"
 #include "quantize/profile.h"
 #include "formats/qformat.h"
 #include "tests/tap.h"
@@ -502,6 +503,69 @@ static void test_determinism_and_rules(void)
 	cvt_plan_free(pb);
 }
 
+static uint32_t gguf_file_type(const char *path)
+{
+	qf_gguf *g = NULL;
+	uint32_t v = 999;
+	if (qf_gguf_open(path, &g, NULL) == QF_OK)
+		qf_gguf_get_u32(g, "general.file_type", &v, NULL);
+	qf_gguf_close(g);
+	return v;
+}
+
+/*
+ * llama.cpp's mixes (their byte-for-byte check against llama_model_quantize
+ * is tests/test_llama_mix): the rules on names and shapes, and the file type.
+ */
+static void test_llama_mix(void)
+{
+	/* research §1.9: the layers of a 61-layer DeepSeek V3 and a 32-layer Llama 3 that get more bits */
+	char got[512] = "";
+	size_t k = 0;
+	for (int i = 0; i < 61; i++)
+		if (qnt_mix_use_more_bits(i, 61))
+			k += (size_t)snprintf(got + k, sizeof got - k, "%s%d", k ? "," : "", i);
+	is_string("0,1,2,3,4,5,6,9,12,15,18,21,24,27,30,33,36,39,42,45,48,51,53,54,55,56,57,58,59,60", got,
+		  "use_more_bits over 61 layers");
+	k = 0;
+	for (int i = 0; i < 32; i++)
+		if (qnt_mix_use_more_bits(i, 32))
+			k += (size_t)snprintf(got + k, sizeof got - k, "%s%d", k ? "," : "", i);
+	is_string("0,1,2,3,6,9,12,15,18,21,24,27,28,29,30,31", got, "use_more_bits over 32 layers");
+	ok(!qnt_mix_allows("blk.3.ffn_gate_inp.weight", 2) && !qnt_mix_allows("blk.0.attn_norm.weight", 2) &&
+	   !qnt_mix_allows("blk.3.exp_probs_b.bias", 2) && !qnt_mix_allows("blk.0.attn_q.weight", 1) &&
+	   qnt_mix_allows("blk.0.attn_k_b.weight", 3) && qnt_mix_allows("output.weight", 2),
+	   "routers, norms, biases and 1-D tensors are never quantized; attn_k_b and the output head are");
+	is_int(15, qnt_mix_ftype_from_name("q4_k_m"), "Q4_K_M is ftype 15");
+	/* the tiny DeepSeek's Q4_K_M: rows of 256 get Q4_K, attn_k_b (rows of 32) falls back to Q5_0 */
+	qf_err err = { { 0 } };
+	qnt_profile prof;
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 1 };
+	cvt_plan *p = NULL;
+	qf_status s = qnt_profile_find("llamacpp-q4_k_m", &prof, &err);
+	if (!s)
+		s = cvt_plan_open(model("models/tiny-dsv3"), &o, &p, &err);
+	if (!s)
+		s = qnt_plan_apply(p, &prof, NULL, 0, 0, &err);
+	const cvt_item *kb = s ? NULL : cvt_plan_find(p, "blk.1.attn_k_b.weight");
+	const cvt_item *qa = s ? NULL : cvt_plan_find(p, "blk.1.attn_q_a.weight");
+	const cvt_item *out = s ? NULL : cvt_plan_find(p, "output.weight");
+	const cvt_item *rt = s ? NULL : cvt_plan_find(p, "blk.1.ffn_gate_inp.weight");
+	ok(kb && kb->fmt == QF_Q5_0 && kb->fallback && qa && qa->fmt == QF_Q4_K && out && out->fmt == QF_Q6_K && rt &&
+	   rt->fmt == QF_F32, "Q4_K_M: attn_k_b → q5_0 (fallback), attn_q_a q4_k, output q6_k, router f32 %s", err.msg);
+	cvt_plan_free(p);
+	if (!s)
+		qnt_profile_free(&prof);
+	/* general.file_type: the mix's ftype; else the format of most weight bytes (not the first tensor's) */
+	cvt_result r;
+	memset(&err, 0, sizeof err);
+	s = quantize(model("models/tiny-dsv3"), "llamacpp-q4_k_m", 2, tu_path("qkm.gguf"), 0, 0, &r, &err);
+	is_int(15, s ? 0 : gguf_file_type(tu_path("qkm.gguf")), "Q4_K_M file says general.file_type 15 %s", err.msg);
+	s = quantize(model("models/tiny-dsv3"), "llamacpp-q4_0", 2, tu_path("q40.gguf"), 0, 0, &r, &err);
+	is_int(2, s ? 0 : gguf_file_type(tu_path("q40.gguf")), "a Q4_0 file with Q8_0 embeddings says 2 (MOSTLY_Q4_0), not 7 %s",
+	       err.msg);
+}
+
 static void test_profile_errors(void)
 {
 	static const struct {
@@ -515,6 +579,8 @@ static void test_profile_errors(void)
 		{ "{\"name\":\"x\"}", "needs a \"classes\" object" },
 		{ "[1,2", "not a JSON object" },
 		{ "{\"name\":\"x\",\"kv_b\":1,\"classes\":{}}", "\"kv_b\" must be" },
+		{ "{\"name\":\"x\",\"llama_ftype\":\"Q4_K_S\"}", "\"llama_ftype\" must be one of" },
+		{ "{\"name\":\"x\",\"llama_ftype\":\"Q4_K_M\",\"classes\":{}}", "takes no \"classes\"" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		qnt_profile p;
@@ -643,6 +709,7 @@ int main(void)
 	test_known_answers();
 	test_formats();
 	test_profile_errors();
+	test_llama_mix();
 	test_bundle_reader();
 	test_fp8_reproduction();
 	test_determinism_and_rules();
