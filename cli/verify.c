@@ -224,10 +224,14 @@ int cli_verify(int argc, char **argv)
 		}
 		if ((s = vfy_integrity_check(cand[i], &ir, &err)))
 			goto done;
+		const char *status = ir.nbad ? "FAILED" : !ir.hashed ? "NOT checked" : "OK";
 		if (json) {
 			cJSON *ji = cJSON_AddObjectToObject(jm, "integrity");
 			cJSON_AddStringToObject(ji, "kind", ir.kind);
+			cJSON_AddStringToObject(ji, "status", status);
 			cJSON_AddBoolToObject(ji, "hashed", ir.hashed);
+			if (ir.unchecked)
+				cJSON_AddStringToObject(ji, "not_checked", ir.unchecked);
 			cJSON_AddNumberToObject(ji, "tensors", (double)ir.tensors);
 			cJSON_AddNumberToObject(ji, "checked", (double)ir.checked);
 			cJSON_AddNumberToObject(ji, "bytes", (double)ir.bytes);
@@ -236,26 +240,40 @@ int cli_verify(int argc, char **argv)
 			for (size_t k = 0; k < ir.nbad; k++) {
 				cJSON *x = cJSON_CreateObject();
 				cJSON_AddStringToObject(x, "name", ir.bad[k].name);
-				cJSON_AddStringToObject(x, "recorded", hx(0, ir.bad[k].want));
-				cJSON_AddStringToObject(x, "computed", hx(1, ir.bad[k].got));
+				if (ir.bad[k].what[0]) {
+					cJSON_AddStringToObject(x, "problem", ir.bad[k].what);
+				} else {
+					cJSON_AddStringToObject(x, "recorded", hx(0, ir.bad[k].want));
+					cJSON_AddStringToObject(x, "computed", hx(1, ir.bad[k].got));
+				}
 				cJSON_AddItemToArray(mm, x);
 			}
 		} else {
 			char hb[32];
 			printf("%s (%s)\n", cand[i], ir.kind);
 			if (!ir.hashed)
-				printf("  integrity: no qforge hashes to check%s\n",
-				       strcmp(ir.kind, "checkpoint") ? " (not written by qforge)" : "");
+				printf("  integrity: NOT checked — %s\n", ir.unchecked);
 			else if (!ir.nbad)
 				printf("  integrity: OK — %zu hashes match over %zu tensors, %s, data xxh64 %s\n", ir.checked, ir.tensors,
 				       cli_human_bytes(ir.bytes, hb, sizeof hb), hx(0, ir.data_hash));
+			if (ir.hashed && ir.unchecked)
+				printf("  integrity: NOT checked: %s\n", ir.unchecked);
 			for (size_t k = 0; k < ir.nbad; k++)
-				printf("  integrity: MISMATCH %s: recorded %s, computed %s\n", ir.bad[k].name, hx(0, ir.bad[k].want),
-				       hx(1, ir.bad[k].got));
+				if (ir.bad[k].what[0])
+					printf("  integrity: BROKEN %s: %s\n", ir.bad[k].name, ir.bad[k].what);
+				else
+					printf("  integrity: MISMATCH %s: recorded %s, computed %s\n", ir.bad[k].name,
+					       hx(0, ir.bad[k].want), hx(1, ir.bad[k].got));
 		}
+		/* nothing checked is not OK: verify cannot vouch for the file */
+		if (!ir.hashed)
+			FAIL("%s: integrity NOT checked: %s", cand[i], ir.unchecked);
 		for (size_t k = 0; k < ir.nbad; k++)
-			FAIL("%s: %s: hash mismatch (recorded %s, computed %s)", cand[i], ir.bad[k].name, hx(0, ir.bad[k].want),
-			     hx(1, ir.bad[k].got));
+			if (ir.bad[k].what[0])
+				FAIL("%s: %s: %s (integrity cannot be trusted)", cand[i], ir.bad[k].name, ir.bad[k].what);
+			else
+				FAIL("%s: %s: hash mismatch (recorded %s, computed %s)", cand[i], ir.bad[k].name,
+				     hx(0, ir.bad[k].want), hx(1, ir.bad[k].got));
 		vfy_integrity_free(&ir);
 		if (ref_path && !no_tensors) {
 			cvt_options o = { .outtype = QF_F32, .threads = (int)threads, .allow_nonfinite = 1 };

@@ -35,6 +35,22 @@ run "$QFORGE" verify "$tmp/flip.gguf"
 expect_rc 1 "a corrupted tensor fails integrity"
 contains "$err" "hash mismatch"; ok $? "names the tensor: $err"
 
+# a GGUF with no qforge hashes (renamed away, same length) is NOT checked, said in text and JSON, never OK
+perl -0777 -pe 's/qforge\.(tensor|data|meta)_xxh64/qforge.$1_xxh6X/g' "$tmp/bf16.gguf" > "$tmp/nohash.gguf"
+run "$QFORGE" verify "$tmp/nohash.gguf"
+expect_rc 1 "a GGUF without qforge hashes is not verified"
+contains "$out" "integrity: NOT checked — no qforge hashes"; ok $? "says integrity was NOT checked"
+contains "$out" "OK"; [ $? != 0 ]; ok $? "never says OK: $out"
+run "$QFORGE" verify --json "$tmp/nohash.gguf"
+contains "$out" '"status":	"NOT checked"'; ok $? "JSON says NOT checked"
+contains "$out" '"ok":	false'; ok $? "JSON is not ok"
+# one bit turns qforge.tensor_xxh64's U64 elements into I64: the data and metadata hashes still check
+perl -0777 -pe 's/(qforge\.tensor_xxh64\x09\x00\x00\x00)\x0a/$1\x0b/' "$tmp/flip.gguf" > "$tmp/i64.gguf"
+run "$QFORGE" verify "$tmp/i64.gguf"
+expect_rc 1 "a mistyped tensor hash array does not switch the checks off"
+contains "$out" "MISMATCH (all tensor data)"; ok $? "the flipped tensor is still caught by the data hash"
+contains "$err" "has type arr of i64, not an array of u64"; ok $? "names the mistyped key: $err"
+
 # NaN must fail, never pass as "not above the limit" (NaN compares false): all 32 bytes of
 # layer 0's gate_proj scale set to NaN, converted with --allow-nonfinite, so that tensor is all NaN
 cp -r "$M/tiny-dsv3" "$tmp/nanm"

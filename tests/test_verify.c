@@ -207,6 +207,74 @@ static void flip_bit(const char *path, uint64_t off, int bit)
 	fclose(fp);
 }
 
+/*
+ * Hashes switched off: one broken hash key (renamed away, or one bit turning U64 into I64)
+ * must leave the other two checking, and a GGUF with none says it was not checked.
+ */
+static const struct key_case {
+	const char *what;
+	const char *keys; /* the keys broken, '|'-separated */
+	int mistype;      /* flip the value type U64 → I64 (one bit) instead of renaming the key */
+	int flip_data;    /* also flip a bit in the first tensor's data */
+	const char *caught; /* the mismatch that must be reported, by name */
+	int hashed;
+} key_cases[] = {
+	{ "tensor_xxh64 U64 → I64", "qforge.tensor_xxh64", 1, 1, "(all tensor data)", 1 },
+	{ "tensor_xxh64 missing", "qforge.tensor_xxh64", 0, 1, "(all tensor data)", 1 },
+	{ "data_xxh64 U64 → I64", "qforge.data_xxh64", 1, 1, "token_embd.weight", 1 },
+	{ "data_xxh64 missing", "qforge.data_xxh64", 0, 1, "token_embd.weight", 1 },
+	{ "meta_xxh64 missing", "qforge.meta_xxh64", 0, 1, "token_embd.weight", 1 },
+	{ "tensor and data hashes missing", "qforge.tensor_xxh64|qforge.data_xxh64", 0, 0, "(metadata and tensor table)", 1 },
+	{ "no qforge hashes at all", "qforge.tensor_xxh64|qforge.data_xxh64|qforge.meta_xxh64", 0, 1, NULL, 0 },
+};
+
+static void hash_key_tests(const char *g)
+{
+	size_t len;
+	uint8_t *orig = tu_read(g, &len);
+	for (size_t c = 0; orig && c < sizeof key_cases / sizeof key_cases[0]; c++) {
+		const struct key_case *k = &key_cases[c];
+		uint8_t *b = malloc(len);
+		memcpy(b, orig, len);
+		char keys[128];
+		snprintf(keys, sizeof keys, "%s", k->keys);
+		for (char *key = strtok(keys, "|"); key; key = strtok(NULL, "|")) {
+			uint8_t *at = memmem(b, len, key, strlen(key));
+			if (!at)
+				continue;
+			if (k->mistype) /* u32 type after the key; arrays: then the u32 element type */
+				at[strlen(key) + (at[strlen(key)] == 9 ? 4 : 0)] ^= 1;
+			else
+				at[strlen(key) - 1] = 'X'; /* another key of the same length */
+		}
+		qf_gguf *gg = NULL;
+		qf_err err = { { 0 } };
+		if (k->flip_data && qf_gguf_open(g, &gg, &err) == QF_OK) {
+			b[qf_gguf_tensor(gg, 0)->offset + 3] ^= 4;
+			qf_gguf_close(gg);
+		}
+		const char *p = tu_path("keys.gguf");
+		tu_write(p, b, len);
+		vfy_integrity r;
+		qf_status s = vfy_integrity_check(p, &r, &err);
+		int found = 0, broken = 0;
+		for (size_t i = 0; s == QF_OK && i < r.nbad; i++) {
+			found |= k->caught && strcmp(r.bad[i].name, k->caught) == 0;
+			broken |= r.bad[i].what[0] != 0;
+		}
+		if (k->hashed)
+			ok(s == QF_OK && r.hashed && found && broken,
+			   "%s: still checked, the key reported and the flip caught by %s (%zu findings) %s", k->what, k->caught,
+			   s ? 0 : r.nbad, err.msg);
+		else
+			ok(s == QF_OK && !r.hashed && r.unchecked && r.nbad == 0, "%s: reported as not checked (%s)", k->what,
+			   s == QF_OK && r.unchecked ? r.unchecked : err.msg);
+		vfy_integrity_free(&r);
+		free(b);
+	}
+	free(orig);
+}
+
 static void integrity_tests(void)
 {
 	qf_err err = { { 0 } };
@@ -247,7 +315,9 @@ static void integrity_tests(void)
 	qf_status s = vfy_integrity_check(g, &r, &err);
 	ok(s == QF_OK && r.nbad == 1 && strstr(r.bad[0].name, "metadata"), "a flipped bit in a metadata value is caught");
 	vfy_integrity_free(&r);
+	flip_bit(g, (uint64_t)(at - bytes) + 2, 0);
 	free(bytes);
+	hash_key_tests(g);
 	/* bundles: tensor data, and metadata.gguf */
 	const char *b = tu_path("int.qfpack");
 	ok(write(tu_src("models/tiny-dsv3"), b, 1, QF_DTYPE_NONE, 0, &err) == QF_OK, "wrote a bundle: %s", err.msg);

@@ -7,6 +7,7 @@
 #include <xxhash.h>
 
 #include "formats/gguf.h"
+#include "formats/hashcheck.h"
 #include "formats/packed.h"
 #include "formats/qformat.h"
 #include "verify/verify.h"
@@ -26,6 +27,7 @@ static int add_bad(vfy_integrity *r, const char *name, uint64_t want, uint64_t g
 	if (!g)
 		return -1;
 	r->bad = g;
+	memset(&g[r->nbad], 0, sizeof g[r->nbad]);
 	snprintf(g[r->nbad].name, sizeof g[r->nbad].name, "%s", name);
 	g[r->nbad].want = want;
 	g[r->nbad].got = got;
@@ -33,28 +35,24 @@ static int add_bad(vfy_integrity *r, const char *name, uint64_t want, uint64_t g
 	return 0;
 }
 
-/* xxh64 of a mapped range, releasing pages behind it so any size streams in flat memory. */
-static uint64_t hash_range(const uint8_t *p, uint64_t n, XXH64_state_t *also, XXH64_state_t *also2)
+/* A check that could not be made because what it needs is missing or malformed. */
+static int add_broken(vfy_integrity *r, const char *name, const char *what)
 {
-	XXH64_state_t *st = XXH64_createState();
-	XXH64_reset(st, 0);
-	for (uint64_t off = 0; off < n;) {
-		size_t k = n - off > (64u << 20) ? (64u << 20) : (size_t)(n - off);
-		XXH64_update(st, p + off, k);
-		if (also)
-			XXH64_update(also, p + off, k);
-		if (also2)
-			XXH64_update(also2, p + off, k);
-		qf_view_release(p + off, k);
-		off += k;
-	}
-	uint64_t h = XXH64_digest(st);
-	XXH64_freeState(st);
-	return h;
+	if (add_bad(r, name, 0, 0))
+		return -1;
+	snprintf(r->bad[r->nbad - 1].what, sizeof r->bad[r->nbad - 1].what, "%s", what);
+	return 0;
 }
 
-/* One file of a GGUF (a split set's part carries the hashes of its own tensors); totals add up in r and all. */
-static qf_status check_gguf_file(const char *path, int split, vfy_integrity *r, XXH64_state_t *all, qf_err *err)
+/*
+ * One file of a GGUF (a split set's part carries the hashes of its own
+ * tensors); totals add up in r and all.  Every key that is there is
+ * checked; when any of the three is there, a missing or mistyped one is a
+ * failure of its own (one flipped type byte must not switch the others
+ * off).  *claimed: the part records qforge hashes at all.
+ */
+static qf_status check_gguf_file(const char *path, int split, vfy_integrity *r, XXH64_state_t *all, int *claimed,
+				 qf_err *err)
 {
 	qf_gguf *g = NULL;
 	qf_status s = qf_gguf_open_one(path, &g, err);
@@ -62,54 +60,57 @@ static qf_status check_gguf_file(const char *path, int split, vfy_integrity *r, 
 		return s;
 	size_t nt = qf_gguf_ntensors(g);
 	r->tensors += nt;
-	int64_t kt = qf_gguf_find_kv(g, "qforge.tensor_xxh64"), kd = qf_gguf_find_kv(g, "qforge.data_xxh64");
-	int64_t km = qf_gguf_find_kv(g, "qforge.meta_xxh64");
-	const qf_gguf_kv *th = kt >= 0 ? qf_gguf_kv_at(g, (size_t)kt) : NULL;
-	int hashed = th && kd >= 0 && km >= 0 && th->type == QF_GGUF_ARR && th->arr_type == QF_GGUF_U64;
-	r->hashed |= hashed;
-	XXH64_state_t *dh = XXH64_createState();
-	XXH64_reset(dh, 0);
-	if (hashed && th->n != nt && add_bad(r, "(metadata: tensor hash count)", nt, th->n))
+	qf_gguf_hashes hs;
+	qf_gguf_hashes_read(g, &hs);
+	*claimed = hs.claimed;
+	r->hashed |= hs.claimed;
+	char what[160];
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	snprintf(what, sizeof what, "(metadata%s%.100s: qforge hash keys)", split ? " of " : "", split ? base : "");
+	if (hs.problem[0] && add_broken(r, what, hs.problem))
 		goto oom;
-	for (size_t i = 0; i < nt; i++) {
+	XXH64_state_t *dh = XXH64_createState();
+	if (!dh)
+		goto oom;
+	XXH64_reset(dh, 0);
+	int nomem = 0;
+	for (size_t i = 0; i < nt && !nomem; i++) {
 		const qf_tensor *t = qf_gguf_tensor(g, i);
-		uint64_t h = hash_range(t->data, t->nbytes, dh, all);
+		uint64_t h, want;
+		if ((s = qf_xxh64_mapped(t->data, t->nbytes, dh, all, &h, err)))
+			break;
 		r->bytes += t->nbytes;
-		if (hashed && i < th->n) {
-			uint64_t want;
-			memcpy(&want, th->raw + 8 * i, 8);
+		if (qf_gguf_hashes_tensor(&hs, i, &want)) {
 			r->checked++;
-			if (want != h && add_bad(r, t->name, want, h))
-				goto oom;
+			nomem = want != h && add_bad(r, t->name, want, h);
 		}
 	}
 	uint64_t got = XXH64_digest(dh);
-	char what[160];
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	if (hashed) {
-		uint64_t want = 0, meta = 0;
-		const qf_gguf_kv *d = qf_gguf_kv_at(g, (size_t)kd), *mk = qf_gguf_kv_at(g, (size_t)km);
-		memcpy(&want, d->raw, 8);
-		snprintf(what, sizeof what, "(all tensor data%s%.100s)", split ? " of " : "", split ? base : "");
-		if (want != got && add_bad(r, what, want, got))
-			goto oom;
-		memcpy(&want, mk->raw, 8);
+	XXH64_freeState(dh);
+	if (s)
+		goto out;
+	if (nomem)
+		goto oom;
+	snprintf(what, sizeof what, "(all tensor data%s%.100s)", split ? " of " : "", split ? base : "");
+	if (hs.has_data && hs.data != got && add_bad(r, what, hs.data, got))
+		goto oom;
+	if (hs.has_meta) {
+		uint64_t meta = 0;
 		if ((s = qf_gguf_meta_hash(g, &meta, err)))
 			goto out;
 		snprintf(what, sizeof what, "(metadata and tensor table%s%.100s)", split ? " of " : "", split ? base : "");
-		if (want != meta && add_bad(r, what, want, meta))
+		if (hs.meta != meta && add_bad(r, what, hs.meta, meta))
 			goto oom;
 	}
 	goto out;
 oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
 out:
-	XXH64_freeState(dh);
 	qf_gguf_close(g);
 	return s;
 }
 
-/* A GGUF, or every part of a split set (opened by its first file). */
+/* A GGUF, or every part of a split set (opened by its first file).  No hashes anywhere: not checked, said plainly. */
 static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
 {
 	qf_gguf *set = NULL;
@@ -124,10 +125,23 @@ static qf_status check_gguf(const char *path, vfy_integrity *r, qf_err *err)
 	}
 	XXH64_reset(all, 0);
 	size_t np = qf_gguf_nsplits(set);
+	int *claimed = calloc(np ? np : 1, sizeof *claimed);
+	if (!claimed)
+		s = qf_fail(err, QF_ENOMEM, "out of memory");
 	for (size_t k = 0; k < np && !s; k++)
-		s = check_gguf_file(qf_gguf_split_path(set, k), np > 1, r, all, err);
+		s = check_gguf_file(qf_gguf_split_path(set, k), np > 1, r, all, &claimed[k], err);
 	r->data_hash = XXH64_digest(all);
 	XXH64_freeState(all);
+	if (!s && !r->hashed)
+		r->unchecked = "no qforge hashes (qforge.*_xxh64 keys): not written by qforge, or they were removed";
+	for (size_t k = 0; !s && r->hashed && k < np; k++) {
+		const char *p = qf_gguf_split_path(set, k), *base = strrchr(p, '/') ? strrchr(p, '/') + 1 : p;
+		char what[160];
+		snprintf(what, sizeof what, "(part %.120s)", base);
+		if (!claimed[k] && add_broken(r, what, "has no qforge hashes, while the other parts do"))
+			s = qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	free(claimed);
 	qf_gguf_close(set);
 	return s;
 }
@@ -145,7 +159,9 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 	XXH64_reset(dh, 0);
 	for (size_t i = 0; i < r->tensors; i++) {
 		const qf_pk_tensor *t = qf_pk_tensor_at(pk, i);
-		uint64_t h = hash_range(t->t.data, t->t.nbytes, NULL, NULL);
+		uint64_t h;
+		if ((s = qf_xxh64_mapped(t->t.data, t->t.nbytes, NULL, NULL, &h, err)))
+			goto out;
 		uint8_t le[8];
 		for (int k = 0; k < 8; k++)
 			le[k] = (uint8_t)(h >> (8 * k));
@@ -194,6 +210,7 @@ qf_status vfy_integrity_check(const char *path, vfy_integrity *r, qf_err *err)
 		return check_bundle(path, r, err);
 	if (qf_path_is_gguf(path))
 		return check_gguf(path, r, err);
-	r->kind = "checkpoint"; /* safetensors carry no hashes */
+	r->kind = "checkpoint";
+	r->unchecked = "safetensors checkpoints carry no qforge hashes";
 	return QF_OK;
 }

@@ -23,11 +23,13 @@ qf_status vfy_tokenizer_open(const char *model, qf_tok **out, qf_err *err);
 typedef struct vfy_mismatch {
 	char name[160];             /* tensor name, or "(metadata)", "(all data)" */
 	uint64_t want, got;
+	char what[224];             /* "": a hash mismatch; else why the check could not be made */
 } vfy_mismatch;
 
 typedef struct vfy_integrity {
 	const char *kind;           /* "gguf", "bundle" or "checkpoint" */
-	int hashed;                 /* the file carries qforge hashes */
+	int hashed;                 /* the file carries (or claims) qforge hashes */
+	const char *unchecked;      /* what was NOT checked and why (static), or NULL */
 	size_t tensors, checked;
 	uint64_t bytes;
 	uint64_t data_hash;         /* recomputed */
