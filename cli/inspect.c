@@ -185,8 +185,44 @@ static int utf8_cut(const char *s, uint64_t len, uint64_t max)
 	return (int)max;
 }
 
+/* Element i of an integer-typed value as exact text ("18446744073709551615", not 1.84467e+19); 0 if not an integer type. */
+static int kv_int_str(const qf_gguf_kv *kv, uint32_t type, uint64_t i, char *b, size_t n)
+{
+	const uint8_t *p = kv->raw;
+	switch (type) {
+	case QF_GGUF_U8: snprintf(b, n, "%u", (unsigned)p[i]); return 1;
+	case QF_GGUF_I8: snprintf(b, n, "%d", (int)(int8_t)p[i]); return 1;
+	case QF_GGUF_U16: case QF_GGUF_I16: {
+		uint16_t v;
+		memcpy(&v, p + 2 * i, 2);
+		snprintf(b, n, "%d", type == QF_GGUF_U16 ? (int)v : (int)(int16_t)v);
+		return 1;
+	}
+	case QF_GGUF_U32: case QF_GGUF_I32: {
+		uint32_t v;
+		memcpy(&v, p + 4 * i, 4);
+		if (type == QF_GGUF_U32)
+			snprintf(b, n, "%lu", (unsigned long)v);
+		else
+			snprintf(b, n, "%ld", (long)(int32_t)v);
+		return 1;
+	}
+	case QF_GGUF_U64: case QF_GGUF_I64: {
+		uint64_t v;
+		memcpy(&v, p + 8 * i, 8);
+		if (type == QF_GGUF_U64)
+			snprintf(b, n, "%llu", (unsigned long long)v);
+		else
+			snprintf(b, n, "%lld", (long long)(int64_t)v);
+		return 1;
+	}
+	default: return 0;
+	}
+}
+
 static void kv_value_str(const qf_gguf_kv *kv, char *b, size_t n)
 {
+	char ib[32];
 	double v;
 	if (kv->type == QF_GGUF_STR) {
 		snprintf(b, n, "\"%.*s\"", utf8_cut(kv->strs[0].p, kv->strs[0].len, 60), kv->strs[0].p);
@@ -198,6 +234,8 @@ static void kv_value_str(const qf_gguf_kv *kv, char *b, size_t n)
 				p += (size_t)snprintf(b + p, n - p, " \"%.*s\"",
 						      utf8_cut(kv->strs[i].p, kv->strs[i].len, 16),
 						      kv->strs[i].p);
+			else if (kv_int_str(kv, kv->arr_type, i, ib, sizeof ib))
+				p += (size_t)snprintf(b + p, n - p, " %s", ib);
 			else if (qf_gguf_kv_number(kv, i, &v))
 				p += (size_t)snprintf(b + p, n - p, " %.9g", v);
 		}
@@ -208,11 +246,9 @@ static void kv_value_str(const qf_gguf_kv *kv, char *b, size_t n)
 			uint64_t u;
 			memcpy(&u, kv->raw, 8);
 			snprintf(b, n, "%016llx", (unsigned long long)u);
-		} else if (kv->type == QF_GGUF_U64 || kv->type == QF_GGUF_I64) {
-			int64_t u;
-			memcpy(&u, kv->raw, 8);
-			snprintf(b, n, kv->type == QF_GGUF_U64 ? "%llu" : "%lld", (long long)u);
-		} else {
+		} else if (kv->type == QF_GGUF_BOOL) {
+			snprintf(b, n, "%s", kv->raw[0] ? "true" : "false");
+		} else if (!kv_int_str(kv, kv->type, 0, b, n)) {
 			snprintf(b, n, "%.9g", v);
 		}
 	}
@@ -242,6 +278,9 @@ static cJSON *kv_json(const qf_gguf_kv *kv)
 		snprintf(h, sizeof h, "%016llx", (unsigned long long)u);
 		return cJSON_CreateString(h);
 	}
+	char ib[32];
+	if (kv_int_str(kv, kv->type, 0, ib, sizeof ib))
+		return cJSON_CreateRaw(ib); /* exact: a double cannot hold every u64 */
 	qf_gguf_kv_number(kv, 0, &v);
 	return cJSON_CreateNumber(v);
 }

@@ -31,6 +31,15 @@ expect_rc 3 "truncated GGUF"
 contains "$err" "short.gguf: offset 8: tensor count runs past end of file"; ok $? "one clear line: $err"
 [ "$(printf '%s\n' "$err" | wc -l)" = 1 ]; ok $? "exactly one line on stderr"
 
+# integers print as integers, never %g (4294967295 is not 4.2949673e+09), in text and JSON
+"$QFORGE" convert -q -o "$tmp/ints.gguf" "$QF_SRCDIR/models/tiny-dsv3" > /dev/null
+perl -0777 -pe 's/(deepseek2\.context_length\x04\x00\x00\x00)..../$1\xff\xff\xff\xff/s' "$tmp/ints.gguf" > "$tmp/umax.gguf"
+run "$QFORGE" inspect "$tmp/umax.gguf"
+contains "$out" "deepseek2.context_length                     u32  4294967295"; ok $? "a u32 prints exactly"
+contains "$out" "tokenizer.ggml.token_type                    arr  [i32 × 1024] 3 3"; ok $? "integer arrays print integers"
+run "$QFORGE" inspect --json "$tmp/umax.gguf"
+contains "$out" '"deepseek2.context_length":	4294967295,'; ok $? "JSON has the exact integer"
+
 run "$QFORGE" inspect
 expect_rc 2 "no path is a usage error"
 run "$QFORGE" inspect --bogus x
