@@ -57,7 +57,8 @@ static void class_formats(cvt_plan *p, int cls, char *b, size_t n)
 			k += (size_t)snprintf(b + k, n - k, "%s%s", k ? "+" : "", qf_dtype_info((qf_dtype)f)->fmt);
 }
 
-static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
+/* quality: the errors were measured while writing (not --no-quality) */
+static void summary(cvt_plan *p, const cvt_result *r, int quality, int json, cJSON *jo)
 {
 	cJSON *cls = json ? cJSON_AddArrayToObject(jo, "classes") : NULL;
 	if (!json)
@@ -92,8 +93,8 @@ static void summary(cvt_plan *p, const cvt_result *r, int json, cJSON *jo)
 			printf("%-14s %-18s %7zu %24s %7.2f", cvt_class_name((cvt_class)c), fm, s->tensors, io, bpw);
 			if (s->measured)
 				printf(" %9.5f %9.6f", rel, cosv);
-			else
-				printf(" %9s %9s", "exact", "-");
+			else /* unquantized classes are exact only when measured; --no-quality measures nothing */
+				printf(" %9s %9s", quality ? "exact" : "-", "-");
 			printf("\n");
 		}
 	}
@@ -270,7 +271,7 @@ int cli_quantize(int argc, char **argv)
 		cJSON_AddNumberToObject(j, "seconds", res.seconds);
 		cJSON_AddNumberToObject(j, "threads", o.threads);
 		cJSON_AddStringToObject(j, "data_xxh64", h);
-		summary(plan, &res, 1, j);
+		summary(plan, &res, quality, 1, j);
 		cli_print_json(j);
 	} else {
 		char a[32], b[32];
@@ -278,7 +279,7 @@ int cli_quantize(int argc, char **argv)
 		       in, written, have_prof ? prof.name : "--type rules", packed ? "packed" : "gguf", n,
 		       cli_human_bytes(res.bytes_in, a, sizeof a), cli_human_bytes(res.bytes_out, b, sizeof b),
 		       res.seconds, res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0.0, o.threads, h);
-		summary(plan, &res, 0, NULL);
+		summary(plan, &res, quality, 0, NULL);
 	}
 done:
 	if (s)

@@ -103,4 +103,8 @@ if [ -x "$GEN" ]; then
 else
 	echo "ok $((n=n+1)) - SIGINT test # SKIP gen_dsv3 not built"
 fi
+# --no-quality measures nothing, so no class may claim to be "exact"
+run "$QFORGE" quantize -f --no-quality --target llamacpp-q4_0 -o "$tmp/nq.gguf" "$M/tiny-dsv3"
+expect_rc 0 "--no-quality"
+contains "$out" "exact"; [ $? != 0 ]; ok $? "--no-quality never prints exact in the error column"
 finish
