@@ -370,7 +370,7 @@ static int inspect_bundle(const char *path, int json, int hashes)
 		const cJSON *d = cJSON_GetObjectItemCaseSensitive(m, "data_xxh64");
 		const cJSON *pr = cJSON_GetObjectItemCaseSensitive(m, "profile");
 		const cJSON *pn = pr ? cJSON_GetObjectItemCaseSensitive(pr, "name") : NULL;
-		printf("bundle: %s (qforge-packed v%d, %s, by %s, data xxh64 %s)\n", path, QF_PK_VERSION,
+		printf("bundle: %s (qforge-packed v%d, %s, by %s, data xxh64 %s)\n", path, qf_pk_version(pk),
 		       cJSON_IsString(a) ? a->valuestring : "?", cJSON_IsString(g) ? g->valuestring : "?",
 		       cJSON_IsString(d) ? d->valuestring : "?");
 		if (cJSON_IsString(pn))

@@ -3,9 +3,9 @@
  * The versioned spec is docs/packed-format.md; in short:
  *
  *   BUNDLE/ (a folder, or one GNU tar of the same members)
- *     manifest.json    format "qforge-packed", version 1, tensors[], …
+ *     manifest.json    format "qforge-packed", version 2, files[], tensors[], …
  *     tensors.bin      every tensor's bytes, each starting at a multiple of 4096
- *     config.json, tokenizer.json, tokenizer_config.json   (copied when present)
+ *     metadata.gguf, config.json, tokenizer.json, …   (each listed in files[])
  *
  * In a tar, manifest.json is the first member and is padded with trailing
  * spaces so that tensors.bin's data starts at byte 4096·k of the tar: a
@@ -16,7 +16,10 @@
  *     "companions": { role: name }, "file", "offset", "nbytes", "xxh64": hex }
  *
  * data_xxh64 is the xxh64 of the tensors' xxh64 values (u64, little
- * endian) in manifest order.
+ * endian) in manifest order.  manifest_xxh64 (version 2) is the xxh64 of
+ * manifest.json's bytes with its own 16 hex digits read as '0'; files[]
+ * names every other member with its size and xxh64, so the manifest hash
+ * covers the whole bundle.
  *
  * formats/ does not know the quantization formats: qf_pk_open takes a
  * callback that gives the byte size a format implies (NULL: unchecked).
@@ -32,7 +35,7 @@
 #include "formats/tensor.h"
 
 #define QF_PK_ALIGN 4096
-#define QF_PK_VERSION 1
+#define QF_PK_VERSION 2         /* written; versions 1 and 2 are read */
 #define QF_PK_PAYLOAD "tensors.bin"
 
 typedef struct qf_pk_tensor {
@@ -46,6 +49,14 @@ typedef struct qf_pk_tensor {
 	int comp[2];            /* companion indices by role order (scale, zero), -1 */
 	const char *comp_role[2];
 } qf_pk_tensor;
+
+/* A member file as files[] lists it. */
+typedef struct qf_pk_file {
+	const char *name;       /* a plain name at the bundle's top level (borrowed) */
+	uint64_t size;
+	int hashed;             /* xxh64 recorded (every member but tensors.bin) */
+	uint64_t xxh64;
+} qf_pk_file;
 
 /* Byte size the format implies for a main tensor, or 0 when the format is unknown. */
 typedef uint64_t (*qf_pk_sizer)(const char *format, int ndim, const int64_t *shape);
@@ -65,8 +76,17 @@ const qf_pk_tensor *qf_pk_tensor_at(const qf_pk *pk, size_t i);
 /* -1 when absent. */
 int64_t qf_pk_find(const qf_pk *pk, const char *name);
 uint64_t qf_pk_payload_size(const qf_pk *pk);
-/* A member file's bytes (config.json, …), or NULL when absent. */
+/* A member file's bytes (config.json, …), or NULL when files[] does not list it or it is absent. */
 const uint8_t *qf_pk_member(const qf_pk *pk, const char *name, uint64_t *size);
+size_t qf_pk_nfiles(const qf_pk *pk);
+const qf_pk_file *qf_pk_file_at(const qf_pk *pk, size_t i);
+int qf_pk_version(const qf_pk *pk);
+/*
+ * The manifest's own hash (version 2: manifest_xxh64): 1 with the recorded
+ * and the recomputed value; 0 for a version 1 bundle, whose manifest is not
+ * hashed (its shapes, formats and config cannot be checked).
+ */
+int qf_pk_manifest_hash(const qf_pk *pk, uint64_t *recorded, uint64_t *computed);
 /* 1 if path looks like a bundle (folder with manifest.json, or a tar whose first member is one). */
 int qf_pk_is_bundle(const char *path);
 

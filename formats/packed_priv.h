@@ -37,6 +37,11 @@ struct qf_pk {
 	uint64_t payload_size;
 	qf_pk_tensor *t;
 	size_t n;
+	qf_pk_file *files;         /* files[] of the manifest (names borrowed from it) */
+	size_t nfiles;
+	int version;
+	int manifest_hashed;       /* version ≥ 2: manifest_xxh64 recorded */
+	uint64_t manifest_want, manifest_got;
 };
 
 typedef struct pk_entry {

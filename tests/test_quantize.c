@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "convert/convert.h"
 #include "formats/packed.h"
@@ -619,9 +620,10 @@ static void test_profile_errors(void)
 /* ---- bundle reader: broken manifests ------------------------------------------- */
 
 static const char *good_manifest =
-	"{\"format\":\"qforge-packed\",\"version\":1,\"tensors\":["
+	"{\"format\":\"qforge-packed\",\"version\":1,\"files\":[{\"name\":\"tensors.bin\",\"size\":8192},"
+	"{\"name\":\"config.json\",\"size\":2,\"xxh64\":\"fedcba9876543210\"}],\"tensors\":["
 	"{\"name\":\"w\",\"shape\":[2,256],\"format\":\"int8-ch\",\"dtype\":\"I8\",\"file\":\"tensors.bin\","
-	"\"offset\":0,\"nbytes\":512,\"xxh64\":\"0123456789abcdef\",\"companions\":{\"scale\":\"w_scale\"}},"
+	"\"offset\":0,\"nbytes\":512,\"xxh64\":\"0123456789abcdef\",\"block\":[1,1],\"companions\":{\"scale\":\"w_scale\"}},"
 	"{\"name\":\"w_scale\",\"shape\":[2],\"format\":\"F32\",\"dtype\":\"F32\",\"role\":\"scale\",\"of\":\"w\","
 	"\"file\":\"tensors.bin\",\"offset\":4096,\"nbytes\":8,\"xxh64\":\"0123456789abcdef\"}]}";
 
@@ -631,7 +633,27 @@ static void test_bundle_reader(void)
 	static const struct {
 		const char *from, *to, *want;
 	} cases[] = {
-		{ "\"version\":1", "\"version\":2", "unsupported version" },
+		{ "\"version\":1", "\"version\":3", "unsupported version" },
+		{ "\"version\":1", "\"version\":2", "version 2 needs manifest_xxh64" },
+		{ "\"version\":1,", "\"version\":2,\"manifest_xxh64\":\"0123456789abcdef\",\"x\":{\"manifest_xxh64\":\"0\"},",
+		  "manifest_xxh64 appears more than once" },
+		/* block: range-checked before the double → int64 cast (UBSan found 2.4e123 here) */
+		{ "\"block\":[1,1]", "\"block\":[2.4e123,1]", "block rows must be a whole number" },
+		{ "\"block\":[1,1]", "\"block\":[1,-9.3e300]", "block cols must be a whole number" },
+		{ "\"block\":[1,1]", "\"block\":[1,1.5]", "block cols must be a whole number" },
+		{ "\"block\":[1,1]", "\"block\":[0,1]", "block rows must be a whole number" },
+		{ "\"block\":[1,1]", "\"block\":[1]", "block must be [rows, cols]" },
+		{ "\"block\":[1,1]", "\"block\":\"1x1\"", "block must be [rows, cols]" },
+		/* files[]: complete, plain names, each once, hashed */
+		{ "\"files\":[", "\"filez\":[", "no files array" },
+		{ "\"name\":\"config.json\"", "\"name\":\"../../etc/hostname\"", "is not a member file's name" },
+		{ "\"name\":\"config.json\"", "\"name\":\"sub/config.json\"", "is not a member file's name" },
+		{ "\"name\":\"config.json\"", "\"name\":\"..\"", "is not a member file's name" },
+		{ "\"name\":\"config.json\"", "\"name\":\"manifest.json\"", "is not a member file's name" },
+		{ "\"name\":\"config.json\"", "\"name\":\"tensors.bin\"", "listed twice" },
+		{ "\"size\":8192", "\"size\":8191", "must list tensors.bin with its size" },
+		{ "\"size\":2,\"xxh64\":\"fedcba9876543210\"", "\"size\":2", "xxh64 must be 16" },
+		{ "\"size\":2,", "\"size\":1e300,", "missing or bad size" },
 		{ "qforge-packed", "qforge-other", "format is not" },
 		{ "\"offset\":4096", "\"offset\":4000", "not a multiple of 4096" },
 		{ "\"offset\":4096", "\"offset\":8192", "lie outside" },
@@ -658,7 +680,7 @@ static void test_bundle_reader(void)
 	   "valid manifest parses: %s", err.msg);
 	qf_pk_close(pk);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char m[2048];
+		char m[4096];
 		const char *at = strstr(good_manifest, cases[i].from);
 		if (!at) {
 			ok(0, "case %zu: pattern missing", i);
@@ -674,8 +696,20 @@ static void test_bundle_reader(void)
 		   "broken manifest %zu rejected: %s", i, err.msg);
 		qf_pk_close(pk);
 	}
+	/* version 2: the manifest's hash is over its bytes with its own digits read as '0' */
+	char v2[4096];
+	const char *vat = strstr(good_manifest, "\"version\":1,");
+	snprintf(v2, sizeof v2, "%.*s\"version\":2,\"manifest_xxh64\":\t\"0000000000000000\",%s", (int)(vat - good_manifest),
+		 good_manifest, vat + strlen("\"version\":1,"));
+	uint64_t rec = 1, got = 0;
+	pk = NULL;
+	s = qf_pk_open_buffer(v2, strlen(v2), payload, sizeof payload, qf_fmt_bundle_sizer, &pk, &err);
+	ok(s == QF_OK && qf_pk_manifest_hash(pk, &rec, &got) && rec == 0 && got == XXH64(v2, strlen(v2), 0),
+	   "version 2: the manifest hash is recomputed over the text %s", err.msg);
+	qf_pk_close(pk);
+	pk = NULL;
 	/* overlap */
-	char m[2048];
+	char m[4096];
 	snprintf(m, sizeof m, "%s", good_manifest);
 	char *o = strstr(m, "\"offset\":4096");
 	memcpy(o, "\"offset\":0   ", 13);

@@ -16,6 +16,8 @@
 
 #include "convert/convert.h"
 #include "formats/gguf.h"
+#include "formats/packed.h"
+#include "formats/qformat.h"
 #include "formats/textfile.h"
 #include "tests/tap.h"
 #include "tests/util.h"
@@ -275,6 +277,174 @@ static void hash_key_tests(const char *g)
 	free(orig);
 }
 
+/* ---- bundle tars: names as tar -x gives them, every member listed, no duplicates ---------- */
+
+typedef struct tarbuf {
+	uint8_t *p;
+	size_t n;
+} tarbuf;
+
+/* One ustar header (POSIX magic, so a prefix counts) and its data, padded. */
+static void tar_put(tarbuf *t, const char *name, const char *prefix, char type, const void *data, size_t len)
+{
+	t->p = realloc(t->p, t->n + 512 + (len + 511) / 512 * 512);
+	uint8_t *h = t->p + t->n;
+	memset(h, 0, 512);
+	snprintf((char *)h, 100, "%s", name);
+	snprintf((char *)h + 100, 8, "0000644");
+	snprintf((char *)h + 124, 12, "%011llo", (unsigned long long)len);
+	snprintf((char *)h + 136, 12, "%011o", 0);
+	h[156] = (uint8_t)type;
+	if (type == '2')
+		snprintf((char *)h + 157, 100, "/etc/hostname");
+	memcpy(h + 257, "ustar\0" "00", 8);
+	if (prefix)
+		snprintf((char *)h + 345, 155, "%s", prefix);
+	unsigned sum = 0;
+	memset(h + 148, ' ', 8);
+	for (int i = 0; i < 512; i++)
+		sum += h[i];
+	char ck[16];
+	snprintf(ck, sizeof ck, "%06o", sum & 0777777);
+	memcpy(h + 148, ck, 7);
+	memcpy(h + 512, data, len);
+	memset(h + 512 + len, 0, (len + 511) / 512 * 512 - len);
+	t->n += 512 + (len + 511) / 512 * 512;
+}
+
+/* A PAX extended header giving the next member this path. */
+static void tar_pax(tarbuf *t, char type, const char *path)
+{
+	char rec[256];
+	int len = (int)strlen(path) + 9; /* "NN path=" + path + "\n", two digits */
+	len += len >= 100 ? 1 : 0;
+	snprintf(rec, sizeof rec, "%d path=%s\n", len, path);
+	tar_put(t, "./PaxHeaders/x", NULL, type, rec, strlen(rec));
+}
+
+static const struct tar_case {
+	const char *what, *want;
+} tar_cases[] = {
+	{ "the members of a valid bundle", NULL },
+	{ "a second tensors.bin at the end", "'tensors.bin' appears twice" },
+	{ "a second manifest.json at the end", "'manifest.json' appears twice" },
+	{ "tensors.bin under a ustar prefix", "'sub/tensors.bin' is not at the top level" },
+	{ "a PAX path ../../etc/hostname", "'../../etc/hostname' is not at the top level" },
+	{ "a PAX path renaming junk to tensors.bin", "'tensors.bin' appears twice" },
+	{ "a PAX global header with a path", "a path or size in a global PAX header" },
+	{ "a symbolic link named tokenizer.json", "is a symbolic link" },
+	{ "a member files[] does not list", "'extra.txt' is not listed in manifest.json's files[]" },
+	{ "a listed member missing", "file 'tokenizer.json' listed in manifest.json is missing" },
+	{ "a folder member", "is a folder" },
+};
+
+static void bundle_tar_tests(const char *folder)
+{
+	static const char *const names[] = { "manifest.json", "tensors.bin", "metadata.gguf", "config.json",
+					     "tokenizer.json", "tokenizer_config.json", "generation_config.json" };
+	uint8_t *data[7];
+	size_t len[7];
+	char p[4200];
+	for (int i = 0; i < 7; i++) {
+		snprintf(p, sizeof p, "%s/%s", folder, names[i]);
+		data[i] = tu_read(p, &len[i]);
+	}
+	for (size_t c = 0; c < sizeof tar_cases / sizeof tar_cases[0]; c++) {
+		tarbuf t = { NULL, 0 };
+		for (int i = 0; i < 7; i++) {
+			if (c == 3 && i == 1) {
+				tar_put(&t, names[i], "sub", '0', data[i], len[i]);
+				continue;
+			}
+			if (c == 4 && i == 2)
+				tar_pax(&t, 'x', "../../etc/hostname");
+			if (c == 7 && i == 4) {
+				tar_put(&t, names[i], NULL, '2', "", 0);
+				continue;
+			}
+			if (c == 9 && i == 4)
+				continue;
+			tar_put(&t, names[i], NULL, '0', data[i], len[i]);
+		}
+		if (c == 1)
+			tar_put(&t, names[1], NULL, '0', data[1], len[1]);
+		if (c == 2)
+			tar_put(&t, names[0], NULL, '0', data[0], len[0]);
+		if (c == 5) {
+			tar_pax(&t, 'x', "tensors.bin");
+			tar_put(&t, "junk.bin", NULL, '0', data[1], len[1]);
+		}
+		if (c == 6) {
+			tar_pax(&t, 'g', "evil");
+			tar_put(&t, "x", NULL, '0', "", 0);
+		}
+		if (c == 8)
+			tar_put(&t, "extra.txt", NULL, '0', "hi", 2);
+		if (c == 10)
+			tar_put(&t, "sub/", NULL, '5', "", 0);
+		t.p = realloc(t.p, t.n + 1024);
+		memset(t.p + t.n, 0, 1024);
+		const char *tp = tu_path("case.tar");
+		tu_write(tp, t.p, t.n + 1024);
+		free(t.p);
+		qf_pk *pk = NULL;
+		qf_err err = { { 0 } };
+		qf_status s = qf_pk_open(tp, qf_fmt_bundle_sizer, &pk, &err);
+		if (!tar_cases[c].want)
+			ok(s == QF_OK && qf_pk_ntensors(pk) == 70, "bundle tar, %s: opens %s", tar_cases[c].what, err.msg);
+		else
+			ok(s == QF_EFORMAT && !pk && strstr(err.msg, tar_cases[c].want), "bundle tar, %s: refused (%s)",
+			   tar_cases[c].what, err.msg);
+		qf_pk_close(pk);
+	}
+	for (int i = 0; i < 7; i++)
+		free(data[i]);
+}
+
+/* Folder bundles: what files[] does not list is refused, the manifest is hashed, v1 says what it misses. */
+static void bundle_manifest_tests(const char *folder)
+{
+	char p[4200];
+	qf_err err = { { 0 } };
+	qf_pk *pk = NULL;
+	snprintf(p, sizeof p, "%s/extra.txt", folder);
+	tu_write(p, "hi", 2);
+	ok(qf_pk_open(folder, qf_fmt_bundle_sizer, &pk, &err) == QF_EFORMAT && strstr(err.msg, "'extra.txt' is not listed"),
+	   "bundle folder: an unlisted file is refused (%s)", err.msg);
+	remove(p);
+	/* a manifest edit that keeps every size and rule (a class renamed) is caught by the manifest hash */
+	snprintf(p, sizeof p, "%s/manifest.json", folder);
+	size_t n;
+	uint8_t *m = tu_read(p, &n), *mm = malloc(n);
+	memcpy(mm, m, n);
+	uint8_t *at = memmem(mm, n, "\"class\":\t\"attn\"", 15);
+	if (at)
+		memcpy(at + 10, "norm", 4);
+	tu_write(p, mm, n);
+	vfy_integrity r;
+	memset(&err, 0, sizeof err);
+	qf_status s = vfy_integrity_check(folder, &r, &err);
+	ok(at && s == QF_OK && r.nbad == 1 && strcmp(r.bad[0].name, "(manifest.json)") == 0,
+	   "bundle: a class edited in manifest.json is caught by its own hash %s", err.msg);
+	vfy_integrity_free(&r);
+	/* version 1 (no manifest_xxh64): still read, and verify says the manifest was not checked */
+	at = memmem(m, n, "\"version\":\t2", 12);
+	uint8_t *h = memmem(m, n, "\t\"manifest_xxh64\":\t\"", 20);
+	if (at && h) {
+		at[11] = '1';
+		memset(h, ' ', 20 + 16 + 2); /* the key, its value and the comma become spaces */
+	}
+	tu_write(p, m, n);
+	memset(&err, 0, sizeof err);
+	s = vfy_integrity_check(folder, &r, &err);
+	ok(at && h && s == QF_OK && r.nbad == 0 && r.hashed && r.unchecked && strstr(r.unchecked, "version 1"),
+	   "a version 1 bundle is read and says its manifest was not checked (%s) %s", r.unchecked ? r.unchecked : "",
+	   err.msg);
+	vfy_integrity_free(&r);
+	free(mm);
+	free(m);
+}
+
 static void integrity_tests(void)
 {
 	qf_err err = { { 0 } };
@@ -319,10 +489,15 @@ static void integrity_tests(void)
 	free(bytes);
 	hash_key_tests(g);
 	/* bundles: tensor data, and metadata.gguf */
-	const char *b = tu_path("int.qfpack");
+	char bdir[1024]; /* tu_path buffers rotate */
+	snprintf(bdir, sizeof bdir, "%s", tu_path("int.qfpack"));
+	const char *b = bdir;
 	ok(write(tu_src("models/tiny-dsv3"), b, 1, QF_DTYPE_NONE, 0, &err) == QF_OK, "wrote a bundle: %s", err.msg);
-	ok(vfy_integrity_check(b, &r, &err) == QF_OK && r.nbad == 0 && r.checked == 70 + 5, "a fresh bundle: 70 tensor and 5 file hashes match");
+	ok(vfy_integrity_check(b, &r, &err) == QF_OK && r.nbad == 0 && r.checked == 70 + 5 && !r.unchecked,
+	   "a fresh bundle: 70 tensor, 5 file and the manifest's hashes match");
 	vfy_integrity_free(&r);
+	bundle_tar_tests(b);
+	bundle_manifest_tests(b);
 	char p[4200];
 	snprintf(p, sizeof p, "%s/tensors.bin", b);
 	flip_bit(p, 5000, 3);

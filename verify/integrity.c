@@ -156,6 +156,8 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 	r->hashed = 1;
 	r->tensors = qf_pk_ntensors(pk);
 	XXH64_state_t *dh = XXH64_createState();
+	if (!dh)
+		goto oom;
 	XXH64_reset(dh, 0);
 	for (size_t i = 0; i < r->tensors; i++) {
 		const qf_pk_tensor *t = qf_pk_tensor_at(pk, i);
@@ -179,21 +181,26 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 	if ((!ok || want != r->data_hash) && add_bad(r, "(all tensor data)", want, r->data_hash))
 		goto oom;
 	/* member files carry their own hashes (metadata.gguf holds the hyperparameters) */
-	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
-	for (const cJSON *f = cJSON_IsArray(files) ? files->child : NULL; f; f = f->next) {
-		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name"), *hx = cJSON_GetObjectItemCaseSensitive(f, "xxh64");
-		if (!cJSON_IsString(nm) || !cJSON_IsString(hx))
-			continue;
-		uint64_t len = 0;
-		const uint8_t *b = qf_pk_member(pk, nm->valuestring, &len);
-		uint64_t w = 0, got = b ? XXH64(b, (size_t)len, 0) : 0;
-		ok = qf_parse_hex64(hx->valuestring, &w);
+	for (size_t i = 0; i < qf_pk_nfiles(pk); i++) {
+		const qf_pk_file *f = qf_pk_file_at(pk, i);
+		if (!f->hashed)
+			continue; /* tensors.bin: its tensors are hashed */
+		uint64_t len = 0, got = 0;
+		const uint8_t *b = qf_pk_member(pk, f->name, &len);
+		if (b && (s = qf_xxh64_mapped(b, len, NULL, &got, err)))
+			goto out;
 		char label[200];
-		snprintf(label, sizeof label, "(file %s)", nm->valuestring);
+		snprintf(label, sizeof label, "(file %s)", f->name);
 		r->checked++;
-		if ((!ok || !b || w != got) && add_bad(r, label, w, got))
+		if ((!b || f->xxh64 != got) && add_bad(r, label, f->xxh64, got))
 			goto oom;
 	}
+	/* the manifest itself: shapes, formats, config, and every hash above */
+	uint64_t mw, mg;
+	if (!qf_pk_manifest_hash(pk, &mw, &mg))
+		r->unchecked = "manifest.json itself (shapes, formats, config) is not hashed in bundle format version 1";
+	else if (mw != mg && add_bad(r, "(manifest.json)", mw, mg))
+		goto oom;
 	goto out;
 oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
