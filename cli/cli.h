@@ -47,7 +47,7 @@ int cli_parse_threads(const char *cmd, const char *arg, int *out);
 typedef struct cli_write_args {
 	const char *outpath;      /* -o, NULL: a name derived from the input */
 	const char *format;       /* --format, NULL: the command's default */
-	cvt_options o;            /* --outtype, -t, --keep-mtp, --allow-nonfinite, --legacy-kv-b, --pre */
+	cvt_options o;            /* --outtype, -t, --keep-mtp, --allow-nonfinite, --ignore-input-hashes, --legacy-kv-b, --pre */
 	int dry, json, force, quiet;
 	uint64_t split_max;       /* --split-max-size, 0: one GGUF */
 } cli_write_args;
@@ -63,10 +63,11 @@ typedef struct cli_write_args {
 	{ "quiet", no_argument, NULL, 'q' },                                \
 	{ "keep-mtp", no_argument, NULL, 'M' },                             \
 	{ "allow-nonfinite", no_argument, NULL, 'N' },                      \
+	{ "ignore-input-hashes", no_argument, NULL, 'H' },                  \
 	{ "legacy-kv-b", no_argument, NULL, 'L' },                          \
 	{ "pre", required_argument, NULL, 'r' },                            \
 	{ "split-max-size", required_argument, NULL, 'S' }
-/* Defaults: automatic outtype, cli_default_threads(). */
+/* Defaults: automatic outtype, cli_default_threads(), GGUF/bundle sources checked against their hashes. */
 void cli_write_args_init(cli_write_args *a);
 /* 1: c was a shared option and is applied; 0: not one of them; −1: a bad value (usage error printed). */
 int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a);

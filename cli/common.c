@@ -59,6 +59,7 @@ void cli_write_args_init(cli_write_args *a)
 	memset(a, 0, sizeof *a);
 	a->o.outtype = QF_DTYPE_NONE;
 	a->o.threads = cli_default_threads();
+	a->o.check_input_hashes = 1;
 }
 
 int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
@@ -83,6 +84,7 @@ int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
 	case 'q': a->quiet = 1; return 1;
 	case 'M': a->o.keep_mtp = 1; return 1;
 	case 'N': a->o.allow_nonfinite = 1; return 1;
+	case 'H': a->o.check_input_hashes = 0; return 1;
 	case 'L': a->o.legacy_kv_b = 1; return 1;
 	case 'r': a->o.pre = arg; return 1;
 	case 'S':

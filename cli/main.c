@@ -15,24 +15,28 @@ typedef struct cmd {
 static const cmd cmds[] = {
 	{ "convert", cli_convert, "checkpoint (FP8/BF16/F16/F32 safetensors) → GGUF that llama.cpp loads",
 	  "qforge convert [-o OUT] [--outtype f32|f16|bf16|auto] [-t N] [--dry-run] [--json] [--force]\n"
-	  "               [--keep-mtp] [--legacy-kv-b] [--allow-nonfinite] [--pre NAME] [--quiet] CHECKPOINT\n"
+	  "               [--keep-mtp] [--legacy-kv-b] [--allow-nonfinite] [--ignore-input-hashes] [--pre NAME]\n"
+	  "               [--quiet] CHECKPOINT\n"
 	  "  CHECKPOINT: a Hugging Face folder, a tar of one, or a .safetensors file.\n"
 	  "  Llama (LlamaForCausalLM) and DeepSeek V2/V3/R1; FP8 weights are dequantized with their\n"
 	  "  _scale_inv block scales.  auto: BF16 for BF16/FP8, F16 for F16, F32 for F32; norms,\n"
 	  "  routers and 1-D tensors stay F32.  Output goes to OUT.tmp and is renamed when complete.\n"
 	  "  --legacy-kv-b writes one attn_kv_b (llama.cpp before April 2025) instead of attn_k_b/attn_v_b.\n"
-	  "  --pre NAME writes llama.cpp's pre-tokenizer NAME for a tokenizer.json regex qforge does not know.\n" },
+	  "  --pre NAME writes llama.cpp's pre-tokenizer NAME for a tokenizer.json regex qforge does not know.\n"
+	  "  A GGUF or bundle source whose recorded hashes fail is refused (exit 3, nothing written) unless\n"
+	  "  --ignore-input-hashes.\n" },
 	{ "quantize", cli_quantize, "FP8/INT8/INT4/ggml block quantization per target chip → GGUF or packed bundle",
 	  "qforge quantize (--target NAME | --profile FILE | --type REGEX=FORMAT) [-o OUT] [--format gguf|packed]\n"
 	  "                [--type REGEX=FORMAT]... [--keep REGEX]... [--allow-requantize] [-t N] [--dry-run]\n"
-	  "                [--json] [--force] [--quiet] [--no-quality] [--pre NAME] SOURCE\n"
+	  "                [--json] [--force] [--quiet] [--no-quality] [--ignore-input-hashes] [--pre NAME] SOURCE\n"
 	  "       qforge quantize --list-targets [--json]\n"
 	  "  SOURCE: a checkpoint (FP8 release or BF16; read in one pass), or a GGUF or bundle from convert.\n"
 	  "  Formats: f32 f16 bf16 q8_0 q6_k q5_k q5_1 q5_0 q4_k q4_1 q4_0 q3_k q2_k mxfp4 (GGUF or bundle);\n"
 	  "  fp8-b128 mxfp8 int8-ch int4-g128 int4-g128-asym (bundle only).  Routers, norms and 1-D tensors\n"
 	  "  stay F32.  --type rules are tried in order before the profile (first match wins); --keep leaves\n"
 	  "  matching tensors unquantized.\n"
-	  "  A format whose block does not divide a row falls back to BF16/F16/F32 (reported).\n" },
+	  "  A format whose block does not divide a row falls back to BF16/F16/F32 (reported).\n"
+	  "  A GGUF or bundle SOURCE whose recorded hashes fail is refused unless --ignore-input-hashes.\n" },
 	{ "verify", cli_verify, "hashes, per-tensor error and a reference forward pass: perplexity, KL divergence, top-1",
 	  "qforge verify [--reference ORIG] [--text FILE [--ctx N] [--chunks N]] [--max-ppl-ratio R] [--max-kld K]\n"
 	  "              [-t N] [--mem GIB] [--top N] [--no-tensors] [--json] [--quiet] MODEL...\n"

@@ -141,4 +141,9 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
 void cvt_release_consumed(const cvt_plan *p, const cvt_item *it, int64_t from, int64_t to);
 void cvt_release_item(const cvt_plan *p, const cvt_item *it);
 
+/* GGUF/bundle sources (cvt_options.check_input_hashes): what is cheap, as the plan opens (inhash.c). */
+qf_status cvt_plan_check_source(cvt_plan *p, qf_err *err);
+/* … and each item's source tensors, as the writer reaches them. */
+qf_status cvt_item_check_source(const cvt_plan *p, const cvt_item *it, qf_err *err);
+
 #endif

@@ -198,6 +198,11 @@ qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, 
 			if (!s)
 				s = plan_bundle(p, err);
 		}
+		if (!s && p->n == 0)
+			s = qf_fail(err, QF_EFORMAT, "%s: the %s holds no tensors: nothing to convert", path,
+				    p->g ? "GGUF" : "bundle");
+		if (!s && o->check_input_hashes)
+			s = cvt_plan_check_source(p, err);
 		if (s) {
 			cvt_plan_free(p);
 			return s;

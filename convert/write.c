@@ -370,6 +370,8 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 		if (it->op == CVT_OP_KB && br == 1 && ub > it->kv_lora)
 			ub = ub / it->kv_lora * it->kv_lora;
 		uint64_t in_bytes = cvt_item_src_bytes(it);
+		if (p->opt.check_input_hashes && (s = cvt_item_check_source(p, it, err)))
+			goto out; /* nothing is renamed into place */
 		for (int w = 0; w < threads; w++)
 			memset(acc[w], 0, sizeof acc[w]);
 		for (int64_t u0 = 0; u0 < U; u0 += ub) {

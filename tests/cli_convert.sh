@@ -79,4 +79,45 @@ expect_rc 3 "a middle part is not a source"
 contains "$err" "open its first part"; ok $? "says to open the first part: $err"
 run "$QFORGE" convert --split-max-size 12X "$M/stories260k-hf"
 expect_rc 2 "a bad size is a usage error"
+
+# Corruption is not laundered: a GGUF or bundle source whose recorded hashes fail is refused
+# (exit 3, no output) unless --ignore-input-hashes. Each case corrupts a copy of a fresh output.
+"$QFORGE" convert -q -o "$tmp/src.gguf" "$M/tiny-dsv3" > /dev/null
+"$QFORGE" convert -q --format packed -o "$tmp/src.qfpack" "$M/tiny-dsv3" > /dev/null
+# name | source | file to corrupt (inside the copy) | byte offset (@TEXT: inside TEXT) | what stderr must say
+while IFS='|' read -r what src file at want; do
+	rm -rf "$tmp/bad" "$tmp/bad.out" "$tmp/bad.out.tmp"; cp -r "$tmp/$src" "$tmp/bad"
+	f="$tmp/bad$file"
+	case "$at" in @*) at=$(( $(grep -obUa "${at#@}" "$f" | head -1 | cut -d: -f1) + 2 ));; esac
+	b=$(dd if="$f" bs=1 skip="$at" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+	printf "$(printf '\\%03o' $(( (b ^ 8) & 255 )))" | dd of="$f" bs=1 seek="$at" conv=notrunc 2>/dev/null
+	run "$QFORGE" convert -q -o "$tmp/bad.out" "$tmp/bad"
+	expect_rc 3 "convert refuses $what"
+	contains "$err" "$want"; ok $? "says: $want"
+	[ ! -e "$tmp/bad.out" ] && [ -z "$(ls "$tmp" | grep 'bad.out.*tmp')" ]; ok $? "writes nothing"
+	run "$QFORGE" quantize -q --target llamacpp-q8_0 -o "$tmp/bad.out" "$tmp/bad"
+	expect_rc 3 "quantize refuses $what"
+	run "$QFORGE" convert -q --ignore-input-hashes -o "$tmp/bad.out" "$tmp/bad"
+	expect_rc 0 "--ignore-input-hashes converts $what anyway"
+done <<EOF
+a GGUF with a flipped tensor bit|src.gguf||2000000|hash mismatch (recorded
+a GGUF with a flipped metadata bit|src.gguf||@tiny-dsv3|metadata hash mismatch
+a bundle with a flipped tensors.bin bit|src.qfpack|/tensors.bin|5000|hash mismatch
+a bundle with a flipped metadata.gguf bit|src.qfpack|/metadata.gguf|200|metadata.gguf: hash mismatch
+a bundle with an edited manifest|src.qfpack|/manifest.json|300|manifest.json hash mismatch
+EOF
+run "$QFORGE" convert -q -o "$tmp/sp-out.gguf" "$tmp/sp-00001-of-00003.gguf"
+expect_rc 3 "a split set whose part 2 is corrupted is refused"
+contains "$err" "sp-00002-of-00003.gguf: tensor"; ok $? "names the part and the tensor: $err"
+
+# zero tensors: nothing to convert is an input error, not an empty output
+printf 'GGUF\003\000\000\000\000\000\000\000\000\000\000\000\001\000\000\000\000\000\000\000\024\000\000\000\000\000\000\000general.architecture\010\000\000\000\005\000\000\000\000\000\000\000llama' > "$tmp/empty.gguf"
+mkdir -p "$tmp/empty.qfpack"; : > "$tmp/empty.qfpack/tensors.bin"
+printf '{"format":"qforge-packed","version":1,"architecture":"llama","files":[{"name":"tensors.bin","size":0}],"tensors":[]}' > "$tmp/empty.qfpack/manifest.json"
+for e in empty.gguf empty.qfpack; do
+	run "$QFORGE" convert -q -o "$tmp/empty.out" "$tmp/$e"
+	expect_rc 3 "a zero-tensor source: $e"
+	contains "$err" "holds no tensors"; ok $? "says so: $err"
+done
+
 finish

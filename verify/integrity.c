@@ -187,7 +187,7 @@ static qf_status check_bundle(const char *path, vfy_integrity *r, qf_err *err)
 			continue; /* tensors.bin: its tensors are hashed */
 		uint64_t len = 0, got = 0;
 		const uint8_t *b = qf_pk_member(pk, f->name, &len);
-		if (b && (s = qf_xxh64_mapped(b, len, NULL, &got, err)))
+		if (b && (s = qf_xxh64_mapped(b, len, NULL, NULL, &got, err)))
 			goto out;
 		char label[200];
 		snprintf(label, sizeof label, "(file %s)", f->name);
