@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -12,9 +13,15 @@
 #include "formats/gguf.h"
 #include "util/pool.h"
 #include "formats/outfile.h"
+#include "util/cleanup.h"
 
 int cli_error(const char *cmd, qf_status st, const qf_err *err)
 {
+	qf_err changed = { { 0 } };
+	if (qf_guard_check(&changed)) { /* the root cause of whatever followed */
+		err = &changed;
+		st = QF_EFORMAT;
+	}
 	fprintf(stderr, "qforge %s: %s\n", cmd, err && err->msg[0] ? err->msg : "failed");
 	return qf_status_exit_code(st);
 }
@@ -65,7 +72,11 @@ void cli_write_args_init(cli_write_args *a)
 int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
 {
 	switch (c) {
-	case 'o': a->outpath = arg; return 1;
+	case 'o':
+		if (!*arg)
+			return cli_usage_error(cmd, "-o needs a file name"), -1;
+		a->outpath = arg;
+		return 1;
 	case 'F': a->format = arg; return 1;
 	case 'U':
 		if (!strcmp(arg, "f32")) a->o.outtype = QF_F32;
@@ -206,9 +217,29 @@ void cli_progress_done(cli_progress *p)
 	}
 }
 
+/* SIGINT, SIGTERM, SIGHUP: remove the temporaries, then die of the signal as usual. */
 static void on_signal(int sig)
 {
-	qf_out_cleanup_all();
+	qf_cleanup_run();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/*
+ * SIGBUS: a mapped source was truncated under us.  util/cleanup makes the rest
+ * of that mapping zeros and records it; the read carries on (in whichever
+ * thread took it), and the command ends with exit 3 naming the file, before any
+ * output is renamed into place.  Any other SIGBUS is a crash: clean up, re-raise.
+ */
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	int saved = errno;
+	if (si && qf_guard_fault(si->si_addr)) {
+		errno = saved;
+		return;
+	}
+	qf_cleanup_run();
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -222,6 +253,12 @@ void cli_install_signals(void)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = NULL;
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGBUS, &sa, NULL);
+	/* a file-size limit (ulimit -f) is EFBIG from write(), an I/O error (exit 4), not a kill */
+	signal(SIGXFSZ, SIG_IGN);
 }
 
 const char *cli_path_base(const char *path)

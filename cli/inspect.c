@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "cli/cli.h"
+#include "formats/mapfile.h"
 #include "formats/checkpoint.h"
 #include "formats/gguf.h"
 #include "formats/packed.h"
@@ -419,6 +420,9 @@ int cli_inspect(int argc, char **argv)
 		qf_fail(&err, QF_EFORMAT, "%s: no such file or folder", path);
 		return cli_error("inspect", QF_EFORMAT, &err);
 	}
+	qf_err ierr = { { 0 } };
+	if (qf_input_check(path, &ierr)) /* a FIFO would block the probes below */
+		return cli_error("inspect", QF_EFORMAT, &ierr);
 	if (qf_pk_is_bundle(path))
 		return inspect_bundle(path, json, hashes);
 	if (S_ISREG(sb.st_mode) && !qf_path_is_tar(path) && qf_path_is_gguf(path))

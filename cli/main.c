@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/cleanup.h"
 
 typedef struct cmd {
 	const char *name;
@@ -20,7 +21,7 @@ static const cmd cmds[] = {
 	  "  CHECKPOINT: a Hugging Face folder, a tar of one, or a .safetensors file.\n"
 	  "  Llama (LlamaForCausalLM) and DeepSeek V2/V3/R1; FP8 weights are dequantized with their\n"
 	  "  _scale_inv block scales.  auto: BF16 for BF16/FP8, F16 for F16, F32 for F32; norms,\n"
-	  "  routers and 1-D tensors stay F32.  Output goes to OUT.tmp and is renamed when complete.\n"
+	  "  routers and 1-D tensors stay F32.  Output goes to a unique OUT.qftmp-* and is renamed when complete.\n"
 	  "  --legacy-kv-b writes one attn_kv_b (llama.cpp before April 2025) instead of attn_k_b/attn_v_b.\n"
 	  "  --pre NAME writes llama.cpp's pre-tokenizer NAME for a tokenizer.json regex qforge does not know.\n"
 	  "  A GGUF or bundle source whose recorded hashes fail is refused (exit 3, nothing written) unless\n"
@@ -102,7 +103,11 @@ int main(int argc, char **argv)
 				}
 			}
 			cli_install_signals();
-			return cmds[i].fn(argc - 1, argv + 1);
+			int rc = cmds[i].fn(argc - 1, argv + 1);
+			qf_err changed = { { 0 } };
+			if ((rc == 0 || rc == 1) && qf_guard_check(&changed)) /* what it printed came from a file that changed */
+				rc = cli_error(cmds[i].name, QF_EFORMAT, &changed);
+			return rc;
 		}
 	}
 	fprintf(stderr, "qforge: unknown command '%s'\n", c);

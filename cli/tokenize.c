@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "formats/mapfile.h"
 #include "formats/textfile.h"
 #include "verify/verify.h"
 
@@ -55,7 +56,9 @@ int cli_tokenize(int argc, char **argv)
 	char *text = NULL;
 	size_t len = 0, n = 0;
 	qf_tok_piece *p = NULL;
-	qf_status s = vfy_tokenizer_open(model, &t, &err);
+	qf_status s = qf_input_check(model, &err); /* a FIFO would block the probes */
+	if (!s)
+		s = vfy_tokenizer_open(model, &t, &err);
 	if (!s)
 		s = qf_text_read(path, &text, &len, &err);
 	if (!s)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "formats/mapfile.h"
 #include "formats/textfile.h"
 #include "verify/verify.h"
 
@@ -191,6 +192,9 @@ int cli_verify(int argc, char **argv)
 		return cli_usage_error("verify", "--max-ppl-ratio and --max-kld need --reference and --text");
 	char **cand = argv + optind;
 	qf_err err = { { 0 } };
+	for (int i = -1; i < nc; i++) /* a FIFO would block the probes */
+		if ((i >= 0 || ref_path) && qf_input_check(i >= 0 ? cand[i] : ref_path, &err))
+			return cli_error("verify", QF_EFORMAT, &err);
 	qf_status s = QF_OK;
 	int failed = 0;
 	cJSON *jo = json ? cJSON_CreateObject() : NULL, *jc = json ? cJSON_AddArrayToObject(jo, "models") : NULL;

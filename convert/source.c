@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "convert/plan.h"
+#include "formats/mapfile.h"
 
 const char *cvt_plan_source_path(const cvt_plan *p) { return p->src_path; }
 
@@ -179,6 +180,8 @@ static qf_status plan_bundle(cvt_plan *p, qf_err *err)
 qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, qf_err *err)
 {
 	qf_status s;
+	if ((s = qf_input_check(path, err))) /* before probing: a FIFO would block */
+		return s;
 	if (qf_pk_is_bundle(path) || qf_path_is_gguf(path)) {
 		cvt_plan *p = calloc(1, sizeof *p);
 		if (!p || !(p->src_path = strdup(path))) {

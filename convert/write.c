@@ -14,7 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/stat.h>
+
 #include "convert/plan.h"
+#include "formats/outfile.h"
 #include "util/pool.h"
 
 #define BLOCK_BYTES (4u << 20) /* target f32 bytes per thread per block */
@@ -273,6 +276,34 @@ static void writer_stop(writer *w)
 	w->started = 0;
 }
 
+static int same_file(const struct stat *a, const char *path)
+{
+	struct stat b;
+	return path && stat(path, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
+}
+
+/* The output must not be what this run reads (hard links and symlinks to it included). */
+static qf_status check_not_source(const cvt_plan *p, const char *path, qf_err *err)
+{
+	static const char *const side[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
+					    "generation_config.json", "model.safetensors.index.json", NULL };
+	struct stat o;
+	if (stat(path, &o) != 0)
+		return QF_OK;
+	int same = same_file(&o, p->src_path);
+	for (size_t i = 0; !same && p->ck && i < qf_st_nfiles(p->ck->st); i++)
+		same = same_file(&o, qf_st_file_path(p->ck->st, i));
+	for (int i = 0; !same && p->ck && side[i]; i++) {
+		char *f = qf_ckpt_file(p->ck, side[i]);
+		if (!f)
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		same = same_file(&o, f);
+		free(f);
+	}
+	return same ? qf_fail(err, QF_EUSAGE, "%s: is a file of the source being read; choose another output", path)
+		    : QF_OK;
+}
+
 qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt_result *res, qf_err *err)
 {
 	qf_status s = QF_OK;
@@ -290,6 +321,9 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (res)
 		memset(res, 0, sizeof *res);
+	if ((s = qf_output_check(path, wo->force, wo->packed && !qf_str_ends_with(path, ".tar"), err)) ||
+	    (s = check_not_source(p, path, err)))
+		return s;
 	if ((s = qf_pool_new(threads, &pool, err)))
 		return s;
 	if (wo->packed)
@@ -410,6 +444,8 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 				goto out;
 			set ^= 1;
 			cvt_release_consumed(p, it, ra, rb);
+			if ((s = qf_guard_check(err))) /* a source shrank under us: stop now, not at the commit */
+				goto out;
 			if (wo->prog)
 				wo->prog(wo->ud, done_in + (rows ? in_bytes * (uint64_t)rb / (uint64_t)rows : in_bytes),
 					 total_in, i, p->n);

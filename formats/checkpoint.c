@@ -191,9 +191,7 @@ void qf_ckpt_close(qf_ckpt *c)
 	qf_st_close(c->st);
 	cJSON_Delete(c->config);
 	cJSON_Delete(c->tok_config);
-	if (c->staged)
-		qf_rmtree(c->staged);
-	free(c->staged);
+	qf_temp_remove(&c->stage); /* the staging folder, if any (c->staged is its name) */
 	free(c->dir);
 	free(c->path);
 	free(c);
@@ -206,7 +204,10 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
 	qf_ckpt *c = calloc(1, sizeof *c);
 	if (!c)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
+	c->stage.fd = -1;
 	c->path = strdup(path);
+	if ((s = qf_input_check(path, err))) /* a FIFO named *.tar would block libarchive's open */
+		goto fail;
 	if (stat(path, &sb) != 0) {
 		s = qf_fail(err, QF_EFORMAT, "%s: %s", path, strerror(errno));
 		goto fail;
@@ -215,17 +216,19 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
 	if (is_dir) {
 		c->dir = strdup(path);
 	} else if (qf_path_is_tar(path)) {
+		/* a unique folder, registered so a signal handler removes it; stale ones of killed runs go */
 		const char *tmp = getenv("TMPDIR");
-		char tmpl[4096];
-		snprintf(tmpl, sizeof tmpl, "%s/qforge-stage-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-		if (!mkdtemp(tmpl)) {
-			s = qf_fail(err, QF_EIO, "%s: cannot create staging folder: %s", tmpl,
-				    strerror(errno));
+		char stem[4096];
+		snprintf(stem, sizeof stem, "%s/qforge-stage-", tmp && *tmp ? tmp : "/tmp");
+		qf_temp_sweep(stem);
+		if ((s = qf_temp_create(stem, 1, &c->stage, err)))
+			goto fail;
+		c->staged = c->stage.path;
+		if (!(c->dir = strdup(c->staged))) {
+			s = qf_fail(err, QF_ENOMEM, "out of memory");
 			goto fail;
 		}
-		c->staged = strdup(tmpl);
-		c->dir = strdup(tmpl);
-		if ((s = stage_tar(path, tmpl, err)))
+		if ((s = stage_tar(path, c->staged, err)))
 			goto fail;
 	} else {
 		/* a single .safetensors file: config beside it, if any */

@@ -5,7 +5,8 @@
  * safetensors shards (with model.safetensors.index.json when sharded).
  * A .tar (optionally gzip/xz/zstd/bzip2-compressed: whatever libarchive
  * reads) is staged: its regular files are extracted into a private folder
- * under $TMPDIR (or /tmp), which is removed on close.  Member paths that are
+ * under $TMPDIR (or /tmp), registered with util/cleanup (a signal removes it
+ * too) and removed on close.  Member paths that are
  * absolute or contain ".." are rejected.  One leading folder shared by every
  * member is stripped.
  */
@@ -16,11 +17,13 @@
 
 #include "util/qf.h"
 #include "formats/safetensors.h"
+#include "util/cleanup.h"
 
 typedef struct qf_ckpt {
 	char *path;          /* what the user named */
 	char *dir;           /* folder holding the files */
-	char *staged;        /* temporary folder to remove, or NULL */
+	char *staged;        /* temporary folder to remove, or NULL (borrowed from stage) */
+	qf_temp stage;       /* $TMPDIR/qforge-stage-<pid>-<random>-<host>, registered for signal cleanup */
 	qf_st *st;           /* the tensors */
 	cJSON *config;       /* config.json, or NULL when absent */
 	cJSON *tok_config;   /* tokenizer_config.json, or NULL */

@@ -1,8 +1,11 @@
 #include "config.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "formats/gguf.h"
@@ -312,11 +315,14 @@ int qf_path_is_gguf(const char *path)
 {
 	if (qf_is_dir(path))
 		return 0;
-	FILE *f = fopen(path, "rb");
+	/* O_NONBLOCK and a regular-file check: probing a FIFO must not hang */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
 	char magic[4];
-	int ok = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
-	if (f)
-		fclose(f);
+	int ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && pread(fd, magic, 4, 0) == 4 &&
+		 memcmp(magic, "GGUF", 4) == 0;
+	if (fd >= 0)
+		close(fd);
 	return ok;
 }
 

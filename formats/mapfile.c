@@ -10,18 +10,23 @@
 
 #include "formats/mapfile.h"
 #include "formats/tensor.h"
+#include "util/cleanup.h"
 
 qf_status qf_mapfile_open(qf_mapfile *m, const char *path, qf_err *err)
 {
 	struct stat st;
 	memset(m, 0, sizeof *m);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	memset(&st, 0, sizeof st);
+	/* O_NONBLOCK: a FIFO here must not hang open(); it is refused just below */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return qf_fail(err, errno == ENOENT ? QF_EFORMAT : QF_EIO, "%s: cannot open: %s",
 			       path, strerror(errno));
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int fifo = S_ISFIFO(st.st_mode), dir = S_ISDIR(st.st_mode);
 		close(fd);
-		return qf_fail(err, QF_EFORMAT, "%s: not a regular file", path);
+		return qf_fail(err, QF_EFORMAT, "%s: not a regular file%s", path,
+			       fifo ? " (a FIFO)" : dir ? " (a folder)" : "");
 	}
 	m->path = strdup(path);
 	m->size = (uint64_t)st.st_size;
@@ -40,6 +45,12 @@ qf_status qf_mapfile_open(qf_mapfile *m, const char *path, qf_err *err)
 		}
 		m->data = p;
 		m->owned_map = 1;
+		qf_status s = qf_guard_add(p, m->size, path, &m->guard, err);
+		if (s) {
+			close(fd);
+			qf_mapfile_close(m);
+			return s;
+		}
 	}
 	close(fd);
 	return QF_OK;
@@ -60,10 +71,24 @@ void qf_mapfile_close(qf_mapfile *m)
 {
 	if (!m)
 		return;
+	qf_guard_forget(m->guard);
 	if (m->owned_map && m->data)
 		munmap((void *)m->data, (size_t)m->size);
 	free(m->path);
 	memset(m, 0, sizeof *m);
+}
+
+qf_status qf_input_check(const char *path, qf_err *err)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return qf_fail(err, errno == ENOENT || errno == ENOTDIR ? QF_EFORMAT : QF_EIO, "%s: %s", path,
+			       strerror(errno));
+	if (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))
+		return QF_OK;
+	return qf_fail(err, QF_EFORMAT, "%s: not a regular file (%s)", path,
+		       S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" :
+		       S_ISSOCK(st.st_mode) ? "a socket" : "not a file");
 }
 
 void qf_view_release(const void *p, uint64_t n)

@@ -1,9 +1,24 @@
 /*
- * outfile.h — atomic output files.
+ * outfile.h — atomic outputs that never destroy what qforge did not write.
  *
- * Data goes to "PATH.tmp"; qf_out_commit renames it to PATH, qf_out_abort
- * removes it.  Every live temporary name is registered so that a signal
- * handler can remove them (qf_out_cleanup_all is async-signal-safe).
+ * Data goes to a unique temporary next to the output, PATH.qftmp-<pid>-<random>-<host>
+ * (O_CREAT|O_EXCL: a symlink there is never followed, concurrent writers never share
+ * one), registered with util/cleanup so a signal handler can remove it.  qf_out_commit
+ * renames it to PATH; qf_out_abort removes it.  Opening sweeps the temporaries that
+ * a killed qforge (SIGKILL) left for the same PATH, once their process is gone.
+ *
+ * What may be replaced (DESIGN.md "Errors and exit codes"): nothing without force;
+ * with force, a regular file, or a folder that qf_output_is_ours accepts.  Devices,
+ * FIFOs, sockets, symbolic links and foreign folders are refused (QF_EUSAGE), both
+ * when opening and again just before the rename.
+ *
+ * A folder is a qforge output when every entry in it is a regular file and either:
+ *   - bundle: manifest.json says "format": "qforge-packed", and every other entry
+ *     is tensors.bin or a name in its "files"; or
+ *   - Hugging Face / msModelSlim layout: it holds at least one *.safetensors, every
+ *     *.safetensors has a key starting with QF_OUTPUT_ST_MARK ("qforge.") in its
+ *     __metadata__ (writers put the tensor hashes there), and every other entry is
+ *     *.json, *.jinja, *.model, *.txt or *.tiktoken (the files qforge copies).
  */
 #ifndef QF_OUTFILE_H
 #define QF_OUTFILE_H
@@ -11,33 +26,42 @@
 #include <stdint.h>
 #include <stddef.h>
 
+#include "util/cleanup.h"
 #include "util/qf.h"
+
+#define QF_OUTPUT_ST_MARK "qforge."
+#define QF_OUTPUT_TMP_TAG ".qftmp-"
 
 typedef struct qf_out {
 	char *path;       /* final name */
-	char *tmp;        /* temporary name */
+	char *tmp;        /* temporary name (a sibling of path) */
 	int fd;
 	uint64_t pos;     /* bytes written so far */
 	int is_dir;       /* a directory output (packed bundle folder) */
+	int force;
+	int id;           /* cleanup registration */
 } qf_out;
 
-/* Refuses an existing PATH unless force. */
+/* Refuses an existing PATH unless force (and then only what the rules above allow). */
 qf_status qf_out_open(qf_out *o, const char *path, int force, qf_err *err);
 qf_status qf_out_write(qf_out *o, const void *buf, size_t n, qf_err *err);
 qf_status qf_out_pwrite(qf_out *o, const void *buf, size_t n, uint64_t off, qf_err *err);
 qf_status qf_out_pad(qf_out *o, uint64_t align, qf_err *err);
 /* Reserves SIZE bytes of disk for the file (fallocate, size unchanged); a no-op where unsupported. */
 qf_status qf_out_reserve(qf_out *o, uint64_t size, qf_err *err);
+/* Fails, removing the temporary, when a mapped source changed while it was read (util/cleanup). */
 qf_status qf_out_commit(qf_out *o, qf_err *err);
 void qf_out_abort(qf_out *o);
 
-/* Temporary directory outputs (bundle folders): created as PATH.tmp/. */
+/* Temporary directory outputs (bundle and HF folders): a unique PATH.qftmp-…/ folder. */
 qf_status qf_outdir_open(qf_out *o, const char *path, int force, qf_err *err);
 
-/* Removes every registered temporary (safe in a signal handler). */
-void qf_out_cleanup_all(void);
+/* QF_OK when an output of this kind (is_dir) may be written at PATH; QF_EUSAGE naming why not. */
+qf_status qf_output_check(const char *path, int force, int is_dir, qf_err *err);
+/* 1 if PATH is a folder qforge wrote (rules above); else 0, with the reason in why (may be NULL). */
+int qf_output_is_ours(const char *path, qf_err *why);
 
-/* Recursively removes a directory tree (best effort). */
-void qf_rmtree(const char *path);
+/* Removes every registered temporary (safe in a signal handler): util/cleanup's qf_cleanup_run. */
+void qf_out_cleanup_all(void);
 
 #endif

@@ -41,7 +41,7 @@ contains "$out" "int4-g128"; ok $? "inspect shows formats"
 run "$QFORGE" quantize --target hopper-fp8 --format gguf -o "$tmp/fp8.gguf" "$M/tiny-dsv3"
 expect_rc 2 "fp8-b128 cannot go into GGUF"
 contains "$err" "packed bundle"; ok $? "message names the bundle: $err"
-[ ! -e "$tmp/fp8.gguf" ] && [ ! -e "$tmp/fp8.gguf.tmp" ]; ok $? "no partial output"
+[ ! -e "$tmp/fp8.gguf" ] && [ -z "$(temps "$tmp/fp8.gguf")" ]; ok $? "no partial output"
 
 run "$QFORGE" quantize --target no-such-chip "$M/tiny-dsv3"
 expect_rc 2 "unknown target"
@@ -86,19 +86,19 @@ if [ -x "$GEN" ]; then
 	"$QFORGE" convert -t 1 -q -o "$tmp/big.gguf" "$tmp/big" >/dev/null 2>&1 &
 	pid=$!
 	i=0
-	while [ ! -s "$tmp/big.gguf.tmp" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+	while ! [ -s "$(temps "$tmp/big.gguf")" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
 	kill -INT $pid
 	wait $pid; rc=$?
-	[ -s "$tmp/big.gguf.tmp" ] || [ $rc != 0 ]; ok $? "conversion was running when interrupted (exit $rc)"
+	[ $i -lt 200 ] || [ $rc != 0 ]; ok $? "conversion was running when interrupted (exit $rc)"
 	[ $rc = 130 ]; ok $? "SIGINT ends it with the signal's status (exit $rc)"
-	[ ! -e "$tmp/big.gguf" ] && [ ! -e "$tmp/big.gguf.tmp" ]; ok $? "no partial output after SIGINT"
+	[ ! -e "$tmp/big.gguf" ] && [ -z "$(temps "$tmp/big.gguf")" ]; ok $? "no partial output after SIGINT"
 	"$QFORGE" quantize -t 1 -q --target hopper-fp8 -o "$tmp/big.tar" "$tmp/big" >/dev/null 2>&1 &
 	pid=$!
 	i=0
-	while [ ! -e "$tmp/big.tar.stage.tmp" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
+	while [ -z "$(temps "$tmp/big.tar.stage")" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
 	kill -TERM $pid
 	wait $pid; rc=$?
-	[ ! -e "$tmp/big.tar" ] && [ ! -e "$tmp/big.tar.stage.tmp" ] && [ ! -e "$tmp/big.tar.tmp" ]; ok $? "no partial bundle after SIGTERM (exit $rc)"
+	[ ! -e "$tmp/big.tar" ] && [ -z "$(temps "$tmp/big.tar.stage")$(temps "$tmp/big.tar")" ]; ok $? "no partial bundle after SIGTERM (exit $rc)"
 	rm -rf "$tmp/big"
 else
 	echo "ok $((n=n+1)) - SIGINT test # SKIP gen_dsv3 not built"

@@ -290,7 +290,7 @@ int main(void)
 		memset(&err, 0, sizeof err);
 		const char *out = tu_path("bad.gguf");
 		qf_status s = convert(dir, QF_DTYPE_NONE, 1, out, &r1, &err);
-		ok(s == QF_EFORMAT && strstr(err.msg, bad_cfg[i].expect) && !tu_exists(out) && !tu_exists(tu_path("bad.gguf.tmp")),
+		ok(s == QF_EFORMAT && strstr(err.msg, bad_cfg[i].expect) && !tu_exists(out) && !tu_temps(tu_path("bad.gguf")),
 		   "rejects %s: %s", bad_cfg[i].what, err.msg);
 	}
 
@@ -380,7 +380,7 @@ int main(void)
 		const char *out = tu_path("full.gguf");
 		qf_status s = convert(ds, QF_F32, 2, out, &r1, &err);
 		setrlimit(RLIMIT_FSIZE, &old);
-		ok(s == QF_EIO && strstr(err.msg, "full.gguf") && !tu_exists(out) && !tu_exists(tu_path("full.gguf.tmp")),
+		ok(s == QF_EIO && strstr(err.msg, "full.gguf") && !tu_exists(out) && !tu_temps(tu_path("full.gguf")),
 		   "disk full: I/O error, no partial output: %s", err.msg);
 	}
 	return tap_failures() ? 1 : 0;

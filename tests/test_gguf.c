@@ -261,9 +261,9 @@ int main(void)
 	memcpy(all + 74, c, sizeof c);
 	ok(qf_gguf_writer_write(w, all, 7, &err) == QF_OK && qf_gguf_writer_write(w, all + 7, 70, &err) == QF_OK &&
 	   qf_gguf_writer_write(w, all + 77, sizeof all - 77, &err) == QF_OK, "write data in uneven pieces");
-	ok(tu_exists(tu_path("rt.gguf.tmp")) && !tu_exists(path), "data goes to a .tmp until finished");
+	ok(tu_temps(tu_path("rt.gguf")) && !tu_exists(path), "data goes to a temporary until finished");
 	ok(qf_gguf_writer_finish(w, &err) == QF_OK, "finish (%s)", err.msg);
-	ok(!tu_exists(tu_path("rt.gguf.tmp")) && tu_exists(path), "renamed into place");
+	ok(!tu_temps(tu_path("rt.gguf")) && tu_exists(path), "renamed into place");
 	uint64_t h_a = qf_gguf_writer_tensor_hash(w, 0);
 	qf_gguf_writer_free(w);
 
@@ -360,7 +360,7 @@ int main(void)
 	qf_gguf_writer_begin(w, p2, 0, &err);
 	qf_gguf_writer_write(w, a, 10, &err);
 	qf_gguf_writer_free(w);
-	ok(!tu_exists(p2) && !tu_exists(tu_path("aborted.gguf.tmp")), "an unfinished writer leaves no file");
+	ok(!tu_exists(p2) && !tu_temps(tu_path("aborted.gguf")), "an unfinished writer leaves no file");
 	test_split();
 	return tap_failures() ? 1 : 0;
 }

@@ -733,7 +733,7 @@ static void test_tar_alignment(void)
 	ok(pk && qf_pk_member(pk, "metadata.gguf", &ms) && ms > 1000 && qf_pk_member(pk, "tokenizer.json", &ms),
 	   "tar bundle carries metadata.gguf and tokenizer.json");
 	qf_pk_close(pk);
-	ok(!tu_exists(tu_path("mx.tar.stage")) && !tu_exists(tu_path("mx.tar.stage.tmp")) && !tu_exists(tu_path("mx.tar.tmp")),
+	ok(!tu_exists(tu_path("mx.tar.stage")) && !tu_temps(tu_path("mx.tar.stage")) && !tu_temps(tu_path("mx.tar")),
 	   "no staging folder left behind");
 }
 

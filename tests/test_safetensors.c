@@ -175,7 +175,7 @@ int main(void)
 			ok(a && a->ndim == 2 && a->shape[0] == 2 && a->shape[1] == 3 &&
 			   memcmp(a->data, f, sizeof f) == 0, "F32 tensor bytes and shape survive");
 			ok(bb && bb->dtype == QF_BF16 && memcmp(bb->data, h, sizeof h) == 0, "BF16 tensor survives");
-			ok(!tu_exists(tu_path("rt.safetensors.tmp")), "no temporary file left");
+			ok(!tu_temps(tu_path("rt.safetensors")), "no temporary file left");
 		}
 		qf_st_close(st);
 	}

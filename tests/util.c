@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,4 +230,20 @@ int32_t *tu_read_ids(const char *path, size_t *n)
 	free(t);
 	*n = k;
 	return v;
+}
+
+int tu_temps(const char *path)
+{
+	char dir[8192], pre[8192];
+	const char *sl = strrchr(path, '/');
+	snprintf(dir, sizeof dir, "%.*s", sl ? (int)(sl - path) : 1, sl ? path : ".");
+	snprintf(pre, sizeof pre, "%s" QF_OUTPUT_TMP_TAG, sl ? sl + 1 : path);
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL)
+		n += strncmp(e->d_name, pre, strlen(pre)) == 0;
+	if (d)
+		closedir(d);
+	return n;
 }

@@ -23,6 +23,8 @@ int tu_ci(void);
 uint64_t tu_rand(uint64_t *state);
 float tu_randf(uint64_t *state);    /* uniform [-1, 1) */
 int tu_exists(const char *path);
+/* How many temporaries of output PATH (PATH.qftmp-*) are in its folder. */
+int tu_temps(const char *path);
 /* The whitespace-separated token ids of a .ids file (malloc'd); NULL if unreadable. */
 int32_t *tu_read_ids(const char *path, size_t *n);
 /* Writes a small random DeepSeek-V2-Lite-shaped checkpoint (q_lora_rank null); 0 on success. */

@@ -1,0 +1,122 @@
+#!/bin/sh
+# CLI tests for hostile outputs and inputs: nothing destroyed, nothing left behind, nothing hangs.
+# Each row: want-exit, what, stderr must contain, command...; then no temporary may remain in $tmp.
+. "${QF_SRCDIR:-.}/tests/tap-sh.sh"
+M="$QF_SRCDIR/models"
+T=20 # seconds before a case counts as hung
+
+leftovers() { find "$tmp" -name '*.qftmp-*' 2>/dev/null | head -3; }
+row() {
+	want=$1 what=$2 msg=$3; shift 3
+	run timeout $T "$@"
+	expect_rc "$want" "$what"
+	[ -z "$msg" ] || { contains "$err" "$msg"; ok $? "… says '$msg': $(echo "$err" | head -1)"; }
+	[ -z "$(leftovers)" ]; ok $? "… leaves no temporary ($(leftovers))"
+}
+sum() { cksum <"$1" 2>/dev/null; }
+
+cp -R "$M/tiny-dsv3" "$tmp/ck" && chmod -R u+w "$tmp/ck"
+shard="$tmp/ck/model-00002-of-00003.safetensors"
+shard_sum=$(sum "$shard")
+
+# ---- outputs that must not destroy anything ----
+mkdir "$tmp/home" && echo mine >"$tmp/home/notes.txt"
+ln -s "$tmp/home/notes.txt" "$tmp/link.gguf"
+mkfifo "$tmp/fifo.gguf"
+row 2 '-o "" is a usage error' "-o needs a file name" "$QFORGE" convert -o "" "$M/stories260k-hf"
+row 2 '-f -o /dev/null is refused' "a character device" "$QFORGE" convert -f -o /dev/null "$M/stories260k-hf"
+[ -c /dev/null ]; ok $? "/dev/null is still a device"
+row 2 '-f --format packed -o a foreign folder is refused' "a folder qforge did not write" \
+	"$QFORGE" convert -f --format packed -o "$tmp/home" "$M/stories260k-hf"
+[ "$(cat "$tmp/home/notes.txt")" = mine ]; ok $? "the folder and its file are intact"
+row 2 '-f -o a folder for a GGUF is refused' "is a folder" "$QFORGE" convert -f -o "$tmp/home" "$M/stories260k-hf"
+row 2 '-f -o a symlink is refused' "symbolic link" "$QFORGE" convert -f -o "$tmp/link.gguf" "$M/stories260k-hf"
+[ "$(cat "$tmp/home/notes.txt")" = mine ]; ok $? "the link's target is intact"
+row 2 '-f -o a FIFO is refused (and does not hang)' "a FIFO" "$QFORGE" convert -f -o "$tmp/fifo.gguf" "$M/stories260k-hf"
+row 2 '-f -o one of the source shards is refused' "is a file of the source" "$QFORGE" convert -f -o "$shard" "$tmp/ck"
+row 2 '-f -o the source config.json is refused' "is a file of the source" "$QFORGE" convert -f -o "$tmp/ck/config.json" "$tmp/ck"
+ln "$shard" "$tmp/hardlink.gguf"
+row 2 '-f -o a hard link to a source shard is refused' "is a file of the source" "$QFORGE" convert -f -o "$tmp/hardlink.gguf" "$tmp/ck"
+rm -f "$tmp/hardlink.gguf"
+[ "$(sum "$shard")" = "$shard_sum" ]; ok $? "the shard is intact"
+row 0 'convert --format packed' "" "$QFORGE" convert -q --format packed -o "$tmp/bundle" "$M/stories260k-hf"
+row 0 '-f replaces a bundle qforge wrote' "" "$QFORGE" convert -q -f --format packed -o "$tmp/bundle" "$M/stories260k-hf"
+row 2 '-f -o the source bundle is refused' "is a file of the source" "$QFORGE" convert -q -f --format packed -o "$tmp/bundle" "$tmp/bundle"
+echo mine >"$tmp/bundle/notes.txt"
+row 2 '-f refuses a bundle that holds a file qforge did not write' "which its manifest does not list" \
+	"$QFORGE" convert -q -f --format packed -o "$tmp/bundle" "$M/stories260k-hf"
+[ -f "$tmp/bundle/notes.txt" ]; ok $? "… and it is intact"
+ln -s "$tmp/home/notes.txt" "$tmp/out.gguf.tmp"
+row 0 'a symlink at the old fixed OUT.tmp name is not followed' "" "$QFORGE" convert -q -o "$tmp/out.gguf" "$M/stories260k-hf"
+[ "$(cat "$tmp/home/notes.txt")" = mine ] && [ -L "$tmp/out.gguf.tmp" ]; ok $? "its target is intact"
+
+# two writers of one output at once: each its own temporary; the output is one whole file
+"$QFORGE" convert -q -f -o "$tmp/both.gguf" "$M/tiny-dsv3" >/dev/null 2>&1 & p1=$!
+"$QFORGE" convert -q -f -o "$tmp/both.gguf" "$M/tiny-dsv3" >/dev/null 2>&1 & p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+[ $r1 = 0 ] && [ $r2 = 0 ]; ok $? "two concurrent -f writers both finish (exit $r1, $r2)"
+run "$QFORGE" verify "$tmp/both.gguf"
+expect_rc 0 "the output they raced for is whole (its hashes verify)"
+[ -z "$(leftovers)" ]; ok $? "… and no temporary is left"
+
+# a temporary that a SIGKILLed run left is swept by the next run for that output
+host=$(hostname | tr -c 'A-Za-z0-9.\n' '_' | cut -c1-32)
+sh -c 'exit 0' & dead=$!; wait $dead
+echo x >"$tmp/k.gguf.qftmp-$dead-abcdef-$host"
+row 0 'a later run for the same output' "" "$QFORGE" convert -q -o "$tmp/k.gguf" "$M/stories260k-hf"
+
+# ---- inputs that are not regular files ----
+fifo_case() { # FILE-IN-CHECKPOINT what
+	rm -rf "$tmp/ff" && cp -R "$tmp/ck" "$tmp/ff" && rm -f "$tmp/ff/$1" && mkfifo "$tmp/ff/$1"
+	row 3 "a FIFO as $2 is refused without hanging" "not a regular file" "$QFORGE" convert -o "$tmp/ff.gguf" "$tmp/ff"
+}
+fifo_case model-00001-of-00003.safetensors "a shard"
+fifo_case config.json "config.json"
+fifo_case model.safetensors.index.json "the index"
+fifo_case tokenizer.json "tokenizer.json"
+fifo_case tokenizer_config.json "tokenizer_config.json"
+rm -rf "$tmp/ff" && cp -R "$tmp/ck" "$tmp/ff" && rm "$tmp/ff/tokenizer.json" && mkfifo "$tmp/ff/tokenizer.json"
+row 3 'tokenize with a FIFO tokenizer.json' "not a regular file" "$QFORGE" tokenize "$tmp/ff" "$QF_SRCDIR/tests/data/eval-a.txt"
+cp -R "$tmp/bundle" "$tmp/fb" && rm -f "$tmp/fb/notes.txt" "$tmp/fb/tensors.bin" && mkfifo "$tmp/fb/tensors.bin"
+row 3 'a FIFO as tensors.bin of a bundle' "not a regular file" "$QFORGE" inspect "$tmp/fb"
+mkfifo "$tmp/src.gguf"
+row 3 'a FIFO as the source itself' "not a regular file" "$QFORGE" convert -o "$tmp/x.gguf" "$tmp/src.gguf"
+# symlinks to regular files are fine: Hugging Face's cache is all symlinks
+mkdir "$tmp/hub" && for f in "$tmp/ck"/*; do ln -s "$f" "$tmp/hub/$(basename "$f")"; done
+row 0 'a checkpoint of symlinks (as in the HF cache)' "" "$QFORGE" convert -q -o "$tmp/hub.gguf" "$tmp/hub"
+
+# ---- signals ----
+row 4 'a file-size limit (SIGXFSZ) is an I/O error' "file too large" sh -c "ulimit -f 200; exec \"$QFORGE\" convert -q -o \"$tmp/big.gguf\" \"$M/tiny-dsv3\""
+[ ! -e "$tmp/big.gguf" ]; ok $? "… and no output"
+
+GEN="$QF_BUILDDIR/tests/bench/gen_dsv3"
+if [ -x "$GEN" ]; then
+	"$GEN" "$tmp/gen" --layers 1 --experts 2 --vocab 2000 >/dev/null 2>&1
+	"$QFORGE" convert -t 1 -q -o "$tmp/gen.gguf" "$tmp/gen" >"$tmp/bus.out" 2>"$tmp/bus.err" &
+	pid=$!
+	i=0
+	while [ -z "$(temps "$tmp/gen.gguf")" ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i+1)); done
+	kill -STOP $pid
+	for f in "$tmp/gen"/*.safetensors; do truncate -s 65536 "$f"; done
+	kill -CONT $pid
+	wait $pid; rc=$?
+	err=$(cat "$tmp/bus.err")
+	expect_rc 3 "a shard truncated while it is read (SIGBUS) is bad input"
+	contains "$err" "changed while it was being read"; ok $? "… says the source changed: $err"
+	[ ! -e "$tmp/gen.gguf" ] && [ -z "$(leftovers)" ]; ok $? "… and leaves nothing"
+	# SIGTERM while a tar checkpoint is being staged: the staging folder goes too
+	"$GEN" "$tmp/gen" --layers 1 --experts 2 --vocab 2000 >/dev/null 2>&1
+	tar -C "$tmp" -cf "$tmp/gen.tar" gen && rm -rf "$tmp/gen" && mkdir "$tmp/stg"
+	TMPDIR="$tmp/stg" "$QFORGE" convert -t 1 -q -o "$tmp/gt.gguf" "$tmp/gen.tar" >/dev/null 2>&1 &
+	pid=$!
+	i=0
+	while [ -z "$(ls "$tmp/stg")" ] && [ $i -lt 400 ]; do sleep 0.02; i=$((i+1)); done
+	kill -TERM $pid
+	wait $pid; rc=$?
+	[ $i -lt 400 ] && [ $rc = 143 ]; ok $? "SIGTERM while staging a tar ends it (exit $rc)"
+	[ -z "$(ls "$tmp/stg")" ] && [ -z "$(leftovers)" ]; ok $? "… and the staging folder is removed ($(ls "$tmp/stg"))"
+	rm -f "$tmp/gen.tar"
+else
+	echo "ok $((n=n+1)) - SIGBUS test # SKIP gen_dsv3 not built"
+fi
+finish
