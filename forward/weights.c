@@ -216,7 +216,8 @@ static void cache_fn(void *ctx, int64_t b, int64_t e, int wk)
 	}
 }
 
-static qf_status cache_all(fwd_model *m, qf_err *err)
+/* Decodes every weight (or, head_only, just the output head) to f32. */
+static qf_status cache_all(fwd_model *m, int head_only, qf_err *err)
 {
 	fwd_w *ws[64];
 	qf_status *st = calloc((size_t)m->threads, sizeof *st);
@@ -227,11 +228,12 @@ static qf_status cache_all(fwd_model *m, qf_err *err)
 		s = qf_fail(err, QF_ENOMEM, "out of memory");
 		goto out;
 	}
-	for (int64_t l = -1; l < m->hp.n_layer && !s; l++) {
+	for (int64_t l = -1; l < (head_only ? 0 : m->hp.n_layer) && !s; l++) {
 		int nw = 0;
 		if (l < 0) {
-			ws[nw++] = &m->tok_embd;
-			if (m->output.it != m->tok_embd.it)
+			if (!head_only)
+				ws[nw++] = &m->tok_embd;
+			if (head_only || m->output.it != m->tok_embd.it)
 				ws[nw++] = &m->output;
 		} else {
 			nw = layer_weights(&m->layers[l], ws);
@@ -414,8 +416,17 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 		const cvt_item *it = cvt_plan_item(m->plan, i);
 		f32_bytes += (uint64_t)cvt_item_rows(it) * (uint64_t)cvt_item_row_len(it) * 4;
 	}
+	uint64_t head_bytes = (uint64_t)m->output.rows * (uint64_t)m->output.cols * 4;
+	if (mem_budget && f32_bytes > mem_budget && head_bytes <= mem_budget / 4) {
+		/* streaming: the head is read for every chunk, so keep it decoded; batches get the rest */
+		if ((s = cache_all(m, 1, err)))
+			goto fail;
+		if (m->output.it == m->tok_embd.it)
+			m->tok_embd.f32 = m->output.f32;
+		m->mem_budget -= head_bytes;
+	}
 	if (mem_budget && f32_bytes <= mem_budget) {
-		if ((s = cache_all(m, err)))
+		if ((s = cache_all(m, 0, err)))
 			goto fail;
 		if (m->output.it == m->tok_embd.it)
 			m->output.f32 = m->tok_embd.f32;
