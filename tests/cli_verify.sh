@@ -51,6 +51,14 @@ expect_rc 1 "a mistyped tensor hash array does not switch the checks off"
 contains "$out" "MISMATCH (all tensor data)"; ok $? "the flipped tensor is still caught by the data hash"
 contains "$err" "has type arr of i64, not an array of u64"; ok $? "names the mistyped key: $err"
 
+# a version 1 bundle (no manifest_xxh64) is read; verify says its manifest was NOT checked, not plain OK
+cp -r "$tmp/w4" "$tmp/v1"
+perl -0777 -pi -e 's/\t"manifest_xxh64":\t"[0-9a-f]{16}",/" " x 38/e; s/"version":\t2/"version":\t1/' "$tmp/v1/manifest.json"
+run "$QFORGE" verify "$tmp/v1"
+expect_rc 0 "a version 1 bundle verifies what it can"
+contains "$out" "NOT checked: manifest.json itself"; ok $? "says the manifest was not checked"
+contains "$out" "verify: OK"; [ $? != 0 ]; ok $? "does not say a plain OK: $out"
+
 # NaN must fail, never pass as "not above the limit" (NaN compares false): all 32 bytes of
 # layer 0's gate_proj scale set to NaN, converted with --allow-nonfinite, so that tensor is all NaN
 cp -r "$M/tiny-dsv3" "$tmp/nanm"
