@@ -219,5 +219,6 @@ int main(void)
 		free(rt);
 	}
 	free(text);
+	tl_llama_close(L);
 	return tap_failures() ? 1 : 0;
 }
