@@ -13,10 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sys/stat.h>
 
 #include "convert/plan.h"
+#include "formats/mapfile.h"
 #include "formats/outfile.h"
 #include "util/pool.h"
 
@@ -89,6 +91,35 @@ typedef struct sink {
 	int *pk_idx;              /* [item][1 + QF_MAX_COMP] */
 } sink;
 
+/*
+ * A checkpoint file the bundle carries: read once (a regular file; symlinks are fine, as in
+ * Hugging Face's cache), kept only if it parses as a JSON object, and those very bytes are
+ * what the bundle gets.  A generation_config.json that links to a secret is refused, not copied.
+ */
+static qf_status copy_member(qf_pk_writer *pk, const qf_ckpt *ck, const char *name, qf_err *err)
+{
+	char *f = qf_ckpt_file(ck, name);
+	qf_mapfile m;
+	if (!f)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	if (access(f, F_OK) != 0) {
+		free(f);
+		return QF_OK; /* absent: nothing to carry */
+	}
+	qf_status s = qf_mapfile_open(&m, f, err);
+	if (!s) {
+		cJSON *j = m.size ? cJSON_ParseWithLength((const char *)m.data, (size_t)m.size) : NULL;
+		if (!cJSON_IsObject(j))
+			s = qf_fail(err, QF_EFORMAT, "%s: not a JSON object, so it is not copied into the bundle", f);
+		cJSON_Delete(j);
+		if (!s)
+			s = qf_pk_writer_add_blob(pk, name, m.data, (size_t)m.size, err);
+		qf_mapfile_close(&m);
+	}
+	free(f);
+	return s;
+}
+
 static qf_status sink_declare(sink *k, cvt_plan *p, const cvt_write_opts *wo, qf_err *err)
 {
 	if (!k->packed) {
@@ -158,13 +189,8 @@ static qf_status sink_declare(sink *k, cvt_plan *p, const cvt_write_opts *wo, qf
 	free(blob);
 	static const char *const copied[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
 					      "generation_config.json", NULL };
-	for (int i = 0; !s && p->ck && copied[i]; i++) {
-		char *f = qf_ckpt_file(p->ck, copied[i]);
-		if (!f)
-			return qf_fail(err, QF_ENOMEM, "out of memory");
-		s = qf_pk_writer_add_file(k->pk, copied[i], f, err);
-		free(f);
-	}
+	for (int i = 0; !s && p->ck && copied[i]; i++)
+		s = copy_member(k->pk, p->ck, copied[i], err);
 	return s;
 }
 

@@ -14,12 +14,18 @@
 #include "formats/mapfile.h"
 #include "formats/outfile.h"
 
-cJSON *qf_json_load(const char *path, qf_err *err, qf_status *st)
+cJSON *qf_json_load_max(const char *path, uint64_t max, qf_err *err, qf_status *st)
 {
 	qf_mapfile m;
 	*st = qf_mapfile_open(&m, path, err);
 	if (*st)
 		return NULL;
+	if (m.size > max) { /* cJSON costs ~64 bytes a value: a huge file is gigabytes of tree */
+		qf_mapfile_close(&m);
+		*st = qf_fail(err, QF_EFORMAT, "%s: %llu bytes, more than the %llu MiB a file of this kind may have", path,
+			      (unsigned long long)m.size, (unsigned long long)(max >> 20));
+		return NULL;
+	}
 	const char *end = NULL;
 	cJSON *j = m.size ? cJSON_ParseWithLengthOpts((const char *)m.data, (size_t)m.size, &end, 0)
 			  : NULL;
@@ -30,6 +36,11 @@ cJSON *qf_json_load(const char *path, qf_err *err, qf_status *st)
 	}
 	*st = QF_OK;
 	return j;
+}
+
+cJSON *qf_json_load(const char *path, qf_err *err, qf_status *st)
+{
+	return qf_json_load_max(path, QF_JSON_MAX, err, st);
 }
 
 int qf_json_get_num(const cJSON *o, const char *key, double *v)
@@ -244,7 +255,7 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
 	}
 	char *cfg = qf_ckpt_file(c, "config.json");
 	if (cfg && stat(cfg, &sb) == 0) {
-		c->config = qf_json_load(cfg, err, &s);
+		c->config = qf_json_load_max(cfg, QF_CONFIG_MAX, err, &s);
 		if (s) {
 			free(cfg);
 			goto fail;
@@ -258,7 +269,7 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
 	free(cfg);
 	char *tc = qf_ckpt_file(c, "tokenizer_config.json");
 	if (tc && stat(tc, &sb) == 0) {
-		c->tok_config = qf_json_load(tc, err, &s);
+		c->tok_config = qf_json_load_max(tc, QF_TOKCONFIG_MAX, err, &s);
 		if (s) {
 			free(tc);
 			goto fail;

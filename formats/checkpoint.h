@@ -36,8 +36,15 @@ char *qf_ckpt_file(const qf_ckpt *c, const char *name);
 /* 1 if path names a tar (by extension or magic). */
 int qf_path_is_tar(const char *path);
 
-/* Reads a JSON file; NULL with err set on failure. */
+/* Size bounds: a parsed JSON tree costs ~32× its text, so each kind of file has a cap
+ * far above real ones (DeepSeek-V3: config 1.7 KB, index 8.9 MB; Gemma 3 tokenizer.json 33 MB). */
+#define QF_CONFIG_MAX ((uint64_t)4 << 20)     /* config.json, generation_config.json */
+#define QF_TOKCONFIG_MAX ((uint64_t)16 << 20) /* tokenizer_config.json */
+#define QF_JSON_MAX ((uint64_t)64 << 20)      /* any other (tokenizer.json, the shard index) */
+
+/* Reads a JSON file of at most QF_JSON_MAX (or max) bytes; NULL with err set on failure. */
 cJSON *qf_json_load(const char *path, qf_err *err, qf_status *st);
+cJSON *qf_json_load_max(const char *path, uint64_t max, qf_err *err, qf_status *st);
 
 /* Config getters: 1 and *v on success, 0 when absent or of another type. */
 int qf_json_get_int(const cJSON *o, const char *key, int64_t *v);

@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 
 #define ST_MAX_HEADER 100000000ull
+#define ST_MAX_INDEX (64ull << 20) /* DeepSeek-V3's is 8.9 MB */
 
 struct qf_st {
 	qf_mapfile *files;
@@ -348,6 +349,11 @@ static qf_status slurp(const char *path, char **out, qf_err *err)
 	qf_status s = qf_mapfile_open(&m, path, err);
 	if (s)
 		return s;
+	if (m.size > ST_MAX_INDEX) { /* its JSON tree costs ~32× the text */
+		qf_mapfile_close(&m);
+		return qf_fail(err, QF_EFORMAT, "%s: %llu bytes, more than an index may have (%llu MiB)", path,
+			       (unsigned long long)m.size, (unsigned long long)(ST_MAX_INDEX >> 20));
+	}
 	char *b = malloc(m.size + 1);
 	if (!b) {
 		qf_mapfile_close(&m);
@@ -375,11 +381,22 @@ static qf_status open_files(qf_st *st, char **paths, size_t n, qf_err *err)
 	return build_index(st, err);
 }
 
+static int cmp_item_key(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static int cmp_key_item(const void *k, const void *b)
+{
+	return strcmp(*(const char *const *)k, (*(const cJSON *const *)b)->string);
+}
+
 static qf_status open_indexed(const char *dir, const char *index_path, qf_st **out, qf_err *err)
 {
 	char *text = NULL;
 	cJSON *root = NULL;
 	char **shards = NULL;
+	const cJSON **wm_sorted = NULL;
 	size_t nshards = 0;
 	qf_st *st = NULL;
 	qf_status s = slurp(index_path, &text, err);
@@ -404,13 +421,31 @@ static qf_status open_indexed(const char *dir, const char *index_path, qf_st **o
 				    index_path, e->string);
 			goto out;
 		}
-		int seen = 0;
-		for (size_t i = 0; i < nshards && !seen; i++)
-			seen = strcmp(shards[i], e->valuestring) == 0;
-		if (!seen)
-			shards[nshards++] = e->valuestring;
+		shards[nshards++] = e->valuestring;
 	}
+	/* sorted, then unique: O(n log n) for DeepSeek-V3's ~90k entries, not a scan per entry */
 	qsort(shards, nshards, sizeof *shards, cmp_str);
+	size_t nu = 0;
+	for (size_t i = 0; i < nshards; i++)
+		if (!nu || strcmp(shards[nu - 1], shards[i]) != 0)
+			shards[nu++] = shards[i];
+	nshards = nu;
+	/* the map itself, sorted by tensor name, for the lookups below */
+	wm_sorted = malloc((nmap + 1) * sizeof *wm_sorted);
+	if (!wm_sorted) {
+		s = qf_fail(err, QF_ENOMEM, "out of memory");
+		goto out;
+	}
+	size_t nw = 0;
+	for (const cJSON *e = wm->child; e; e = e->next)
+		wm_sorted[nw++] = e;
+	qsort(wm_sorted, nw, sizeof *wm_sorted, cmp_item_key);
+	for (size_t i = 1; i < nw; i++)
+		if (strcmp(wm_sorted[i - 1]->string, wm_sorted[i]->string) == 0) {
+			s = qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is listed twice in weight_map", index_path,
+				    wm_sorted[i]->string);
+			goto out;
+		}
 	char **paths = calloc(nshards + 1, sizeof *paths);
 	if (!paths) {
 		s = qf_fail(err, QF_ENOMEM, "out of memory");
@@ -451,7 +486,8 @@ static qf_status open_indexed(const char *dir, const char *index_path, qf_st **o
 		}
 	}
 	for (size_t i = 0; i < st->ntensors; i++) {
-		if (!cJSON_GetObjectItemCaseSensitive(wm, st->tensors[i].name)) {
+		const char *key = st->tensors[i].name;
+		if (!bsearch(&key, wm_sorted, nw, sizeof *wm_sorted, cmp_key_item)) {
 			s = qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is not listed in %s",
 				    st->files[st->tensors[i].file].path, st->tensors[i].name, index_path);
 			goto out;
@@ -462,6 +498,7 @@ static qf_status open_indexed(const char *dir, const char *index_path, qf_st **o
 out:
 	qf_st_close(st);
 	free(shards);
+	free(wm_sorted);
 	cJSON_Delete(root);
 	free(text);
 	return s;

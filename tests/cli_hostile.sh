@@ -85,6 +85,30 @@ row 3 'a FIFO as the source itself' "not a regular file" "$QFORGE" convert -o "$
 mkdir "$tmp/hub" && for f in "$tmp/ck"/*; do ln -s "$f" "$tmp/hub/$(basename "$f")"; done
 row 0 'a checkpoint of symlinks (as in the HF cache)' "" "$QFORGE" convert -q -o "$tmp/hub.gguf" "$tmp/hub"
 
+# ---- sizes that grow without bound ----
+rm -rf "$tmp/cf" && cp -R "$tmp/ck" "$tmp/cf"
+{ printf '{"a": ['; head -c 48000000 /dev/zero | tr '\0' '0' | sed 's/0/0,/g' | head -c 47999990; printf '0]}'; } >"$tmp/cf/config.json"
+row 3 'a 48 MB config.json is refused before it becomes GBs of JSON tree' "more than the 4 MiB" \
+	"$QFORGE" convert --dry-run "$tmp/cf"
+rm -rf "$tmp/cf"
+
+# ---- what a bundle copies ----
+rm -rf "$tmp/gs" && cp -R "$M/stories260k-hf" "$tmp/gs" && chmod -R u+w "$tmp/gs"
+echo "root:x:0:0:secret" >"$tmp/secret"
+rm -f "$tmp/gs/generation_config.json" && ln -s "$tmp/secret" "$tmp/gs/generation_config.json"
+row 3 'a generation_config.json linking to a non-JSON secret is not copied into a bundle' "not a JSON object" \
+	"$QFORGE" convert -q --format packed -o "$tmp/gsb" "$tmp/gs"
+[ ! -e "$tmp/gsb" ]; ok $? "… and no bundle holds it"
+rm -f "$tmp/gs/generation_config.json" && echo '{"bos_token_id": 1}' >"$tmp/genc.json" && ln -s "$tmp/genc.json" "$tmp/gs/generation_config.json"
+row 0 'a symlinked generation_config.json that is JSON is carried' "" "$QFORGE" convert -q --format packed -o "$tmp/gsb" "$tmp/gs"
+cmp -s "$tmp/gsb/generation_config.json" "$tmp/genc.json"; ok $? "… byte for byte"
+
+# ---- messages keep their reason on long paths ----
+long="$tmp"; i=0; while [ $i -lt 40 ]; do i=$((i+1)); long="$long/a-rather-long-folder-name-$i-of-forty-x"; done
+mkdir -p "$long" && cp -R "$tmp/ck" "$long/ck" && truncate -s 4 "$long/ck/model-00002-of-00003.safetensors"
+row 3 'a bad shard under a 1.7 KB path' "model-00002-of-00003.safetensors: file too short" "$QFORGE" convert -o "$tmp/l.gguf" "$long/ck"
+rm -rf "$tmp/a-rather-long-folder-name-1-of-forty-x"
+
 # ---- signals ----
 row 4 'a file-size limit (SIGXFSZ) is an I/O error' "file too large" sh -c "ulimit -f 200; exec \"$QFORGE\" convert -q -o \"$tmp/big.gguf\" \"$M/tiny-dsv3\""
 [ ! -e "$tmp/big.gguf" ]; ok $? "… and no output"

@@ -252,9 +252,28 @@ static void temps(void)
 	qf_out_abort(&k);
 }
 
+static void messages(void)
+{
+	/* a path of 3000 bytes: the message still ends with its reason, and starts with the path */
+	char path[3200] = "/data";
+	while (strlen(path) < 3000)
+		strcat(path, "/some-folder-name");
+	strcat(path, "/model-00007-of-00163.safetensors");
+	qf_err err = { { 0 } };
+	qf_fail(&err, QF_EFORMAT, "%s: tensor '%s': data [0, 9) past end of data (8 bytes); file truncated?", path, "w");
+	size_t n = strlen(err.msg);
+	ok(n < sizeof err.msg && strncmp(err.msg, "/data/some-folder-name", 22) == 0 &&
+	   strstr(err.msg, "…") && strstr(err.msg, "model-00007-of-00163.safetensors: tensor 'w': data [0, 9) past end of data (8 bytes); file truncated?"),
+	   "a 3 KB message keeps its file name and reason (%zu bytes): %.60s…%s", n, err.msg, err.msg + n - 60);
+	qf_err e2 = { { 0 } };
+	qf_fail(&e2, QF_EFORMAT, "short: %s", "fine");
+	is_string("short: fine", e2.msg, "a short message is unchanged");
+}
+
 int main(void)
 {
 	plan_lazy();
+	messages();
 	registry();
 	ownership();
 	temps();

@@ -22,7 +22,8 @@ typedef enum qf_status {
 	QF_ENOMEM = 5,       /* allocation failed (exit 4 at the CLI) */
 } qf_status;
 
-/* One error message; the first error set wins (later ones do not overwrite). */
+/* One error message; the first error set wins (later ones do not overwrite).  A longer one
+ * keeps its reason: the longest path in it loses its middle to "…" (qf_fail). */
 typedef struct qf_err {
 	char msg[1024];
 } qf_err;
