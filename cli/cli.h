@@ -50,6 +50,7 @@ typedef struct cli_write_args {
 	cvt_options o;            /* --outtype, -t, --keep-mtp, --allow-nonfinite, --ignore-input-hashes, --legacy-kv-b, --pre */
 	int dry, json, force, quiet;
 	uint64_t split_max;       /* --split-max-size, 0: one GGUF */
+	uint64_t shard_size;      /* --shard-size (safetensors output), 0: 5 GB */
 } cli_write_args;
 #define CLI_WRITE_SHORT "o:t:fq"
 #define CLI_WRITE_OPTIONS                                                  \
@@ -66,7 +67,8 @@ typedef struct cli_write_args {
 	{ "ignore-input-hashes", no_argument, NULL, 'H' },                  \
 	{ "legacy-kv-b", no_argument, NULL, 'L' },                          \
 	{ "pre", required_argument, NULL, 'r' },                            \
-	{ "split-max-size", required_argument, NULL, 'S' }
+	{ "split-max-size", required_argument, NULL, 'S' },                 \
+	{ "shard-size", required_argument, NULL, 'Z' }
 /* Defaults: automatic outtype, cli_default_threads(), GGUF/bundle sources checked against their hashes. */
 void cli_write_args_init(cli_write_args *a);
 /* 1: c was a shared option and is applied; 0: not one of them; −1: a bad value (usage error printed). */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "convert/hf.h"
 #include "formats/gguf.h"
 #include "util/pool.h"
 #include "formats/outfile.h"
@@ -101,6 +102,12 @@ int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
 	case 'S':
 		if (!cli_parse_size(arg, &a->split_max)) {
 			cli_usage_error(cmd, "--split-max-size takes a size in bytes, or with M or G (10^6, 10^9), not '%s'", arg);
+			return -1;
+		}
+		return 1;
+	case 'Z':
+		if (!cvt_parse_size(arg, &a->shard_size)) {
+			cli_usage_error(cmd, "--shard-size takes a size such as 5GB, 500MB or 1GiB, not '%s'", arg);
 			return -1;
 		}
 		return 1;

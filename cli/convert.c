@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/hf.h"
 #include "convert/convert.h"
 
 static void shape_str(const cvt_item *it, char *b, size_t n)
@@ -27,6 +28,36 @@ static const char *op_name(cvt_op op)
 	case CVT_OP_VB: return "kv_b→v_b";
 	}
 	return "?";
+}
+
+/* --format safetensors: the source's own names, FP8 dequantized to --outtype (BF16 by default). */
+static int convert_hf(const char *in, const cli_write_args *wa)
+{
+	if (wa->split_max)
+		return cli_usage_error("convert", "--split-max-size splits GGUF output; safetensors output uses --shard-size");
+	qf_err err = { { 0 } };
+	cvt_hf_plan *p = NULL;
+	qf_status s = cvt_hf_plan_open(in, &wa->o, &p, &err);
+	if (s)
+		return cli_error("convert", s, &err);
+	char defname[4096];
+	const char *outpath = wa->outpath;
+	if (!outpath) {
+		const char *ot = wa->o.outtype == QF_F32 ? "f32" : wa->o.outtype == QF_F16 ? "f16" : "bf16";
+		cli_hf_default_output(in, ot, defname, sizeof defname);
+		outpath = defname;
+	}
+	int rc;
+	if (wa->dry) {
+		rc = cli_hf_dry_run("convert", p, in, outpath, wa->json);
+	} else {
+		cvt_result res;
+		cli_hf_opts ho = { .shard_size = wa->shard_size, .force = wa->force, .threads = wa->o.threads,
+				   .quiet = wa->quiet, .json = wa->json, .summary = 1 };
+		rc = cli_hf_write("convert", p, in, outpath, &ho, &res);
+	}
+	cvt_hf_plan_free(p);
+	return rc;
 }
 
 int cli_convert(int argc, char **argv)
@@ -53,8 +84,12 @@ int cli_convert(int argc, char **argv)
 	if (optind != argc - 1)
 		return cli_usage_error("convert", "expected one CHECKPOINT (folder, tar or .safetensors)");
 	int packed = strcmp(format, "packed") == 0;
+	if (!strcmp(format, "safetensors"))
+		return convert_hf(argv[optind], &wa);
 	if (!packed && strcmp(format, "gguf") != 0)
-		return cli_usage_error("convert", "--format must be gguf or packed, not '%s'", format);
+		return cli_usage_error("convert", "--format must be gguf, safetensors or packed, not '%s'", format);
+	if (wa.shard_size)
+		return cli_usage_error("convert", "--shard-size applies to --format safetensors");
 	if (packed && split_max)
 		return cli_usage_error("convert", "--split-max-size splits GGUF output; a packed bundle is not split");
 	const char *in = argv[optind];

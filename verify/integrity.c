@@ -10,6 +10,7 @@
 #include "formats/hashcheck.h"
 #include "formats/packed.h"
 #include "formats/qformat.h"
+#include "verify/hf_integrity.h"
 #include "verify/verify.h"
 
 void vfy_integrity_free(vfy_integrity *r)
@@ -217,7 +218,5 @@ qf_status vfy_integrity_check(const char *path, vfy_integrity *r, qf_err *err)
 		return check_bundle(path, r, err);
 	if (qf_path_is_gguf(path))
 		return check_gguf(path, r, err);
-	r->kind = "checkpoint";
-	r->unchecked = "safetensors checkpoints carry no qforge hashes";
-	return QF_OK;
+	return vfy_hf_integrity(path, r, err); /* hashes in each shard's __metadata__, when qforge wrote it */
 }

@@ -1,0 +1,127 @@
+/*
+ * hf.c — convert/quantize to a Hugging Face checkpoint folder (--format safetensors).
+ */
+#include "config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/hf.h"
+
+static void shape_str(const cvt_hf_part *p, char *b, size_t n)
+{
+	size_t k = (size_t)snprintf(b, n, "[");
+	for (int i = 0; i < p->ndim && k < n; i++)
+		k += (size_t)snprintf(b + k, n - k, "%s%lld", i ? ", " : "", (long long)p->shape[i]);
+	if (k < n)
+		snprintf(b + k, n - k, "]");
+}
+
+static const char *enc_name(const cvt_hf_item *it)
+{
+	switch (it->sch.enc) {
+	case CVT_HF_COPY: return "copy";
+	case CVT_HF_DEQUANT: return it->scale ? "fp8-dequant" : "float";
+	case CVT_HF_FP8_BLOCK: return it->sch.ue8m0 ? "fp8-b128-ue8m0" : "fp8-b128";
+	case CVT_HF_CT_FP8: return "ct-fp8-b128";
+	case CVT_HF_CT_PACK: return it->sch.bits == 4 ? (it->sch.asym ? "ct-int4-asym" : "ct-int4") : "ct-int8-pack";
+	case CVT_HF_CT_INT8: return "ct-w8a8";
+	case CVT_HF_MS_INT8: return it->sch.act_dynamic ? "ms-w8a8-dynamic" : "ms-w8a16";
+	}
+	return "?";
+}
+
+void cli_hf_default_output(const char *in, const char *tag, char *buf, size_t n)
+{
+	const char *b = cli_path_base(in);
+	snprintf(buf, n, "%.*s-%s-hf", (int)strcspn(b, "/"), b, tag);
+}
+
+int cli_hf_dry_run(const char *cmd, cvt_hf_plan *p, const char *in, const char *out, int json)
+{
+	(void)cmd;
+	uint64_t tin = 0, tout = 0;
+	cJSON *j = json ? cJSON_CreateObject() : NULL;
+	cJSON *ts = json ? cJSON_AddArrayToObject(j, "tensors") : NULL;
+	if (!json)
+		printf("plan: %s → %s (safetensors)\n", in, out);
+	for (size_t i = 0; i < p->n; i++) {
+		const cvt_hf_item *it = &p->items[i];
+		cvt_hf_part pts[4];
+		int np = cvt_hf_item_parts(p, it, pts);
+		tin += it->t->nbytes + (it->scale ? it->scale->nbytes : 0);
+		for (int k = 0; k < np; k++) {
+			tout += pts[k].nbytes;
+			if (json) {
+				cJSON *t = cJSON_CreateObject();
+				cJSON_AddStringToObject(t, "name", pts[k].name);
+				cJSON_AddStringToObject(t, "source", it->t->name);
+				cJSON_AddStringToObject(t, "class", cvt_class_name(it->cls));
+				cJSON_AddStringToObject(t, "encoding", enc_name(it));
+				cJSON_AddStringToObject(t, "dtype", qf_dtype_name(pts[k].dtype));
+				cJSON *sh = cJSON_AddArrayToObject(t, "shape");
+				for (int d = 0; d < pts[k].ndim; d++)
+					cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)pts[k].shape[d]));
+				cJSON_AddNumberToObject(t, "bytes", (double)pts[k].nbytes);
+				cJSON_AddItemToArray(ts, t);
+			} else {
+				char sh[96];
+				shape_str(&pts[k], sh, sizeof sh);
+				printf("  %-56s %-14s %-15s %-8s %-20s %12llu\n", pts[k].name, cvt_class_name(it->cls),
+				       enc_name(it), qf_dtype_name(pts[k].dtype), sh, (unsigned long long)pts[k].nbytes);
+			}
+		}
+	}
+	if (json) {
+		cJSON_AddNumberToObject(j, "bytes_in", (double)tin);
+		cJSON_AddNumberToObject(j, "bytes_out", (double)tout);
+		cli_print_json(j);
+	} else {
+		char a[32], b[32];
+		printf("totals: %zu source tensors, %s in → %s out\n", p->n, cli_human_bytes(tin, a, sizeof a),
+		       cli_human_bytes(tout, b, sizeof b));
+	}
+	return 0;
+}
+
+int cli_hf_write(const char *cmd, cvt_hf_plan *p, const char *in, const char *out, const cli_hf_opts *o,
+		 cvt_result *res)
+{
+	qf_err err = { { 0 } };
+	cli_progress pr;
+	cli_progress_init(&pr, cmd, o->quiet || o->json);
+	cvt_hf_write_opts wo = { .shard_size = o->shard_size, .force = o->force, .threads = o->threads,
+				 .quality = o->quality, .prog = cli_tensor_progress, .ud = &pr,
+				 .profile_name = o->profile_name };
+	qf_status s = cvt_hf_write(p, out, &wo, res, &err);
+	cli_progress_done(&pr);
+	if (s)
+		return cli_error(cmd, s, &err);
+	if (!o->summary)
+		return 0;
+	char h[17], a[32], b[32];
+	snprintf(h, sizeof h, "%016llx", (unsigned long long)res->data_hash);
+	if (o->json) {
+		cJSON *j = cJSON_CreateObject();
+		cJSON_AddStringToObject(j, "input", in);
+		cJSON_AddStringToObject(j, "output", out);
+		cJSON_AddStringToObject(j, "format", "safetensors");
+		cJSON_AddNumberToObject(j, "tensors", (double)p->n);
+		cJSON_AddNumberToObject(j, "bytes_in", (double)res->bytes_in);
+		cJSON_AddNumberToObject(j, "bytes_out", (double)res->bytes_out);
+		cJSON_AddNumberToObject(j, "seconds", res->seconds);
+		cJSON_AddNumberToObject(j, "threads", o->threads);
+		cJSON_AddStringToObject(j, "data_xxh64", h);
+		cli_print_json(j);
+	} else {
+		printf("%s %s → %s (safetensors): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %s\n",
+		       !strcmp(cmd, "convert") ? "converted" : "quantized", in, out, p->n,
+		       cli_human_bytes(res->bytes_in, a, sizeof a), cli_human_bytes(res->bytes_out, b, sizeof b), res->seconds,
+		       res->seconds > 0 ? (double)res->bytes_in / res->seconds / 1e9 : 0.0, o->threads, h);
+	}
+	return 0;
+}
