@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "convert/hf.h"
+#include "quantize/profile.h"
 
 typedef struct cli_hf_opts {
 	uint64_t shard_size;
@@ -21,5 +22,9 @@ int cli_hf_dry_run(const char *cmd, cvt_hf_plan *p, const char *in, const char *
 /* Writes the folder and (o->summary) prints the result line; returns the exit code. */
 int cli_hf_write(const char *cmd, cvt_hf_plan *p, const char *in, const char *out, const cli_hf_opts *o,
 		 cvt_result *res);
+
+/* quantize with a safetensors profile (or --format safetensors): returns the exit code. */
+int cli_hf_quantize(const char *in, const char *outpath, const cvt_options *o, const qnt_profile *prof,
+		    const char *const *type_args, const int *type_keep, size_t nrules, const cli_hf_opts *ho, int dry);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/hf.h"
 #include "convert/convert.h"
 #include "quantize/profile.h"
 
@@ -27,7 +28,7 @@ static int list_targets(int json)
 				cJSON *o = cJSON_Duplicate(p.json, 1);
 				cJSON_AddItemToArray(arr, o);
 			} else {
-				printf("  %-20s %-6s %s\n", p.name, p.packed ? "packed" : "gguf", p.desc);
+				printf("  %-22s %-11s %s\n", p.name, p.hf ? "safetensors" : p.packed ? "packed" : "gguf", p.desc);
 			}
 			qnt_profile_free(&p);
 		} else if (!json) {
@@ -169,8 +170,8 @@ int cli_quantize(int argc, char **argv)
 		return cli_usage_error("quantize", "give --target or --profile, not both");
 	if (!target && !profile_path && nrules == 0)
 		return cli_usage_error("quantize", "no target: use --target NAME (see --list-targets), --profile FILE or --type");
-	if (format && strcmp(format, "gguf") && strcmp(format, "packed"))
-		return cli_usage_error("quantize", "--format must be gguf or packed, not '%s'", format);
+	if (format && strcmp(format, "gguf") && strcmp(format, "packed") && strcmp(format, "safetensors"))
+		return cli_usage_error("quantize", "--format must be gguf, packed or safetensors, not '%s'", format);
 	if (split_max && format && strcmp(format, "packed") == 0)
 		return cli_usage_error("quantize", "--split-max-size splits GGUF output; a packed bundle is not split");
 	const char *in = argv[optind];
@@ -187,6 +188,24 @@ int cli_quantize(int argc, char **argv)
 		if (s)
 			return cli_error("quantize", s, &err);
 		have_prof = 1;
+	}
+	int want_hf = format && !strcmp(format, "safetensors");
+	if (have_prof && (prof.hf != want_hf) && format) {
+		rc = cli_usage_error("quantize", "--format %s disagrees with target '%s', whose output is %s", format, prof.name,
+				     prof.hf ? "safetensors" : prof.packed ? "packed" : "gguf");
+		goto done;
+	}
+	int hf_out = want_hf || (have_prof && prof.hf);
+	if ((hf_out && split_max) || (!hf_out && wa.shard_size)) {
+		rc = cli_usage_error("quantize", hf_out ? "--split-max-size splits GGUF output; safetensors output uses --shard-size"
+							: "--shard-size applies to safetensors output");
+		goto done;
+	}
+	if (hf_out) {
+		cli_hf_opts ho = { .shard_size = wa.shard_size, .force = force, .threads = o.threads, .quiet = quiet,
+				   .json = json, .quality = quality };
+		rc = cli_hf_quantize(in, outpath, &o, have_prof ? &prof : NULL, type_args, type_keep, nrules, &ho, dry);
+		goto done;
 	}
 	for (; nr < nrules; nr++)
 		if ((s = qnt_rule_parse(type_args[nr], type_keep[nr], &rules[nr], &err)))

@@ -33,6 +33,28 @@ static qf_status list_formats(char *b, size_t n)
 	return QF_OK;
 }
 
+/* "layout" of a safetensors profile. */
+static qf_status hf_layout_parse(qnt_profile *p, const char *label, qf_err *err)
+{
+	const cJSON *l = cJSON_GetObjectItemCaseSensitive(p->json, "layout");
+	if (!p->hf)
+		return l ? qf_fail(err, QF_EUSAGE, "%s: \"layout\" applies to \"output\": \"safetensors\"", label) : QF_OK;
+	const char *v = cJSON_IsString(l) ? l->valuestring : "";
+	if (!strcmp(v, "vllm-fp8"))
+		p->hf_layout = CVT_HF_FP8;
+	else if (!strcmp(v, "compressed-tensors"))
+		p->hf_layout = CVT_HF_CT;
+	else if (!strcmp(v, "msmodelslim"))
+		p->hf_layout = CVT_HF_MSMODELSLIM;
+	else if (!strcmp(v, "float"))
+		p->hf_layout = CVT_HF_FLOAT;
+	else
+		return qf_fail(err, QF_EUSAGE,
+			       "%s: a safetensors profile needs \"layout\": \"vllm-fp8\", \"compressed-tensors\", \"msmodelslim\" or \"float\"",
+			       label);
+	return QF_OK;
+}
+
 qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt_profile *p, qf_err *err)
 {
 	memset(p, 0, sizeof *p);
@@ -55,11 +77,15 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 	snprintf(p->name, sizeof p->name, "%s", name->valuestring);
 	if (cJSON_IsString(desc))
 		snprintf(p->desc, sizeof p->desc, "%s", desc->valuestring);
-	if (out && (!cJSON_IsString(out) || (strcmp(out->valuestring, "gguf") && strcmp(out->valuestring, "packed")))) {
-		s = qf_fail(err, QF_EUSAGE, "%s: \"output\" must be \"gguf\" or \"packed\"", label);
+	if (out && (!cJSON_IsString(out) || (strcmp(out->valuestring, "gguf") && strcmp(out->valuestring, "packed") &&
+					     strcmp(out->valuestring, "safetensors")))) {
+		s = qf_fail(err, QF_EUSAGE, "%s: \"output\" must be \"gguf\", \"packed\" or \"safetensors\"", label);
 		goto fail;
 	}
 	p->packed = out && strcmp(out->valuestring, "packed") == 0;
+	p->hf = out && strcmp(out->valuestring, "safetensors") == 0;
+	if ((s = hf_layout_parse(p, label, err)))
+		goto fail;
 	const cJSON *kvb = cJSON_GetObjectItemCaseSensitive(p->json, "kv_b");
 	if (kvb && (!cJSON_IsString(kvb) || (strcmp(kvb->valuestring, "split") && strcmp(kvb->valuestring, "joined")))) {
 		s = qf_fail(err, QF_EUSAGE, "%s: \"kv_b\" must be \"split\" or \"joined\"", label);
@@ -90,6 +116,15 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 				    "%s: unknown tensor class '%s' (classes: attn, expert, shared_expert, dense_ffn, router, embed, output, norm)",
 				    label, c->string);
 			goto fail;
+		}
+		if (p->hf) {
+			if (!cJSON_IsString(c) || !cvt_hf_scheme_parse(c->valuestring, &p->hf_cls[k])) {
+				s = qf_fail(err, QF_EUSAGE, "%s: class '%s': unknown safetensors scheme '%s' (schemes: %s)", label,
+					    c->string, cJSON_IsString(c) ? c->valuestring : "(not a string)", cvt_hf_scheme_names());
+				goto fail;
+			}
+			p->hf_set[k] = 1;
+			continue;
 		}
 		qf_dtype f = cJSON_IsString(c) ? qf_fmt_from_name(c->valuestring) : QF_DTYPE_NONE;
 		if (f == QF_DTYPE_NONE) {

@@ -3,7 +3,8 @@
  *
  * A profile is a JSON file:
  *
- *   { "name": "hopper-fp8", "description": "…", "output": "gguf" | "packed",
+ *   { "name": "hopper-fp8", "description": "…", "output": "gguf" | "packed" | "safetensors",
+ *     "layout": "vllm-fp8" | "compressed-tensors" | "msmodelslim"   (safetensors only),
  *     "classes": { "attn": FORMAT, "expert": …, "shared_expert": …,
  *                  "dense_ffn": …, "embed": …, "output": … },
  *     "kv_b": "split" | "joined" }
@@ -15,6 +16,10 @@
  *
  * "kv_b": "joined" keeps DeepSeek's kv_b_proj as one attn_kv_b (as
  * --legacy-kv-b), so its FP8 blocks stay the release's blocks.
+ *
+ * With "output": "safetensors" the class values are Hugging Face schemes
+ * (cvt_hf_scheme_parse: bf16, fp8-b128, fp8-b128-ue8m0, ct-fp8-b128, int4-g32 …
+ * int4-ch, int8-ch, int8-g128, w8a8, ms-w8a16, ms-w8a8-dynamic).
  *
  * Classes a profile leaves out keep what convert would write.  Routers,
  * norms and every 1-D tensor stay F32 whatever the profile or overrides say.
@@ -35,6 +40,7 @@
 #include <cjson/cJSON.h>
 
 #include "convert/convert.h"
+#include "convert/hf.h"
 #include "formats/qformat.h"
 
 typedef struct qnt_profile {
@@ -45,6 +51,10 @@ typedef struct qnt_profile {
 	int llama_ftype;                  /* "llama_ftype": a llama.cpp mix (quantize/llama_mix.h), 0: classes */
 	qf_dtype cls[CVT_CLASS_COUNT];     /* QF_DTYPE_NONE: unchanged */
 	cJSON *json;                      /* the parsed file (owned) */
+	int hf;                           /* "output": "safetensors" */
+	cvt_hf_layout hf_layout;
+	int hf_set[CVT_CLASS_COUNT];      /* the class names a scheme */
+	cvt_hf_scheme hf_cls[CVT_CLASS_COUNT];
 } qnt_profile;
 
 /* Parses a profile; errors name the file and the bad entry. */
@@ -87,5 +97,18 @@ int qnt_rule_match(const qnt_rule *r, const char *name);
  */
 qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
 			 int allow_requantize, qf_err *err);
+
+/*
+ * Hugging Face output: sets every item's scheme from --keep/--type rules (a
+ * rule's format is then a scheme name, see qnt_hf_rule_parse) and the profile.
+ * Routers, norms, embeddings and 1-D tensors keep the source's type (FP8 is
+ * dequantized); a tensor whose row the scheme cannot hold (a group that does
+ * not divide it) is kept and marked fallback; an FP8 source whose scheme is its
+ * own layout is copied byte for byte.
+ */
+qf_status qnt_hf_plan_apply(cvt_hf_plan *p, const qnt_profile *prof, const qnt_rule *rules,
+			    const cvt_hf_scheme *rule_sch, size_t nrules, qf_err *err);
+/* "REGEX=SCHEME" (or REGEX for keep): compiles the pattern into r and the scheme into *sch. */
+qf_status qnt_hf_rule_parse(const char *arg, int keep, qnt_rule *r, cvt_hf_scheme *sch, qf_err *err);
 
 #endif

@@ -6,7 +6,7 @@ M="$QF_SRCDIR/models"
 
 run "$QFORGE" quantize --list-targets
 expect_rc 0 "--list-targets"
-for t in llamacpp-q8_0 llamacpp-q4_0 llamacpp-moe-mxfp4 hopper-fp8 ascend-w8a16 ascend-w4a16 ocp-mx \
+for t in llamacpp-q8_0 llamacpp-q4_0 llamacpp-moe-mxfp4 hopper-fp8 bundle-w8a16 bundle-w4a16 ocp-mx \
 	llamacpp-q2_k llamacpp-q3_k_m llamacpp-q4_k_m llamacpp-q5_k_m llamacpp-q6_k; do
 	contains "$out" "$t "; ok $? "lists $t"
 done
@@ -29,7 +29,7 @@ run "$QFORGE" inspect "$tmp/km-00001-of-00003.gguf"
 contains "$out" "general.file_type                            u32  15"; ok $? "general.file_type 15 (MOSTLY_Q4_K_M)"
 contains "$out" "general.quantization_version                 u32  2"; ok $? "general.quantization_version 2"
 
-run "$QFORGE" quantize -q --json --target ascend-w4a16 -o "$tmp/w4" "$M/tiny-dsv3"
+run "$QFORGE" quantize -q --json --target bundle-w4a16 -o "$tmp/w4" "$M/tiny-dsv3"
 expect_rc 0 "W4A16 bundle"
 contains "$out" '"format":	"int4-g128"'; ok $? "JSON names the expert format"
 contains "$out" '"rel_rms":'; ok $? "JSON has the quality figures"

@@ -5,7 +5,7 @@ M="$QF_SRCDIR/models"; T="$QF_SRCDIR/tests/data"
 
 "$QFORGE" convert -q -o "$tmp/bf16.gguf" "$M/tiny-dsv3" > /dev/null
 "$QFORGE" quantize -q --target llamacpp-q4_0 -o "$tmp/q4.gguf" "$M/tiny-dsv3" > /dev/null
-"$QFORGE" quantize -q --target ascend-w4a16 -o "$tmp/w4" "$M/tiny-dsv3" > /dev/null
+"$QFORGE" quantize -q --target bundle-w4a16 -o "$tmp/w4" "$M/tiny-dsv3" > /dev/null
 
 run "$QFORGE" verify "$tmp/bf16.gguf"
 expect_rc 0 "integrity of a fresh GGUF"

@@ -16,6 +16,7 @@
 #include "formats/safetensors.h"
 #include "tests/tap.h"
 #include "tests/util.h"
+#include "quantize/profile.h"
 #include "verify/hf_integrity.h"
 
 static qf_status write_hf(const char *src, const char *out, qf_dtype outtype, uint64_t shard, int threads,
@@ -163,9 +164,162 @@ static void test_float(void)
 	free(db);
 }
 
+/* Plans src for a shipped target (NULL: leave the plan as opened). */
+static cvt_hf_plan *plan_target(const char *src, const char *target, qf_err *e)
+{
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 2 };
+	cvt_hf_plan *p = NULL;
+	if (cvt_hf_plan_open(src, &o, &p, e))
+		return NULL;
+	if (target) {
+		qnt_profile prof;
+		if (qnt_profile_find(target, &prof, e) || qnt_hf_plan_apply(p, &prof, NULL, NULL, 0, e)) {
+			cvt_hf_plan_free(p);
+			return NULL;
+		}
+		qnt_profile_free(&prof);
+	}
+	return p;
+}
+
+static qf_status write_plan(cvt_hf_plan *p, const char *out, int threads, qf_err *e)
+{
+	cvt_hf_write_opts wo = { .threads = threads, .force = 1 };
+	cvt_result r;
+	return cvt_hf_write(p, out, &wo, &r, e);
+}
+
+static cJSON *quant_config(const char *dir)
+{
+	char f[4200];
+	snprintf(f, sizeof f, "%s/config.json", dir);
+	qf_err e = { { 0 } };
+	qf_status s;
+	cJSON *c = qf_json_load(f, &e, &s);
+	cJSON *q = c ? cJSON_DetachItemFromObjectCaseSensitive(c, "quantization_config") : NULL;
+	cJSON_Delete(c);
+	return q;
+}
+
+static int json_has_str(const cJSON *arr, const char *v)
+{
+	for (const cJSON *e = arr ? arr->child : NULL; e; e = e->next)
+		if (cJSON_IsString(e) && !strcmp(e->valuestring, v))
+			return 1;
+	return 0;
+}
+
+static void test_fp8(void)
+{
+	qf_err e = { { 0 } };
+	char m[4096], bf[4096], out[4096];
+	snprintf(m, sizeof m, "%s", tu_src("models/tiny-dsv3"));
+	snprintf(bf, sizeof bf, "%s", tu_src("models/tiny-dsv3-bf16"));
+
+	/* the release's own layout: every weight and scale byte */
+	snprintf(out, sizeof out, "%s", tu_path("hf-fp8"));
+	cvt_hf_plan *p = plan_target(m, "vllm-fp8-block", &e);
+	ok(p && !write_plan(p, out, 2, &e), "vllm-fp8-block from the FP8 release: %s", e.msg);
+	cvt_hf_plan_free(p);
+	same_tensors(out, m, "vllm-fp8-block = the FP8 release (weights, weight_scale_inv, the rest)");
+	same_tensors(m, out, "and nothing missing");
+	cJSON *q = quant_config(out);
+	is_string("fp8", q ? qf_json_get_str(q, "quant_method") : NULL, "quant_method fp8 (vLLM Fp8Config)");
+	is_string("dynamic", q ? qf_json_get_str(q, "activation_scheme") : NULL, "activation_scheme dynamic (required)");
+	is_string("e4m3", q ? qf_json_get_str(q, "fmt") : NULL, "fmt e4m3");
+	const cJSON *bs = q ? cJSON_GetObjectItemCaseSensitive(q, "weight_block_size") : NULL;
+	ok(cJSON_GetArraySize(bs) == 2 && cJSON_GetArrayItem(bs, 0)->valueint == 128 && cJSON_GetArrayItem(bs, 1)->valueint == 128,
+	   "weight_block_size [128, 128]");
+	const cJSON *ig = q ? cJSON_GetObjectItemCaseSensitive(q, "ignored_layers") : NULL;
+	ok(json_has_str(ig, "lm_head") && json_has_str(ig, "model.layers.4.eh_proj") &&
+	   !json_has_str(ig, "model.layers.0.self_attn.q_a_proj"),
+	   "ignored_layers / modules_to_not_convert name the BF16 linears only");
+	ok(!cJSON_GetObjectItemCaseSensitive(q, "scale_fmt"), "no scale_fmt without ue8m0");
+	cJSON_Delete(q);
+
+	/* the encoder: re-quantizing the dequantized release reproduces it */
+	snprintf(out, sizeof out, "%s", tu_path("hf-fp8-requant"));
+	p = plan_target(m, NULL, &e);
+	size_t nq = 0;
+	for (size_t i = 0; p && i < p->n; i++) {
+		if (p->items[i].scale) {
+			p->items[i].sch.enc = CVT_HF_FP8_BLOCK;
+			nq++;
+		}
+	}
+	p->layout = CVT_HF_FP8;
+	ok(p && !write_plan(p, out, 3, &e), "re-quantize %zu FP8 weights from their f32 values: %s", nq, e.msg);
+	cvt_hf_plan_free(p);
+	same_tensors(m, out, "fp8 block encoder gives back every weight and scale byte of the release");
+
+	/* ue8m0 */
+	snprintf(out, sizeof out, "%s", tu_path("hf-ue8m0"));
+	p = plan_target(m, "vllm-fp8-block-ue8m0", &e);
+	size_t lossy = 0;
+	for (size_t i = 0; p && i < p->n; i++)
+		lossy += (size_t)p->items[i].lossy_note;
+	ok(p && lossy > 0, "free scales → ue8m0 is marked lossy (%zu weights)", lossy);
+	ok(p && !write_plan(p, out, 2, &e), "vllm-fp8-block-ue8m0: %s", e.msg);
+	cvt_hf_plan_free(p);
+	q = quant_config(out);
+	is_string("ue8m0", q ? qf_json_get_str(q, "scale_fmt") : NULL, "scale_fmt ue8m0");
+	cJSON_Delete(q);
+	qf_st *st = NULL, *src = NULL;
+	if (!qf_st_open(out, &st, &e) && !qf_st_open(m, &src, &e)) {
+		size_t npow = 0, nsc = 0, nshape = 0, nerr = 0;
+		for (size_t i = 0; i < qf_st_count(st); i++) {
+			const qf_tensor *t = qf_st_get(st, i);
+			if (!qf_str_ends_with(t->name, "_scale_inv"))
+				continue;
+			nsc++;
+			const qf_tensor *o = qf_st_find(src, t->name);
+			nshape += o && o->ndim == t->ndim && !memcmp(o->shape, t->shape, 2 * sizeof t->shape[0]) && t->dtype == QF_F32;
+			for (uint64_t k = 0; k < t->nelems; k++) {
+				float f, g;
+				memcpy(&f, t->data + 4 * k, 4);
+				memcpy(&g, o->data + 4 * k, 4);
+				int ex;
+				npow += f == 0.0f || frexpf(f, &ex) == 0.5f;
+				/* the release's block amax ≤ 448·g, so the power of two at or above it is ≤ 2g */
+				nerr += !(f >= g * 0.999f && f <= 2.0f * g);
+			}
+		}
+		size_t tot = 0;
+		for (size_t i = 0; i < qf_st_count(st); i++)
+			if (qf_str_ends_with(qf_st_get(st, i)->name, "_scale_inv"))
+				tot += qf_st_get(st, i)->nelems;
+		ok(nsc == 232 && nshape == nsc, "232 weight_scale_inv, F32, the release's shapes (%zu/%zu)", nshape, nsc);
+		is_int((long long)tot, (long long)npow, "every ue8m0 scale is a power of two");
+		is_int(0, (long long)nerr, "each scale lies in [release scale, 2 × release scale]");
+	} else {
+		ok(0, "open: %s", e.msg);
+	}
+	qf_st_close(st);
+	qf_st_close(src);
+
+	/* from BF16: what vLLM loads — the release's names, dtypes and shapes */
+	snprintf(out, sizeof out, "%s", tu_path("hf-fp8-from-bf16"));
+	p = plan_target(bf, "vllm-fp8-block", &e);
+	ok(p && !write_plan(p, out, 2, &e), "vllm-fp8-block from BF16: %s", e.msg);
+	cvt_hf_plan_free(p);
+	st = src = NULL;
+	if (!qf_st_open(out, &st, &e) && !qf_st_open(m, &src, &e)) {
+		size_t same = 0;
+		for (size_t i = 0; i < qf_st_count(src); i++) {
+			const qf_tensor *a = qf_st_get(src, i), *b = qf_st_find(st, a->name);
+			same += b && a->dtype == b->dtype && a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof a->shape[0] * (size_t)a->ndim);
+		}
+		ok(same == qf_st_count(src) && qf_st_count(st) == qf_st_count(src),
+		   "BF16 → FP8 has the release's %zu tensor names, dtypes and shapes (%zu match)", qf_st_count(src), same);
+	}
+	qf_st_close(st);
+	qf_st_close(src);
+}
+
 int main(void)
 {
 	plan_lazy();
 	test_float();
+	test_fp8();
 	return tap_failures() ? 1 : 0;
 }

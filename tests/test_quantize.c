@@ -419,7 +419,7 @@ static qf_status quantize(const char *src, const char *target, int threads, cons
 
 static void test_determinism_and_rules(void)
 {
-	static const char *const targets[] = { "ascend-w4a16", "hopper-fp8", "ocp-mx", "llamacpp-q4_0" };
+	static const char *const targets[] = { "bundle-w4a16", "hopper-fp8", "ocp-mx", "llamacpp-q4_0" };
 	qf_err err = { { 0 } };
 	for (size_t t = 0; t < 4; t++) {
 		cvt_result r1, r3;
@@ -496,7 +496,7 @@ static void test_determinism_and_rules(void)
 	   (unsigned long long)rb.data_hash);
 	/* a bundle converts back to the same values */
 	memset(&err, 0, sizeof err);
-	s = quantize(model("models/tiny-dsv3"), "ascend-w4a16", 2, tu_path("w4.qfpack"), 1, 0, &r, &err);
+	s = quantize(model("models/tiny-dsv3"), "bundle-w4a16", 2, tu_path("w4.qfpack"), 1, 0, &r, &err);
 	cvt_plan *pb = NULL;
 	if (!s)
 		s = cvt_plan_open(tu_path("w4.qfpack"), &o, &pb, &err);

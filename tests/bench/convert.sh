@@ -17,7 +17,7 @@ for th in 1 2; do
 	t ./qforge convert -q -t "$th" -f -o "$W/out.gguf" "$W/ckpt"
 done
 rm -f "$W/out.gguf"
-for tg in llamacpp-q4_0 llamacpp-q8_0 hopper-fp8 ascend-w4a16; do
+for tg in llamacpp-q4_0 llamacpp-q8_0 hopper-fp8 bundle-w4a16; do
 	echo "qforge quantize --target $tg -t 2:"; rm -rf "$W/q.out"
 	t ./qforge quantize -q --no-quality -t 2 --target "$tg" -f -o "$W/q.out" "$W/ckpt" | head -1
 done

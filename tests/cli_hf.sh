@@ -1,0 +1,55 @@
+#!/bin/sh
+# CLI tests for Hugging Face folder output (--format safetensors, safetensors targets): names,
+# shards, summaries, exit codes, integrity, and no partial folder on failure.
+. "${QF_SRCDIR:-.}/tests/tap-sh.sh"
+M="$QF_SRCDIR/models"
+
+run "$QFORGE" convert -q --format safetensors -o "$tmp/bf16" "$M/tiny-dsv3"
+expect_rc 0 "convert --format safetensors"
+contains "$out" "269 tensors"; ok $? "summary counts the source's tensors"
+[ -f "$tmp/bf16/model.safetensors" ] && [ -f "$tmp/bf16/config.json" ] && [ -f "$tmp/bf16/tokenizer_config.json" ]; ok $? "folder has model.safetensors, config and tokenizer files"
+[ ! -e "$tmp/bf16.tmp" ]; ok $? "no temporary folder left"
+run "$QFORGE" verify "$tmp/bf16"
+expect_rc 0 "verify checks the per-tensor hashes"
+contains "$out" "269 hashes match"; ok $? "every tensor's hash: $out"
+
+run "$QFORGE" convert --format safetensors -o "$tmp/bf16" "$M/tiny-dsv3"
+expect_rc 2 "an existing output folder is not replaced without --force"
+
+run "$QFORGE" convert -q --format safetensors --shard-size 4MB -o "$tmp/sh" "$M/tiny-dsv3"
+expect_rc 0 "--shard-size 4MB"
+[ -f "$tmp/sh/model-00004-of-00004.safetensors" ] && [ -f "$tmp/sh/model.safetensors.index.json" ]; ok $? "four shards and an index"
+run "$QFORGE" convert --format safetensors --shard-size 4XB "$M/tiny-dsv3"
+expect_rc 2 "a bad --shard-size is a usage error"
+run "$QFORGE" convert --shard-size 4MB -o "$tmp/x.gguf" "$M/tiny-dsv3"
+expect_rc 2 "--shard-size without safetensors output is a usage error"
+
+run "$QFORGE" convert --dry-run --format safetensors "$M/tiny-dsv3"
+expect_rc 0 "--dry-run"
+contains "$out" "model.layers.1.mlp.experts.15.down_proj.weight"; ok $? "plan lists experts one by one"
+contains "$out" "fp8-dequant"; ok $? "plan shows FP8 dequantized"
+
+run "$QFORGE" quantize --list-targets
+for t in vllm-fp8-block vllm-fp8-block-ue8m0; do
+	contains "$out" "$t "; ok $? "lists $t"
+done
+
+run "$QFORGE" quantize -q --target vllm-fp8-block -o "$tmp/fp8" "$M/tiny-dsv3"
+expect_rc 0 "vllm-fp8-block"
+contains "$out" "byte for byte"; ok $? "summary says the FP8 weights were kept as released"
+run "$QFORGE" quantize -q --target vllm-fp8-block-ue8m0 -o "$tmp/ue" "$M/tiny-dsv3"
+expect_rc 0 "vllm-fp8-block-ue8m0"
+contains "$out" "(lossy)"; ok $? "summary says ue8m0 from free scales is lossy"
+run "$QFORGE" quantize --target vllm-fp8-block --format gguf -o "$tmp/x.gguf" "$M/tiny-dsv3"
+expect_rc 2 "--format that disagrees with the profile"
+contains "$err" "disagrees"; ok $? "says so: $err"
+
+mkdir "$tmp/trunc" && cp "$M/tiny-dsv3"/* "$tmp/trunc"/ && chmod u+w "$tmp/trunc"/* && truncate -s 1000000 "$tmp/trunc/model-00003-of-00003.safetensors"
+run "$QFORGE" convert --format safetensors -o "$tmp/t" "$M/tiny-dsv3" "$tmp/trunc"
+expect_rc 2 "two sources is a usage error"
+run "$QFORGE" convert --format safetensors -o "$tmp/t" "$tmp/trunc"
+expect_rc 3 "truncated shard"
+contains "$err" "model-00003-of-00003.safetensors"; ok $? "names the file: $err"
+[ ! -e "$tmp/t" ] && [ ! -e "$tmp/t.tmp" ]; ok $? "no partial output"
+
+finish
