@@ -345,11 +345,12 @@ static int copied(const char *n)
 			return 0;
 	if (n[0] == '.')
 		return 0;
-	static const char *const suffix[] = { ".json", ".jinja", ".py", ".model", ".tiktoken", ".txt", ".md", NULL };
+	/* the kinds formats/outfile.h accepts in a folder qforge wrote (remote-code .py files are not copied) */
+	static const char *const suffix[] = { ".json", ".jinja", ".model", ".tiktoken", ".txt", NULL };
 	for (int i = 0; suffix[i]; i++)
 		if (qf_str_ends_with(n, suffix[i]))
 			return 1;
-	return !strncmp(n, "LICENSE", 7) || !strncmp(n, "tokenizer", 9);
+	return 0;
 }
 
 static qf_status copy_file(const char *from, const char *to, qf_err *err)

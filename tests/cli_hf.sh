@@ -15,6 +15,12 @@ contains "$out" "269 hashes match"; ok $? "every tensor's hash: $out"
 
 run "$QFORGE" convert --format safetensors -o "$tmp/bf16" "$M/tiny-dsv3"
 expect_rc 2 "an existing output folder is not replaced without --force"
+run "$QFORGE" convert -q --force --format safetensors -o "$tmp/bf16" "$M/tiny-dsv3"
+expect_rc 0 "--force replaces a safetensors folder qforge wrote"
+mkdir "$tmp/foreign" && echo x > "$tmp/foreign/notes.bin"
+run "$QFORGE" convert -q --force --format safetensors -o "$tmp/foreign" "$M/tiny-dsv3"
+expect_rc 2 "--force never replaces a folder qforge did not write"
+[ -f "$tmp/foreign/notes.bin" ]; ok $? "the foreign folder is untouched"
 
 run "$QFORGE" convert -q --format safetensors --shard-size 4MB -o "$tmp/sh" "$M/tiny-dsv3"
 expect_rc 0 "--shard-size 4MB"
