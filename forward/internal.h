@@ -17,8 +17,29 @@
 typedef struct fwd_w {
 	const cvt_item *it;      /* NULL when the model has no such tensor */
 	int64_t rows, cols;
-	float *f32;              /* decoded rows, when cached */
+	float *f32;              /* decoded rows, when cached and read by row (embedding, k_b) */
+	float *pk;               /* decoded and packed for fwd_gemm, when cached: see fwd_w_packed */
+	int64_t seg;             /* rows of one product (an expert's, else all): groups of RG start at its multiples */
+	int by_row;              /* read by row, never packed (the embedding, k_b) */
 } fwd_w;
+
+/*
+ * A cached weight's packed group starting at row r (a multiple of RG past a
+ * multiple of seg): segments of seg rows one after another, each cut into
+ * groups of RG rows packed by fwd_pack_rows (the last group of a segment may
+ * be short; its padding columns are zero).
+ */
+static inline const float *fwd_w_packed(const fwd_w *w, int64_t nr, int64_t r)
+{
+	int64_t s = r / w->seg, in = r - s * w->seg, full = w->seg / FWD_RG, part = w->seg % FWD_RG;
+	int64_t seg_floats = (full * FWD_RG + (part ? (part + nr - 1) / nr * nr : 0)) * w->cols;
+	return w->pk + s * seg_floats + in / FWD_RG * FWD_RG * w->cols;
+}
+static inline int64_t fwd_w_packed_floats(const fwd_w *w, int64_t nr)
+{
+	int64_t full = w->seg / FWD_RG, part = w->seg % FWD_RG;
+	return w->rows / w->seg * (full * FWD_RG + (part ? (part + nr - 1) / nr * nr : 0)) * w->cols;
+}
 
 typedef struct fwd_layer {
 	float *attn_norm, *ffn_norm;               /* (hidden) */

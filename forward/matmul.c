@@ -30,19 +30,20 @@ static void mm_fn(void *ctx, int64_t b, int64_t e, int wk)
 	int64_t K = w->cols;
 	for (int64_t g = b; g < e && !j->m->st[wk]; g++) {
 		int64_t j0 = g * FWD_RG, n = j->nr - j0 < FWD_RG ? j->nr - j0 : FWD_RG;
-		const float *rows;
-		if (w->f32) {
-			rows = w->f32 + (j->r0 + j0) * K;
+		const float *bp = ws->bp;
+		if (w->pk) { /* cached: packed once */
+			bp = fwd_w_packed(w, kn->nr, j->r0 + j0);
+		} else if (w->f32) {
+			fwd_pack_rows(kn, w->f32 + (j->r0 + j0) * K, K, n, K, ws->bp);
 		} else {
 			j->m->st[wk] = cvt_item_rows_f32(w->it, j->r0 + j0, n, ws->rows, ws->scr, 1, &j->m->errs[wk]);
 			if (j->m->st[wk])
 				return;
-			rows = ws->rows;
+			fwd_pack_rows(kn, ws->rows, K, n, K, ws->bp);
 		}
-		fwd_pack_rows(kn, rows, K, n, K, ws->bp);
 		for (int64_t t0 = 0; t0 < j->T; t0 += FWD_TB) {
 			int64_t tb = j->T - t0 < FWD_TB ? j->T - t0 : FWD_TB;
-			fwd_gemm(kn, tb, n, K, j->X + t0 * j->ldx, j->ldx, ws->bp, n, K, ws->c, FWD_RG, ws->edge);
+			fwd_gemm(kn, tb, n, K, j->X + t0 * j->ldx, j->ldx, bp, n, K, ws->c, FWD_RG, ws->edge);
 			for (int64_t t = 0; t < tb; t++) {
 				float *y = j->Y + (t0 + t) * j->ldy + j0;
 				const float *c = ws->c + t * FWD_RG;
@@ -60,12 +61,15 @@ qf_status fwd_matmul(fwd_model *m, const fwd_w *w, int64_t r0, int64_t nr, const
 		     float *Y, int64_t ldy, int add, qf_err *err)
 {
 	int th = m->threads;
-	if (nr * w->cols * T < (1 << 20) && w->f32)
+	if (w->pk && (r0 % w->seg || (nr != w->seg && (r0 || nr != w->rows))))
+		return qf_fail(err, QF_EUSAGE, "rows %lld+%lld of a weight packed in segments of %lld", (long long)r0,
+			       (long long)nr, (long long)w->seg);
+	if (nr * w->cols * T < (1 << 20) && (w->f32 || w->pk))
 		th = 1; /* too small to be worth waking the workers */
 	mm_job j = { .m = m, .w = w, .r0 = r0, .nr = nr, .T = T, .ldx = ldx, .ldy = ldy, .X = X, .Y = Y, .add = add };
 	memset(m->st, 0, (size_t)m->threads * sizeof *m->st);
 	fwd_for(m, th, (nr + FWD_RG - 1) / FWD_RG, mm_fn, &j);
-	if (!w->f32) /* the source bytes of the rows read */
+	if (!w->f32 && !w->pk) /* the source bytes of the rows read */
 		m->streamed += cvt_item_src_bytes(w->it) / (uint64_t)w->rows * (uint64_t)nr;
 	for (int i = 0; i < th; i++)
 		if (m->st[i])

@@ -68,6 +68,7 @@ static qf_status get_w(fwd_model *m, fwd_w *w, int required, int64_t rows, int64
 	w->it = it;
 	w->rows = r;
 	w->cols = c;
+	w->seg = r;
 	if (c > m->max_cols)
 		m->max_cols = c;
 	if (cvt_scratch_floats(it) > m->max_scr)
@@ -198,6 +199,35 @@ static int layer_weights(fwd_layer *L, fwd_w **out)
 	return n;
 }
 
+typedef struct pack_job {
+	const fwd_kern *kn;
+	fwd_w *w;
+	int64_t per;                /* groups per segment */
+} pack_job;
+
+static void pack_fn(void *ctx, int64_t b, int64_t e, int wk)
+{
+	pack_job *j = ctx;
+	fwd_w *w = j->w;
+	for (int64_t g = b; g < e; g++) {
+		int64_t r = g / j->per * w->seg + g % j->per * FWD_RG, n = w->seg - g % j->per * FWD_RG;
+		n = n < FWD_RG ? n : FWD_RG;
+		fwd_pack_rows(j->kn, w->f32 + r * w->cols, w->cols, n, w->cols, (float *)fwd_w_packed(w, j->kn->nr, r));
+	}
+}
+
+/* Packs a cached weight's rows for fwd_gemm once, and drops the rows. */
+static qf_status pack_w(fwd_model *m, fwd_w *w, qf_err *err)
+{
+	if (!(w->pk = malloc((size_t)fwd_w_packed_floats(w, m->kern->nr) * sizeof *w->pk)))
+		return qf_fail(err, QF_ENOMEM, "out of memory packing weights");
+	pack_job j = { .kn = m->kern, .w = w, .per = (w->seg + FWD_RG - 1) / FWD_RG };
+	fwd_for(m, m->threads, w->rows / w->seg * j.per, pack_fn, &j);
+	free(w->f32);
+	w->f32 = NULL;
+	return QF_OK;
+}
+
 typedef struct cache_job {
 	fwd_w *w;
 	float *scr_base;
@@ -233,8 +263,7 @@ static qf_status cache_all(fwd_model *m, int head_only, qf_err *err)
 		if (l < 0) {
 			if (!head_only)
 				ws[nw++] = &m->tok_embd;
-			if (head_only || m->output.it != m->tok_embd.it)
-				ws[nw++] = &m->output;
+			ws[nw++] = &m->output; /* packed; a tied head decodes the embedding again */
 		} else {
 			nw = layer_weights(&m->layers[l], ws);
 		}
@@ -254,6 +283,8 @@ static qf_status cache_all(fwd_model *m, int head_only, qf_err *err)
 			for (int t = 0; t < m->threads && !s; t++)
 				if (st[t])
 					s = qf_fail(err, st[t], "%s", errs[t].msg);
+			if (!s && !w->by_row)
+				s = pack_w(m, w, err);
 		}
 	}
 out:
@@ -266,7 +297,8 @@ out:
 static void free_w(fwd_w *w)
 {
 	free(w->f32);
-	w->f32 = NULL;
+	free(w->pk);
+	w->f32 = w->pk = NULL;
 }
 
 void fwd_model_free(fwd_model *m)
@@ -286,6 +318,8 @@ void fwd_model_free(fwd_model *m)
 		free(L->exp_bias);
 	}
 	free(m->layers);
+	free(m->output.pk); /* a tied head's is its own */
+	m->output.pk = NULL;
 	if (m->output.f32 != m->tok_embd.f32)
 		free_w(&m->output);
 	free_w(&m->tok_embd);
@@ -332,6 +366,7 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 		goto fail;
 	if (!m->output.it)
 		m->output = m->tok_embd; /* tied head */
+	m->tok_embd.by_row = 1;
 	for (int64_t l = 0; l < h->n_layer; l++) {
 		fwd_layer *L = &m->layers[l];
 		int li = (int)l;
@@ -367,6 +402,7 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 		    ((s = get_w(m, &L->k_b, 1, h->n_head * h->kv_lora, h->nope, err, "blk.%d.attn_k_b.weight", li)) ||
 		     (s = get_w(m, &L->v_b, 1, h->n_head * h->vdim, h->kv_lora, err, "blk.%d.attn_v_b.weight", li))))
 			goto fail;
+		L->k_b.by_row = 1;
 		if ((s = get_w(m, &L->wo, 1, H, h->n_head * h->vdim, err, "blk.%d.attn_output.weight", li)))
 			goto fail;
 		L->moe = h->n_exp > 0 && l >= h->first_dense;
@@ -388,6 +424,8 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 			  (s = get_w(m, &L->up_sh, 1, S, H, err, "blk.%d.ffn_up_shexp.weight", li)) ||
 			  (s = get_w(m, &L->down_sh, 1, H, S, err, "blk.%d.ffn_down_shexp.weight", li))))
 			goto fail;
+		L->gate_exps.seg = L->up_exps.seg = F;
+		L->down_exps.seg = H;
 	}
 	fwd_rope_init(m);
 	m->kern = fwd_kern_pick();
@@ -421,15 +459,11 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 		/* streaming: the head is read for every chunk, so keep it decoded; batches get the rest */
 		if ((s = cache_all(m, 1, err)))
 			goto fail;
-		if (m->output.it == m->tok_embd.it)
-			m->tok_embd.f32 = m->output.f32;
 		m->mem_budget -= head_bytes;
 	}
 	if (mem_budget && f32_bytes <= mem_budget) {
 		if ((s = cache_all(m, 0, err)))
 			goto fail;
-		if (m->output.it == m->tok_embd.it)
-			m->output.f32 = m->tok_embd.f32;
 		m->cached = 1;
 	}
 	*out = m;
