@@ -63,6 +63,51 @@ typedef struct qf_tok_piece {
  */
 qf_status qf_tok_encode(qf_tok *t, const char *text, size_t len, int add_special, qf_tok_piece **out,
 			size_t *n, qf_err *err);
+/*
+ * Incremental encoding (for a reader that gets its text piece by piece).
+ *
+ * qf_tok_safe_cut returns an offset c <= len (0: none found) such that, for
+ * every continuation S, the ids of text[0..len)+S are the ids of text[0..c)
+ * followed by those of text[c..len)+S, each side encoded with add_special 0
+ * (the post-processor's tokens, qf_tok_specials, go around the whole).  c is
+ * the last spot of one of two kinds:
+ *  (A) the start of an added-token match no later byte can change: complete,
+ *      the longest that can start there, before the first spot where an added
+ *      token could begin and run past len; and without lstrip.  The text
+ *      before it is one stretch that ends there in both encodings, and the
+ *      normalizers, pre-tokenizers and merges work inside stretches.
+ *  (B) for the known byte-level pre-tokenizers (qf_tok_pre_name != NULL:
+ *      llama-bpe, qwen2, deepseek-v3, gpt-2 — no normalizer but NFC, no prefix
+ *      space), a space between two ASCII letters inside one stretch
+ *      (text[c-1], text[c] == ' ', text[c+1]).  In each of those regexes only
+ *      the letter-run alternatives can end in a letter, and they stop at the
+ *      space whatever follows it; the piece at c is the space and the letters
+ *      after it, found again when the search starts at c (no lookbehind, no
+ *      anchors); each earlier Split has no match spanning c (digits, CJK); NFC
+ *      cannot join across a space (a starter no character composes with);
+ *      merges never cross a piece.  No added token covers c-1..c+1, and the
+ *      strip options cannot reach it (letters on both sides).
+ * O(len).  Text without such spots (a long run of CJK, or SentencePiece text
+ * without added tokens) gets no cut: keep it until more comes or it ends.
+ */
+size_t qf_tok_safe_cut(const qf_tok *t, const char *text, size_t len);
+
+/*
+ * A stream over qf_tok_safe_cut: feed pieces of a text, get its ids (and byte
+ * offsets in the whole text) as qf_tok_encode(whole, add_special) gives them,
+ * in order, each as soon as it is settled.  Buffers the unsettled tail;
+ * searches for a cut again only when the tail has doubled (linear time).  The
+ * stream uses t (its word cache): one thread at a time per tokenizer.
+ */
+typedef struct qf_tok_stream qf_tok_stream;
+qf_status qf_tok_stream_new(qf_tok *t, int add_special, qf_tok_stream **out, qf_err *err);
+/* Appends text; *out (malloc'd, or NULL when *n is 0) gets the pieces settled now. */
+qf_status qf_tok_stream_feed(qf_tok_stream *s, const char *text, size_t len, qf_tok_piece **out, size_t *n,
+			     qf_err *err);
+/* The end of the text: the remaining pieces, then the post-processor's suffix. */
+qf_status qf_tok_stream_finish(qf_tok_stream *s, qf_tok_piece **out, size_t *n, qf_err *err);
+void qf_tok_stream_free(qf_tok_stream *s);
+
 /* Decodes ids to text with the tokenizer's decoder (malloc'd, NUL-terminated). */
 qf_status qf_tok_decode(const qf_tok *t, const int32_t *ids, size_t n, char **out, size_t *len, qf_err *err);
 

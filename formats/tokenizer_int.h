@@ -8,6 +8,7 @@
  *   tokenizer_pre.c   normalizers and pre-tokenizers
  *   tokenizer_bpe.c   BPE / SentencePiece merges
  *   tokenizer_dec.c   decoders
+ *   tokenizer_cut.c   safe cuts and streams (incremental encoding)
  */
 #ifndef QF_TOKENIZER_INT_H
 #define QF_TOKENIZER_INT_H

@@ -350,6 +350,64 @@ static void components(void)
 	}
 }
 
+/* Incremental encoding: fed in random pieces, a stream gives the whole text's ids and offsets. */
+static void stream_check(const char *name, qf_tok *t, const char *text, size_t len, uint64_t seed)
+{
+	qf_tok_piece *w = NULL;
+	size_t nw = 0;
+	qf_err err = { { 0 } };
+	if (!t || qf_tok_encode(t, text, len, 1, &w, &nw, &err) != QF_OK) {
+		ok(0, "%s: the whole text encodes: %s", name, err.msg);
+		return;
+	}
+	int same = 1, cuts = 0;
+	for (int round = 0; round < 3 && same; round++) {
+		qf_tok_stream *s = NULL;
+		qf_tok_piece *got = malloc((nw + 1) * sizeof *got);
+		size_t ng = 0, at = 0;
+		uint64_t rs = seed + (uint64_t)round;
+		same = qf_tok_stream_new(t, 1, &s, &err) == QF_OK && got;
+		while (same && at <= len) {
+			qf_tok_piece *p = NULL;
+			size_t np = 0, k = at < len ? 1 + (size_t)(tu_rand(&rs) % (round == 0 ? 8 : 300)) : 0;
+			if (k > len - at)
+				k = len - at;
+			qf_status st = k ? qf_tok_stream_feed(s, text + at, k, &p, &np, &err) : qf_tok_stream_finish(s, &p, &np, &err);
+			same = st == QF_OK && ng + np <= nw;
+			for (size_t i = 0; same && i < np; i++)
+				got[ng++] = p[i];
+			cuts += k && np;
+			free(p);
+			if (!k)
+				break;
+			at += k;
+		}
+		for (size_t i = 0; same && i < nw; i++)
+			same = got[i].id == w[i].id && got[i].start == w[i].start && got[i].end == w[i].end;
+		same = same && ng == nw;
+		qf_tok_stream_free(s);
+		free(got);
+	}
+	ok(same, "%s: fed in pieces of 1-8 and 1-300 bytes, a stream gives the whole text's %zu ids and offsets (%d cuts)",
+	   name, nw, cuts);
+	ok(cuts > 0, "%s: … and settles ids before the end", name);
+	free(w);
+}
+
+static void cut_cases(qf_tok *ds, qf_tok *st)
+{
+	ok(qf_tok_safe_cut(ds, "hello world", 11) == 5, "safe cut: before the space of 'hello| world' (tiny-dsv3, llama-bpe)");
+	ok(qf_tok_safe_cut(ds, "hello world again", 17) == 11, "safe cut: the last such space");
+	ok(qf_tok_safe_cut(ds, "hello 123", 9) == 0, "safe cut: none before a digit");
+	ok(qf_tok_safe_cut(ds, "hello  world", 12) == 0, "safe cut: none inside a run of spaces");
+	ok(qf_tok_safe_cut(ds, "ab<\xef\xbd\x9c" "end", 9) == 0,
+	   "safe cut: none where an added token may still be beginning");
+	const char *eos = "ab<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>cd";
+	ok(qf_tok_safe_cut(ds, eos, strlen(eos)) == 2, "safe cut: right before a settled added token");
+	ok(qf_tok_safe_cut(st, "hello world", 11) == 0, "safe cut: none inside a SentencePiece stretch (Prepend)");
+	ok(qf_tok_safe_cut(st, "hello</s>world", 14) == 5, "safe cut: SentencePiece, before an added token");
+}
+
 /* ---- the Hugging Face oracle -------------------------------------------------------- */
 
 static const char *const frags[] = {
@@ -709,6 +767,17 @@ static void real_tokenizer(const char *pkg, const char *name, const char *specia
 		compare(name, "tokenizer.json", t, &tx);
 		compare(name, "our GGUF's vocabulary", tg, &tx);
 		llama_cpp_check(name, dir, rows, &tx, excluded);
+		size_t jl = 0;
+		for (int i = 0; i < tx.n; i++)
+			jl += strlen(tx.v[i]);
+		char *all = malloc(jl + 1), *q = all;
+		for (int i = 0; all && i < tx.n; i++)
+			q = stpcpy(q, tx.v[i]);
+		char what[256];
+		snprintf(what, sizeof what, "%s (the %d texts as one)", name, tx.n);
+		if (all)
+			stream_check(what, t, all, jl, 9);
+		free(all);
 		texts_free(&tx);
 	}
 	qf_gguf_close(g);
@@ -751,6 +820,14 @@ int main(void)
 	edge_cases(ds, st);
 	merge_forms();
 	components();
+	cut_cases(ds, st);
+	stream_check("tiny-dsv3", ds, text, len, 7);
+	char *two = malloc(2 * len + 8);
+	memcpy(two, text, len);
+	memcpy(two + len, "</s>", 4);
+	memcpy(two + len + 4, text, len);
+	stream_check("stories260k-hf (eval-a.txt twice around </s>)", st, two, 2 * len + 4, 8);
+	free(two);
 	oracle("tiny-dsv3", ds, "<｜end▁of▁sentence｜>");
 	oracle("stories260k-hf", st, "</s>");
 	real_tokenizer("tokenizer-llama3_1", "Llama 3.1", "<|eot_id|>", 128256, "llama-bpe", 1, text, NULL);
