@@ -41,6 +41,25 @@ static inline float f16(uint16_t h) { return qf_f16_to_f32(h); }
 
 /* ---- fitting one group ------------------------------------------------------------- */
 
+/* The signed value of largest |x| (first wins) in *max; 0 for an all-zero group (L = 0). */
+static int sym_start(int n, const float *x, int8_t *L, float *max)
+{
+	float amax = 0.0f;
+	*max = 0.0f;
+	for (int i = 0; i < n; i++) {
+		float a = fabsf(x[i]);
+		if (a > amax) {
+			amax = a;
+			*max = x[i];
+		}
+	}
+	if (amax < GROUP_EPS) {
+		memset(L, 0, (size_t)n);
+		return 0;
+	}
+	return 1;
+}
+
 /*
  * Symmetric codes for n values: l in [−nmax, nmax−1], stored as L = l + nmax.
  * Starts at iscale = −nmax/max (max: the signed value of largest |x|, first
@@ -50,20 +69,11 @@ static inline float f16(uint16_t h) { return qf_f16_to_f32(h); }
  * −max); an all-zero group gives L = 0 and 0.  (ggml's make_qx_quants with
  * rmse_type 1.)
  */
-static float fit_sym(int n, int nmax, const float *x, int8_t *L, const float *qw)
+static float fit_sym_scalar(int n, int nmax, const float *x, int8_t *L, const float *qw)
 {
-	float amax = 0.0f, max = 0.0f;
-	for (int i = 0; i < n; i++) {
-		float a = fabsf(x[i]);
-		if (a > amax) {
-			amax = a;
-			max = x[i];
-		}
-	}
-	if (amax < GROUP_EPS) {
-		memset(L, 0, (size_t)n);
+	float max;
+	if (!sym_start(n, x, L, &max))
 		return 0.0f;
-	}
 	float iscale = (float)-nmax / max;
 	float sumlx = 0.0f, suml2 = 0.0f;
 	for (int i = 0; i < n; i++) {
@@ -103,18 +113,9 @@ static float fit_sym(int n, int nmax, const float *x, int8_t *L, const float *qw
  */
 static float fit_q3(int n, int nmax, const float *x, int8_t *L)
 {
-	float amax = 0.0f, max = 0.0f;
-	for (int i = 0; i < n; i++) {
-		float a = fabsf(x[i]);
-		if (a > amax) {
-			amax = a;
-			max = x[i];
-		}
-	}
-	if (amax < GROUP_EPS) {
-		memset(L, 0, (size_t)n);
+	float max;
+	if (!sym_start(n, x, L, &max))
 		return 0.0f;
-	}
 	float iscale = (float)-nmax / max;
 	float sumlx = 0.0f, suml2 = 0.0f;
 	for (int i = 0; i < n; i++) {
@@ -152,42 +153,66 @@ static float fit_q3(int n, int nmax, const float *x, int8_t *L)
 	return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+/* The state of an affine fit: the range, the weight sums, the best error so far. */
+typedef struct {
+	float min, max, sum_w, sum_x, scale, best;
+} affine_fit;
+
+/*
+ * The start shared by both searches: min(x, 0) .. max(x) and the codes of
+ * iscale = nmax/(max − min).  0 when the group is constant (L = 0, the_min set).
+ */
+static int affine_start(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, int mad,
+			affine_fit *f)
+{
+	f->min = x[0];
+	f->max = x[0];
+	f->sum_w = w[0];
+	f->sum_x = f->sum_w * x[0];
+	for (int i = 1; i < n; i++) {
+		if (x[i] < f->min)
+			f->min = x[i];
+		if (x[i] > f->max)
+			f->max = x[i];
+		f->sum_w += w[i];
+		f->sum_x += w[i] * x[i];
+	}
+	if (f->min > 0.0f)
+		f->min = 0.0f;
+	if (f->max == f->min) {
+		memset(L, 0, (size_t)n);
+		*the_min = -f->min;
+		return 0;
+	}
+	const float iscale = (float)nmax / (f->max - f->min);
+	f->scale = 1.0f / iscale;
+	f->best = 0.0f;
+	for (int i = 0; i < n; i++) {
+		L[i] = (uint8_t)clampi(round_nearest(iscale * (x[i] - f->min)), 0, nmax);
+		float e = f->scale * (float)L[i] + f->min - x[i];
+		f->best += w[i] * (mad ? fabsf(e) : e * e);
+	}
+	return 1;
+}
+
 /*
  * Affine codes L in [0, nmax] for y = scale·L − the_min (the_min ≥ 0): start at
  * min(x, 0) .. max(x), then for nstep+1 candidate iscales
  * (rmin + rdelta·k + nmax)/(max − min) solve the weighted least-squares
  * (scale, min) of those codes (min forced ≤ 0) and keep the candidate with the
- * least Σw·err² (Σw·|err| with mad).  Laux is scratch for n codes.  (ggml's
- * make_qkx2_quants, and make_qkx3_quants given weights: the two agree.)
+ * least Σw·err² (Σw·|err| with mad).  An accepted candidate's min is what
+ * the later candidates start from (x − min, max − min), as in ggml.  Laux is
+ * scratch for n codes.  (ggml's make_qkx2_quants, and make_qkx3_quants given
+ * weights: the two agree.)
  */
-static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
-			uint8_t *Laux, float rmin, float rdelta, int nstep, int mad)
+static float fit_affine_scalar(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+			       uint8_t *Laux, float rmin, float rdelta, int nstep, int mad)
 {
-	float min = x[0], max = x[0];
-	float sum_w = w[0], sum_x = sum_w * x[0];
-	for (int i = 1; i < n; i++) {
-		if (x[i] < min)
-			min = x[i];
-		if (x[i] > max)
-			max = x[i];
-		sum_w += w[i];
-		sum_x += w[i] * x[i];
-	}
-	if (min > 0.0f)
-		min = 0.0f;
-	if (max == min) {
-		memset(L, 0, (size_t)n);
-		*the_min = -min;
+	affine_fit f;
+	if (!affine_start(n, nmax, x, w, L, the_min, mad, &f))
 		return 0.0f;
-	}
-	float iscale = (float)nmax / (max - min);
-	float scale = 1.0f / iscale;
-	float best = 0.0f;
-	for (int i = 0; i < n; i++) {
-		L[i] = (uint8_t)clampi(round_nearest(iscale * (x[i] - min)), 0, nmax);
-		float e = scale * (float)L[i] + min - x[i];
-		best += w[i] * (mad ? fabsf(e) : e * e);
-	}
+	float min = f.min, scale = f.scale, best = f.best;
+	const float max = f.max, sum_w = f.sum_w, sum_x = f.sum_x;
 	for (int k = 0; k <= nstep; k++) {
 		float is = (rmin + rdelta * (float)k + (float)nmax) / (max - min);
 		float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
@@ -300,6 +325,178 @@ static float fit_pos(int n, int nmax, const float *x, uint8_t *L, const float *q
 	return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+/* ---- AVX2: the candidate searches, one candidate per lane ---------------------------- */
+
+/*
+ * The sums of one candidate run over i in the scalar order, so each lane
+ * rounds exactly as the scalar loop does; only independent candidates share
+ * a register.  Candidates are then accepted one by one in the scalar order.
+ * Rounding is the same bit trick, products are never fused (no FMA target).
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2")))
+
+AVX2 static inline __m256i round_nearest8(__m256 f)
+{
+	__m256i i = _mm256_castps_si256(_mm256_add_ps(f, _mm256_set1_ps(12582912.0f)));
+	return _mm256_sub_epi32(_mm256_and_si256(i, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x00400000));
+}
+
+AVX2 static inline __m256i clamp8(__m256i v, int lo, int hi)
+{
+	return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
+}
+
+/* fit_affine, candidates k = 0..nstep in lanes. */
+AVX2 static float fit_affine_avx2(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min,
+				  float rmin, float rdelta, int nstep, int mad)
+{
+	affine_fit f;
+	if (!affine_start(n, nmax, x, w, L, the_min, mad, &f))
+		return 0.0f;
+	float min = f.min, scale = f.scale, best = f.best;
+	const float max = f.max, sum_w = f.sum_w, sum_x = f.sum_x;
+	float xm[32];
+	for (int i = 0; i < n; i++)
+		xm[i] = x[i] - min;
+	/*
+	 * An accepted candidate moves min, and every later candidate is computed
+	 * with the new min: lanes after an acceptance that changed min are
+	 * recomputed from there.
+	 */
+	const __m256 vsw = _mm256_set1_ps(sum_w), vsx = _mm256_set1_ps(sum_x);
+	const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	for (int k0 = 0; k0 <= nstep;) {
+		const __m256 vrange = _mm256_set1_ps(max - min);
+		__m256 kf = _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_set1_epi32(k0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+		__m256 is = _mm256_div_ps(_mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(rmin), _mm256_mul_ps(_mm256_set1_ps(rdelta), kf)),
+							_mm256_set1_ps((float)nmax)), vrange);
+		__m256 sl = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps(), sxl = _mm256_setzero_ps();
+		for (int i = 0; i < n; i++) {
+			__m256 lf = _mm256_cvtepi32_ps(clamp8(round_nearest8(_mm256_mul_ps(is, _mm256_set1_ps(xm[i]))), 0, nmax));
+			__m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[i]), lf);
+			sl = _mm256_add_ps(sl, wl);
+			sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wl, lf));
+			sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wl, _mm256_set1_ps(x[i])));
+		}
+		__m256 D = _mm256_sub_ps(_mm256_mul_ps(vsw, sl2), _mm256_mul_ps(sl, sl));
+		__m256 s = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(vsw, sxl), _mm256_mul_ps(vsx, sl)), D);
+		__m256 m = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, vsx), _mm256_mul_ps(sl, sxl)), D);
+		__m256 pos = _mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_GT_OQ);
+		s = _mm256_blendv_ps(s, _mm256_div_ps(sxl, sl2), pos);
+		m = _mm256_blendv_ps(m, _mm256_setzero_ps(), pos);
+		__m256 err = _mm256_setzero_ps();
+		for (int i = 0; i < n; i++) {
+			__m256 lf = _mm256_cvtepi32_ps(clamp8(round_nearest8(_mm256_mul_ps(is, _mm256_set1_ps(xm[i]))), 0, nmax));
+			__m256 e = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(s, lf), m), _mm256_set1_ps(x[i]));
+			e = mad ? _mm256_and_ps(e, absm) : _mm256_mul_ps(e, e);
+			err = _mm256_add_ps(err, _mm256_mul_ps(_mm256_set1_ps(w[i]), e));
+		}
+		float vD[8], vs[8], vm[8], ve[8], vis[8];
+		_mm256_storeu_ps(vD, D);
+		_mm256_storeu_ps(vs, s);
+		_mm256_storeu_ps(vm, m);
+		_mm256_storeu_ps(ve, err);
+		_mm256_storeu_ps(vis, is);
+		int next = k0 + 8;
+		for (int k = 0; k < 8 && k0 + k <= nstep; k++) {
+			if (!(vD[k] > 0.0f && ve[k] < best))
+				continue;
+			for (int i = 0; i < n; i++)
+				L[i] = (uint8_t)clampi(round_nearest(vis[k] * xm[i]), 0, nmax);
+			best = ve[k];
+			scale = vs[k];
+			if (memcmp(&vm[k], &min, sizeof min) != 0) {
+				min = vm[k];
+				for (int i = 0; i < n; i++)
+					xm[i] = x[i] - min;
+				next = k0 + k + 1;
+				break;
+			}
+		}
+		k0 = next;
+	}
+	*the_min = -min;
+	return scale;
+}
+
+/* fit_sym, the 18 neighbour iscales in lanes (k = −9..−1, 1..9; the last 6 lanes unused). */
+AVX2 static float fit_sym_avx2(int n, int nmax, const float *x, int8_t *L, const float *qw)
+{
+	float max;
+	if (!sym_start(n, x, L, &max))
+		return 0.0f;
+	float w[32], wx[32];
+	for (int i = 0; i < n; i++) {
+		w[i] = qw ? qw[i] : x[i] * x[i];
+		wx[i] = w[i] * x[i];
+	}
+	float iscale = (float)-nmax / max;
+	float sumlx = 0.0f, suml2 = 0.0f;
+	for (int i = 0; i < n; i++) {
+		int l = clampi(round_nearest(iscale * x[i]), -nmax, nmax - 1);
+		L[i] = (int8_t)(l + nmax);
+		sumlx += wx[i] * (float)l;
+		suml2 += w[i] * (float)l * (float)l;
+	}
+	float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+	float best = scale * sumlx;
+	static const float ks[24] = { -9, -8, -7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0, 0, 0, 0, 0 };
+	const __m256 vmax = _mm256_set1_ps(max), vn = _mm256_set1_ps((float)nmax);
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	int chosen = 0;
+	float chosen_is = 0.0f;
+	for (int g = 0; g < 3; g++) {
+		__m256 is = _mm256_xor_ps(_mm256_add_ps(vn, _mm256_mul_ps(_mm256_set1_ps(0.1f), _mm256_loadu_ps(ks + 8 * g))), sign);
+		is = _mm256_div_ps(is, vmax);
+		__m256 slx = _mm256_setzero_ps(), sl2 = _mm256_setzero_ps();
+		for (int i = 0; i < n; i++) {
+			__m256 lf = _mm256_cvtepi32_ps(clamp8(round_nearest8(_mm256_mul_ps(is, _mm256_set1_ps(x[i]))), -nmax, nmax - 1));
+			slx = _mm256_add_ps(slx, _mm256_mul_ps(_mm256_set1_ps(wx[i]), lf));
+			sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), lf), lf));
+		}
+		float vx[8], v2[8], vis[8];
+		_mm256_storeu_ps(vx, slx);
+		_mm256_storeu_ps(v2, sl2);
+		_mm256_storeu_ps(vis, is);
+		for (int k = 0; k < 8 && 8 * g + k < 18; k++) {
+			if (v2[k] > 0.0f && vx[k] * vx[k] > best * v2[k]) {
+				scale = vx[k] / v2[k];
+				best = scale * vx[k];
+				chosen = 1;
+				chosen_is = vis[k];
+			}
+		}
+	}
+	if (chosen)
+		for (int i = 0; i < n; i++)
+			L[i] = (int8_t)(nmax + clampi(round_nearest(chosen_is * x[i]), -nmax, nmax - 1));
+	return scale;
+}
+#endif
+
+/* The group fits, by the AVX2 search when simd is set and the CPU has it. */
+static float fit_sym(int n, int nmax, const float *x, int8_t *L, const float *qw, int simd)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (simd && n <= 32)
+		return fit_sym_avx2(n, nmax, x, L, qw);
+#endif
+	return fit_sym_scalar(n, nmax, x, L, qw);
+}
+
+static float fit_affine(int n, int nmax, const float *x, const float *w, uint8_t *L, float *the_min, uint8_t *Laux,
+			float rmin, float rdelta, int nstep, int mad, int simd)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (simd && n <= 32)
+		return fit_affine_avx2(n, nmax, x, w, L, the_min, rmin, rdelta, nstep, mad);
+#endif
+	return fit_affine_scalar(n, nmax, x, w, L, the_min, Laux, rmin, rdelta, nstep, mad);
+}
+
 /* ---- shared packing -------------------------------------------------------------- */
 
 /* Four 2-bit codes per byte: per 128 values, byte l holds L[l + 32k] at bits 2k. */
@@ -389,7 +586,7 @@ static void q2_k_finish(const float *x, qf_block_q2_k *y, uint8_t *L)
 	pack_2bit(L, y->qs);
 }
 
-void qf_quant_q2_k_ref(const float *x, void *dst, int64_t n)
+static void q2_k_ref(const float *x, void *dst, int64_t n, int simd)
 {
 	qf_block_q2_k *y = dst;
 	uint8_t L[QF_QK_K], Laux[16];
@@ -399,7 +596,7 @@ void qf_quant_q2_k_ref(const float *x, void *dst, int64_t n)
 		for (int j = 0; j < 16; j++) {
 			for (int i = 0; i < 16; i++)
 				w[i] = fabsf(x[16 * j + i]);
-			sc[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mn[j], Laux, -0.5f, 0.1f, 15, 1);
+			sc[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mn[j], Laux, -0.5f, 0.1f, 15, 1, simd);
 			if (sc[j] > max_scale)
 				max_scale = sc[j];
 			if (mn[j] > max_min)
@@ -426,6 +623,10 @@ void qf_quant_q2_k_ref(const float *x, void *dst, int64_t n)
 	}
 }
 
+void qf_quant_q2_k_ref(const float *x, void *dst, int64_t n) { q2_k_ref(x, dst, n, 0); }
+
+void qf_quant_q2_k(const float *x, void *dst, int64_t n) { q2_k_ref(x, dst, n, qf_cpu_has_avx2()); }
+
 /*
  * Weighted Q2_K: per value w = qw·sqrt(σ² + x²) with σ² = Σx²/256 of the
  * super-block; affine fits per 16, then the 4-bit scale and min codes are
@@ -434,9 +635,10 @@ void qf_quant_q2_k_ref(const float *x, void *dst, int64_t n)
 void qf_quant_q2_k_w(const float *x, void *dst, int64_t n, const float *qw)
 {
 	if (!qw) {
-		qf_quant_q2_k_ref(x, dst, n);
+		qf_quant_q2_k(x, dst, n);
 		return;
 	}
+	const int simd = qf_cpu_has_avx2();
 	qf_block_q2_k *y = dst;
 	uint8_t L[QF_QK_K], Laux[16], Ls[16], Lm[16];
 	float w[16], sc[16], mn[16], sw[16];
@@ -451,7 +653,7 @@ void qf_quant_q2_k_w(const float *x, void *dst, int64_t n, const float *qw)
 			sw[j] = 0.0f;
 			for (int i = 0; i < 16; i++)
 				sw[j] += w[i];
-			sc[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mn[j], Laux, -0.9f, 0.05f, 36, 0);
+			sc[j] = fit_affine(16, 3, x + 16 * j, w, L + 16 * j, &mn[j], Laux, -0.9f, 0.05f, 36, 0, simd);
 		}
 		const float dm = fit_pos(16, 15, sc, Ls, sw);
 		const float mm = fit_pos(16, 15, mn, Lm, sw);
@@ -540,6 +742,7 @@ void qf_quant_q3_k_w(const float *x, void *dst, int64_t n, const float *qw)
 		qf_quant_q3_k_ref(x, dst, n);
 		return;
 	}
+	const int simd = qf_cpu_has_avx2();
 	qf_block_q3_k *y = dst;
 	int8_t L[QF_QK_K], Ls[16];
 	float w[16], sc[16], sw[16];
@@ -555,10 +758,10 @@ void qf_quant_q3_k_w(const float *x, void *dst, int64_t n, const float *qw)
 			for (int i = 0; i < 16; i++)
 				s += w[i];
 			sw[j] = s;
-			sc[j] = fit_sym(16, 4, x + 16 * j, L + 16 * j, w);
+			sc[j] = fit_sym(16, 4, x + 16 * j, L + 16 * j, w, simd);
 		}
 		memset(y[b].scales, 0, sizeof y[b].scales);
-		const float d = fit_sym(16, 32, sc, Ls, sw);
+		const float d = fit_sym(16, 32, sc, Ls, sw, simd);
 		for (int j = 0; j < 16; j++)
 			pack_q3_scale(y[b].scales, j, Ls[j]);
 		y[b].d = qf_f32_to_f16(d);
@@ -592,7 +795,7 @@ void qf_dequant_q3_k(const void *src, float *dst, int64_t n)
  * dmin are the maxima / 63.
  */
 static void k_ref_scales(const float *x, int nmax, float rmin, int nstep, uint8_t *L, uint8_t *scales,
-			 uint16_t *dh, uint16_t *mh)
+			 uint16_t *dh, uint16_t *mh, int simd)
 {
 	uint8_t Laux[32];
 	float w[32], sc[8], mn[8];
@@ -605,7 +808,7 @@ static void k_ref_scales(const float *x, int nmax, float rmin, int nstep, uint8_
 		const float av_x = sqrtf(sum_x2 / 32.0f);
 		for (int i = 0; i < 32; i++)
 			w[i] = av_x + fabsf(xs[i]);
-		sc[j] = fit_affine(32, nmax, xs, w, L + 32 * j, &mn[j], Laux, rmin, 0.1f, nstep, 0);
+		sc[j] = fit_affine(32, nmax, xs, w, L + 32 * j, &mn[j], Laux, rmin, 0.1f, nstep, 0, simd);
 		if (sc[j] > max_scale)
 			max_scale = sc[j];
 		if (mn[j] > max_min)
@@ -628,7 +831,7 @@ static void k_ref_scales(const float *x, int nmax, float rmin, int nstep, uint8_
  * the codes at 63, Q4_K does not (as in ggml; they never exceed it in practice).
  */
 static void k_w_scales(const float *x, const float *qw, int nmax, int clamp63, uint8_t *L, uint8_t *scales,
-		       uint16_t *dh, uint16_t *mh)
+		       uint16_t *dh, uint16_t *mh, int simd)
 {
 	uint8_t Laux[32], Ls[8], Lm[8];
 	float w[32], sc[8], mn[8], sw[8];
@@ -643,7 +846,7 @@ static void k_w_scales(const float *x, const float *qw, int nmax, int clamp63, u
 		for (int i = 0; i < 32; i++)
 			s += w[i];
 		sw[j] = s;
-		sc[j] = fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mn[j], Laux, -0.9f, 0.05f, 36, 0);
+		sc[j] = fit_affine(32, nmax, x + 32 * j, w, L + 32 * j, &mn[j], Laux, -0.9f, 0.05f, 36, 0, simd);
 	}
 	const float d = fit_pos(8, 63, sc, Ls, sw);
 	const float m = fit_pos(8, 63, mn, Lm, sw);
@@ -685,53 +888,63 @@ static void pack_q5_k(const uint8_t *L, uint8_t *qh, uint8_t *qs)
 	}
 }
 
-void qf_quant_q4_k_ref(const float *x, void *dst, int64_t n)
+static void q4_k_ref(const float *x, void *dst, int64_t n, int simd)
 {
 	qf_block_q4_k *y = dst;
 	uint8_t L[QF_QK_K];
 	for (int64_t b = 0; b < n / QF_QK_K; b++, x += QF_QK_K) {
-		k_ref_scales(x, 15, -1.0f, 20, L, y[b].scales, &y[b].d, &y[b].dmin);
+		k_ref_scales(x, 15, -1.0f, 20, L, y[b].scales, &y[b].d, &y[b].dmin, simd);
 		requant_k(x, y[b].scales, y[b].d, y[b].dmin, 15, L);
 		pack_q4_k(L, y[b].qs);
 	}
 }
+
+void qf_quant_q4_k_ref(const float *x, void *dst, int64_t n) { q4_k_ref(x, dst, n, 0); }
+
+void qf_quant_q4_k(const float *x, void *dst, int64_t n) { q4_k_ref(x, dst, n, qf_cpu_has_avx2()); }
 
 void qf_quant_q4_k_w(const float *x, void *dst, int64_t n, const float *qw)
 {
 	if (!qw) {
-		qf_quant_q4_k_ref(x, dst, n);
+		qf_quant_q4_k(x, dst, n);
 		return;
 	}
+	const int simd = qf_cpu_has_avx2();
 	qf_block_q4_k *y = dst;
 	uint8_t L[QF_QK_K];
 	for (int64_t b = 0; b < n / QF_QK_K; b++, x += QF_QK_K, qw += QF_QK_K) {
-		k_w_scales(x, qw, 15, 0, L, y[b].scales, &y[b].d, &y[b].dmin);
+		k_w_scales(x, qw, 15, 0, L, y[b].scales, &y[b].d, &y[b].dmin, simd);
 		requant_k(x, y[b].scales, y[b].d, y[b].dmin, 15, L);
 		pack_q4_k(L, y[b].qs);
 	}
 }
 
-void qf_quant_q5_k_ref(const float *x, void *dst, int64_t n)
+static void q5_k_ref(const float *x, void *dst, int64_t n, int simd)
 {
 	qf_block_q5_k *y = dst;
 	uint8_t L[QF_QK_K];
 	for (int64_t b = 0; b < n / QF_QK_K; b++, x += QF_QK_K) {
-		k_ref_scales(x, 31, -0.5f, 15, L, y[b].scales, &y[b].d, &y[b].dmin);
+		k_ref_scales(x, 31, -0.5f, 15, L, y[b].scales, &y[b].d, &y[b].dmin, simd);
 		requant_k(x, y[b].scales, y[b].d, y[b].dmin, 31, L);
 		pack_q5_k(L, y[b].qh, y[b].qs);
 	}
 }
 
+void qf_quant_q5_k_ref(const float *x, void *dst, int64_t n) { q5_k_ref(x, dst, n, 0); }
+
+void qf_quant_q5_k(const float *x, void *dst, int64_t n) { q5_k_ref(x, dst, n, qf_cpu_has_avx2()); }
+
 void qf_quant_q5_k_w(const float *x, void *dst, int64_t n, const float *qw)
 {
 	if (!qw) {
-		qf_quant_q5_k_ref(x, dst, n);
+		qf_quant_q5_k(x, dst, n);
 		return;
 	}
+	const int simd = qf_cpu_has_avx2();
 	qf_block_q5_k *y = dst;
 	uint8_t L[QF_QK_K];
 	for (int64_t b = 0; b < n / QF_QK_K; b++, x += QF_QK_K, qw += QF_QK_K) {
-		k_w_scales(x, qw, 31, 1, L, y[b].scales, &y[b].d, &y[b].dmin);
+		k_w_scales(x, qw, 31, 1, L, y[b].scales, &y[b].d, &y[b].dmin, simd);
 		requant_k(x, y[b].scales, y[b].d, y[b].dmin, 31, L);
 		pack_q5_k(L, y[b].qh, y[b].qs);
 	}
@@ -782,7 +995,7 @@ void qf_dequant_q5_k(const void *src, float *dst, int64_t n)
  * relative to the scale of largest magnitude (−128 ↔ that scale), then a
  * re-code with the stored values.  ggml's weighted Q6_K uses qw as is.
  */
-static void q6_k_encode(const float *x, void *dst, int64_t n, const float *qw)
+static void q6_k_encode(const float *x, void *dst, int64_t n, const float *qw, int simd)
 {
 	qf_block_q6_k *y = dst;
 	int8_t L[QF_QK_K];
@@ -790,7 +1003,7 @@ static void q6_k_encode(const float *x, void *dst, int64_t n, const float *qw)
 	for (int64_t b = 0; b < n / QF_QK_K; b++, x += QF_QK_K, qw = qw ? qw + QF_QK_K : NULL) {
 		float max_abs = 0.0f, max_scale = 0.0f;
 		for (int j = 0; j < 16; j++) {
-			sc[j] = fit_sym(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL);
+			sc[j] = fit_sym(16, 32, x + 16 * j, L + 16 * j, qw ? qw + 16 * j : NULL, simd);
 			if (fabsf(sc[j]) > max_abs) {
 				max_abs = fabsf(sc[j]);
 				max_scale = sc[j];
@@ -826,9 +1039,14 @@ static void q6_k_encode(const float *x, void *dst, int64_t n, const float *qw)
 	}
 }
 
-void qf_quant_q6_k_ref(const float *x, void *dst, int64_t n) { q6_k_encode(x, dst, n, NULL); }
+void qf_quant_q6_k_ref(const float *x, void *dst, int64_t n) { q6_k_encode(x, dst, n, NULL, 0); }
 
-void qf_quant_q6_k_w(const float *x, void *dst, int64_t n, const float *qw) { q6_k_encode(x, dst, n, qw); }
+void qf_quant_q6_k(const float *x, void *dst, int64_t n) { q6_k_encode(x, dst, n, NULL, qf_cpu_has_avx2()); }
+
+void qf_quant_q6_k_w(const float *x, void *dst, int64_t n, const float *qw)
+{
+	q6_k_encode(x, dst, n, qw, qf_cpu_has_avx2());
+}
 
 void qf_dequant_q6_k(const void *src, float *dst, int64_t n)
 {
@@ -957,7 +1175,7 @@ static void block_weights(const float *x, const float *qw, float sigma2, float *
 void qf_quant_q4_0_w(const float *x, void *dst, int64_t n, const float *qw)
 {
 	if (!qw) {
-		qf_quant_q4_0_ref(x, dst, n);
+		qf_quant_q4_0(x, dst, n);
 		return;
 	}
 	qf_block_q4_0 *y = dst;
@@ -966,7 +1184,7 @@ void qf_quant_q4_0_w(const float *x, void *dst, int64_t n, const float *qw)
 	int8_t L[32];
 	for (int64_t b = 0; b < n / 32; b++, x += 32, qw += 32) {
 		block_weights(x, qw, sigma2, w);
-		y[b].d = qf_f32_to_f16(fit_sym(32, 8, x, L, w));
+		y[b].d = qf_f32_to_f16(fit_sym(32, 8, x, L, w, qf_cpu_has_avx2()));
 		for (int j = 0; j < 16; j++)
 			y[b].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
 	}
@@ -984,7 +1202,7 @@ void qf_quant_q4_1_w(const float *x, void *dst, int64_t n, const float *qw)
 	uint8_t L[32], Laux[32];
 	for (int64_t b = 0; b < n / 32; b++, x += 32, qw += 32) {
 		block_weights(x, qw, sigma2, w);
-		const float d = fit_affine(32, 15, x, w, L, &min, Laux, -0.9f, 0.05f, 36, 0);
+		const float d = fit_affine(32, 15, x, w, L, &min, Laux, -0.9f, 0.05f, 36, 0, qf_cpu_has_avx2());
 		y[b].d = qf_f32_to_f16(d);
 		y[b].m = qf_f32_to_f16(-min);
 		for (int j = 0; j < 16; j++)
@@ -1004,7 +1222,7 @@ void qf_quant_q5_0_w(const float *x, void *dst, int64_t n, const float *qw)
 	int8_t L[32];
 	for (int64_t b = 0; b < n / 32; b++, x += 32, qw += 32) {
 		block_weights(x, qw, sigma2, w);
-		y[b].d = qf_f32_to_f16(fit_sym(32, 16, x, L, w));
+		y[b].d = qf_f32_to_f16(fit_sym(32, 16, x, L, w, qf_cpu_has_avx2()));
 		pack_q5((const uint8_t *)L, y[b].qh, y[b].qs);
 	}
 }
@@ -1021,7 +1239,7 @@ void qf_quant_q5_1_w(const float *x, void *dst, int64_t n, const float *qw)
 	uint8_t L[32], Laux[32];
 	for (int64_t b = 0; b < n / 32; b++, x += 32, qw += 32) {
 		block_weights(x, qw, sigma2, w);
-		const float d = fit_affine(32, 31, x, w, L, &min, Laux, -0.9f, 0.05f, 36, 0);
+		const float d = fit_affine(32, 31, x, w, L, &min, Laux, -0.9f, 0.05f, 36, 0, qf_cpu_has_avx2());
 		y[b].d = qf_f32_to_f16(d);
 		y[b].m = qf_f32_to_f16(-min);
 		pack_q5(L, y[b].qh, y[b].qs);

@@ -43,6 +43,9 @@
  * an importance matrix).  *_w take importance weights qw (Σx²/count per input
  * column, as llama-quantize passes them): the bytes of ggml_quantize_chunk for
  * one row with that imatrix; qw == NULL gives the *_ref bytes, as in ggml.
+ * The unsuffixed encoders and *_w run the groups' candidate searches in AVX2
+ * lanes when the CPU has it (QF_NO_SIMD=1 forces the portable path): each
+ * lane keeps the scalar summation order, so the bytes are the same.
  * For q4_0 … q5_1 the weights mix in the row's mean square, so a _w call
  * must cover exactly one row.  Decoders are exact (the same f32 values as
  * ggml's dequantize_row_*).
@@ -120,6 +123,11 @@ void qf_quant_q5_k_ref(const float *src, void *dst, int64_t n);
 void qf_quant_q6_k_ref(const float *src, void *dst, int64_t n);
 void qf_quant_q5_0_ref(const float *src, void *dst, int64_t n);
 void qf_quant_q5_1_ref(const float *src, void *dst, int64_t n);
+/* The same bytes as the references, the group searches in AVX2 when the CPU has it. */
+void qf_quant_q2_k(const float *src, void *dst, int64_t n);
+void qf_quant_q4_k(const float *src, void *dst, int64_t n);
+void qf_quant_q5_k(const float *src, void *dst, int64_t n);
+void qf_quant_q6_k(const float *src, void *dst, int64_t n);
 
 void qf_quant_q2_k_w(const float *src, void *dst, int64_t n, const float *qw);
 void qf_quant_q3_k_w(const float *src, void *dst, int64_t n, const float *qw);

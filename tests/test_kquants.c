@@ -45,30 +45,30 @@ static const struct kq {
 	int ggml_type;
 	int64_t blk;
 	size_t bytes;
-	enc_fn ref;
+	enc_fn ref, fast; /* the scalar reference; the table's encoder (same bytes, AVX2 where it has it) */
 	qf_from_f32_w_fn w;
 	dec_fn dec;
 	const char *their_ref, *their_dec;
 	double max_rel_rmse;
 } kqs[] = {
-	{ "q2_k", 10, 256, sizeof(qf_block_q2_k), qf_quant_q2_k_ref, qf_quant_q2_k_w, qf_dequant_q2_k,
+	{ "q2_k", 10, 256, sizeof(qf_block_q2_k), qf_quant_q2_k_ref, qf_quant_q2_k, qf_quant_q2_k_w, qf_dequant_q2_k,
 	  "quantize_row_q2_K_ref", "dequantize_row_q2_K", Q2_K_MAX_REL_RMSE },
-	{ "q3_k", 11, 256, sizeof(qf_block_q3_k), qf_quant_q3_k_ref, qf_quant_q3_k_w, qf_dequant_q3_k,
+	{ "q3_k", 11, 256, sizeof(qf_block_q3_k), qf_quant_q3_k_ref, qf_quant_q3_k_ref, qf_quant_q3_k_w, qf_dequant_q3_k,
 	  "quantize_row_q3_K_ref", "dequantize_row_q3_K", Q3_K_MAX_REL_RMSE },
-	{ "q4_k", 12, 256, sizeof(qf_block_q4_k), qf_quant_q4_k_ref, qf_quant_q4_k_w, qf_dequant_q4_k,
+	{ "q4_k", 12, 256, sizeof(qf_block_q4_k), qf_quant_q4_k_ref, qf_quant_q4_k, qf_quant_q4_k_w, qf_dequant_q4_k,
 	  "quantize_row_q4_K_ref", "dequantize_row_q4_K", Q4_K_MAX_REL_RMSE },
-	{ "q5_k", 13, 256, sizeof(qf_block_q5_k), qf_quant_q5_k_ref, qf_quant_q5_k_w, qf_dequant_q5_k,
+	{ "q5_k", 13, 256, sizeof(qf_block_q5_k), qf_quant_q5_k_ref, qf_quant_q5_k, qf_quant_q5_k_w, qf_dequant_q5_k,
 	  "quantize_row_q5_K_ref", "dequantize_row_q5_K", Q5_K_MAX_REL_RMSE },
-	{ "q6_k", 14, 256, sizeof(qf_block_q6_k), qf_quant_q6_k_ref, qf_quant_q6_k_w, qf_dequant_q6_k,
+	{ "q6_k", 14, 256, sizeof(qf_block_q6_k), qf_quant_q6_k_ref, qf_quant_q6_k, qf_quant_q6_k_w, qf_dequant_q6_k,
 	  "quantize_row_q6_K_ref", "dequantize_row_q6_K", Q6_K_MAX_REL_RMSE },
-	{ "q5_0", 6, 32, sizeof(qf_block_q5_0), qf_quant_q5_0_ref, qf_quant_q5_0_w, qf_dequant_q5_0,
+	{ "q5_0", 6, 32, sizeof(qf_block_q5_0), qf_quant_q5_0_ref, qf_quant_q5_0_ref, qf_quant_q5_0_w, qf_dequant_q5_0,
 	  "quantize_row_q5_0_ref", "dequantize_row_q5_0", Q5_0_MAX_REL_RMSE },
-	{ "q5_1", 7, 32, sizeof(qf_block_q5_1), qf_quant_q5_1_ref, qf_quant_q5_1_w, qf_dequant_q5_1,
+	{ "q5_1", 7, 32, sizeof(qf_block_q5_1), qf_quant_q5_1_ref, qf_quant_q5_1_ref, qf_quant_q5_1_w, qf_dequant_q5_1,
 	  "quantize_row_q5_1_ref", "dequantize_row_q5_1", Q5_1_MAX_REL_RMSE },
 	/* weighted variants only are new; the references are tested in test_ggml_quants */
-	{ "q4_0", 2, 32, sizeof(qf_block_q4_0), qf_quant_q4_0_ref, qf_quant_q4_0_w, qf_dequant_q4_0,
+	{ "q4_0", 2, 32, sizeof(qf_block_q4_0), qf_quant_q4_0_ref, qf_quant_q4_0, qf_quant_q4_0_w, qf_dequant_q4_0,
 	  "quantize_row_q4_0_ref", "dequantize_row_q4_0", Q4_0_MAX_REL_RMSE },
-	{ "q4_1", 3, 32, sizeof(qf_block_q4_1), qf_quant_q4_1_ref, qf_quant_q4_1_w, qf_dequant_q4_1,
+	{ "q4_1", 3, 32, sizeof(qf_block_q4_1), qf_quant_q4_1_ref, qf_quant_q4_1_ref, qf_quant_q4_1_w, qf_dequant_q4_1,
 	  "quantize_row_q4_1_ref", "dequantize_row_q4_1", Q4_1_MAX_REL_RMSE },
 };
 enum { NKQ = sizeof kqs / sizeof kqs[0] };
@@ -262,6 +262,42 @@ static void weighted_gain(const struct kq *k, const float *x, const float *qw, i
 	free(y);
 }
 
+static size_t count_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t unit, long long *first)
+{
+	size_t d = 0;
+	*first = -1;
+	for (size_t i = 0; i < n; i++) {
+		if (a[i] != b[i]) {
+			if (*first < 0)
+				*first = (long long)(i / unit);
+			d++;
+		}
+	}
+	return d;
+}
+
+/* The table's encoders (AVX2 search where the CPU has it) write the reference's bytes. */
+static void fast_is_ref(const float *x, int64_t R, int64_t C)
+{
+	for (int i = 0; i < NKQ; i++) {
+		const struct kq *k = &kqs[i];
+		if (k->fast == k->ref)
+			continue;
+		size_t nb = (size_t)(R * C / k->blk) * k->bytes;
+		uint8_t *a = malloc(nb), *b = malloc(nb);
+		memset(a, 0xAA, nb);
+		memset(b, 0x55, nb);
+		k->fast(x, a, R * C);
+		k->ref(x, b, R * C);
+		long long f;
+		size_t d = count_diff(a, b, nb, k->bytes, &f);
+		ok(d == 0, "%s: the %s encoder writes the scalar reference's bytes on %lld blocks of all %d row kinds (%zu differ, first block %lld)",
+		   k->name, qf_cpu_has_avx2() ? "AVX2" : "portable", (long long)(R * C / k->blk), NKIND, d, f);
+		free(a);
+		free(b);
+	}
+}
+
 /* ---- the traits table ------------------------------------------------------------------- */
 
 typedef int64_t (*blck_fn)(int type);
@@ -280,7 +316,7 @@ static void traits_rows(void *h)
 		qf_dtype t = qf_dtype_from_ggml(k->ggml_type);
 		const qf_dtype_traits *tr = qf_dtype_info(t);
 		if (!tr || qf_fmt_from_name(k->name) != t || tr->block_elems != k->blk || tr->block_bytes != k->bytes ||
-		    tr->to_f32 != k->dec || tr->from_f32_w != k->w || tr->gguf != t || tr->bcols != k->blk ||
+		    tr->to_f32 != k->dec || tr->from_f32 != k->fast || tr->from_f32_w != k->w || tr->gguf != t || tr->bcols != k->blk ||
 		    !tr->need_div) {
 			diag("%s: traits row does not match its codec", k->name);
 			bad++;
@@ -305,19 +341,6 @@ static void traits_rows(void *h)
 
 /* ---- the oracle ------------------------------------------------------------------------ */
 
-static size_t count_diff(const uint8_t *a, const uint8_t *b, size_t n, size_t unit, long long *first)
-{
-	size_t d = 0;
-	*first = -1;
-	for (size_t i = 0; i < n; i++) {
-		if (a[i] != b[i]) {
-			if (*first < 0)
-				*first = (long long)(i / unit);
-			d++;
-		}
-	}
-	return d;
-}
 
 typedef struct {
 	int64_t C, R;
@@ -357,6 +380,7 @@ static void against_oracle(void *h, const struct kq *k, const geom *g, int ng)
 		memset(b, 0x55, nb);
 		if (chunk) {
 			chunk(k->ggml_type, x, b, 0, R, C, NULL);
+			k->fast(x, a, (int64_t)n); /* the table's encoder */
 			d_chunk += count_diff(a, b, nb, k->bytes, &f);
 			f_chunk = f_chunk < 0 ? f : f_chunk;
 		}
@@ -444,6 +468,7 @@ int main(void)
 		round_trip(&kqs[i], x, R, C);
 	for (int i = 0; i < NKQ; i++)
 		weighted_gain(&kqs[i], x, qw, R, C);
+	fast_is_ref(x, R, C);
 	free(x);
 	free(qw);
 
