@@ -173,7 +173,7 @@ static void hf_summary(const cvt_hf_plan *p, const cvt_result *r, int json, cJSO
 	for (size_t i = 0; i < p->n; i++) {
 		nfb += (size_t)p->items[i].fallback;
 		nlossy += (size_t)p->items[i].lossy_note;
-		ncopy += p->items[i].scale && p->items[i].sch.enc == CVT_HF_COPY;
+		ncopy += p->items[i].scale && (p->items[i].sch.enc == CVT_HF_COPY || p->items[i].raw);
 	}
 	if (json) {
 		cJSON_AddNumberToObject(jo, "fp8_copied", (double)ncopy);

@@ -76,6 +76,7 @@ typedef struct cvt_hf_item {
 	cvt_hf_scheme sch;
 	qf_dtype scale_dtype;     /* CT scales: the source's torch_dtype */
 	int fallback;             /* the scheme could not hold this tensor: kept */
+	int raw;                  /* CT_FP8 from DeepSeek FP8: weight and F32 block scale copied as they are */
 	int lossy_note;           /* ue8m0 from free scales: re-quantized, lossy */
 } cvt_hf_item;
 

@@ -11,6 +11,12 @@
  *     Targets resolve exact name > "re:" regex > module class ("Linear"); vllm-ascend
  *     gives FusedMoE the "Linear" group's scheme (_add_fused_moe_to_target_scheme_map),
  *     so the routed experts' group is the one that targets "Linear".
+ *   ascend-w4a16 is compressed-tensors because vllm-ascend registers W4A16 MoE only there:
+ *     vllm_ascend/quantization/compressed_tensors_config.py (commit 0421783…),
+ *     AscendCompressedTensorsConfig._detect_quant_type returns "W4A16" only from _is_w4a16
+ *     (type int, num_bits 4, strategy group, not dynamic, input_activations None), and
+ *     "W8A8_DYNAMIC" from _is_dynamic_token_w8a8 (8-bit channel weights, dynamic per-token
+ *     8-bit inputs, both symmetric, format int-quantized): the scheme its other linears use.
  *   msModelSlim: config.json without quantization_config; quant_model_description.json
  *     with model_quant_type, version and "<tensor>": TYPE for every saved tensor.
  */
@@ -68,10 +74,11 @@ qf_status cvt_hf_write_json(const char *dir, const char *name, const cJSON *j, q
 
 /* ---- which modules carry which scheme ------------------------------------------------- */
 
+/* A module the loader's quantization config applies to (MTP's eh_proj is a plain nn.Linear in vLLM: never). */
 static int is_linear(const cvt_hf_item *it)
 {
 	return it->t->ndim == 2 && qf_str_ends_with(it->t->name, ".weight") && it->cls != CVT_CLASS_EMBED &&
-	       it->cls != CVT_CLASS_NORM;
+	       it->cls != CVT_CLASS_NORM && !strstr(it->t->name, ".eh_proj.");
 }
 
 static int is_quant(const cvt_hf_scheme *s)
@@ -90,7 +97,7 @@ static int same_scheme(const cvt_hf_scheme *a, const cvt_hf_scheme *b)
 static const char *class_regex(cvt_class c)
 {
 	switch (c) {
-	case CVT_CLASS_ATTN: return "re:.*self_attn\\..*|.*eh_proj$";
+	case CVT_CLASS_ATTN: return "re:.*self_attn\\..*";
 	case CVT_CLASS_EXPERT: return "re:.*mlp\\.experts\\..*";
 	case CVT_CLASS_SHARED_EXPERT: return "re:.*mlp\\.shared_experts\\..*";
 	case CVT_CLASS_DENSE_FFN: return "re:.*mlp\\.(gate|up|down)_proj$";

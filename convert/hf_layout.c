@@ -230,7 +230,7 @@ int cvt_hf_item_parts(const cvt_hf_plan *p, const cvt_hf_item *it, cvt_hf_part *
 		return 2;
 	case CVT_HF_CT_FP8:
 		part(&pts[0], mod, ".weight", QF_F8_E4M3, 2, N, K);
-		part(&pts[1], mod, ".weight_scale", it->scale_dtype, 2, cdiv(N, 128), cdiv(K, 128));
+		part(&pts[1], mod, ".weight_scale", it->raw ? QF_F32 : it->scale_dtype, 2, cdiv(N, 128), cdiv(K, 128));
 		return 2;
 	case CVT_HF_CT_PACK: {
 		int b = it->sch.bits;

@@ -218,7 +218,8 @@ static int64_t part_rows(const cvt_hf_item *it, int k, int64_t N)
 static uint64_t part_off(const cvt_hf_item *it, const cvt_hf_part *pt, int k, int64_t N, int64_t r)
 {
 	int64_t pr = part_rows(it, k, N);
-	int64_t prow = (r + pr - 1) / pr, nprow = pt->shape[0];
+	/* weight_shape [2] is one unit of its 16 bytes, written with the first row */
+	int64_t prow = (r + pr - 1) / pr, nprow = it->sch.enc == CVT_HF_CT_PACK && k == 2 ? 1 : pt->shape[0];
 	if (prow > nprow)
 		prow = nprow;
 	return (uint64_t)prow * (pt->nbytes / (uint64_t)(nprow ? nprow : 1));
@@ -542,7 +543,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 		uint64_t in_b = t->nbytes + (it->scale ? it->scale->nbytes : 0), out_b = 0;
 		for (int k = 0; k < npi; k++)
 			out_b += op[k].p.nbytes;
-		if (it->sch.enc == CVT_HF_COPY) {
+		if (it->sch.enc == CVT_HF_COPY || it->raw) {
 			for (int k = 0; k < npi; k++) {
 				const qf_tensor *src = k == 0 ? t : it->scale;
 				for (uint64_t o = 0; o < src->nbytes; o += COPY_CHUNK) {

@@ -94,6 +94,7 @@ qf_status qnt_hf_plan_apply(cvt_hf_plan *p, const qnt_profile *prof, const qnt_r
 		const qf_tensor *t = it->t;
 		it->fallback = 0;
 		it->lossy_note = 0;
+		it->raw = 0;
 		int floaty = t->dtype == QF_BF16 || t->dtype == QF_F16 || t->dtype == QF_F32 || t->dtype == QF_F8_E4M3 ||
 			     t->dtype == QF_F8_E5M2;
 		int eligible = floaty && t->ndim == 2 && qf_str_ends_with(t->name, ".weight") &&
@@ -133,6 +134,8 @@ qf_status qnt_hf_plan_apply(cvt_hf_plan *p, const qnt_profile *prof, const qnt_r
 		    t->dtype == QF_F8_E4M3) {
 			it->sch.enc = CVT_HF_COPY; /* the release's own blocks: every weight and scale byte as shipped */
 			it->sch.dtype = t->dtype;
+		} else if (want.enc == CVT_HF_CT_FP8 && it->scale && it->bo == 128 && it->bi == 128 && t->dtype == QF_F8_E4M3) {
+			it->raw = 1; /* the same blocks under CT's names: the release's F32 scales, not re-rounded */
 		} else if (want.enc == CVT_HF_FP8_BLOCK && want.ue8m0 && it->scale) {
 			it->lossy_note = !scales_pow2(it->scale);
 		}

@@ -36,7 +36,7 @@ contains "$out" "model.layers.1.mlp.experts.15.down_proj.weight"; ok $? "plan li
 contains "$out" "fp8-dequant"; ok $? "plan shows FP8 dequantized"
 
 run "$QFORGE" quantize --list-targets
-for t in vllm-fp8-block vllm-fp8-block-ue8m0; do
+for t in vllm-fp8-block vllm-fp8-block-ue8m0 vllm-fp8-block-ct vllm-w4a16 vllm-w8a16 vllm-w8a8 ascend-w4a16 ascend-w8a16 ascend-w8a8-dynamic; do
 	contains "$out" "$t "; ok $? "lists $t"
 done
 
@@ -46,6 +46,16 @@ contains "$out" "byte for byte"; ok $? "summary says the FP8 weights were kept a
 run "$QFORGE" quantize -q --target vllm-fp8-block-ue8m0 -o "$tmp/ue" "$M/tiny-dsv3"
 expect_rc 0 "vllm-fp8-block-ue8m0"
 contains "$out" "(lossy)"; ok $? "summary says ue8m0 from free scales is lossy"
+run "$QFORGE" quantize -q --target ascend-w8a16 -o "$tmp/ms" "$M/tiny-dsv3"
+expect_rc 0 "ascend-w8a16 (msModelSlim)"
+[ -f "$tmp/ms/quant_model_description.json" ] && [ -f "$tmp/ms/quant_model_weights.safetensors" ]; ok $? "quant_model_description.json and quant_model_weights.safetensors"
+run "$QFORGE" verify "$tmp/ms"
+expect_rc 0 "verify checks the msModelSlim folder's hashes"
+run "$QFORGE" quantize -q --target vllm-w4a16 --type 'experts=int4-g32' -o "$tmp/w4" "$M/tiny-dsv3"
+expect_rc 0 "vllm-w4a16 with the experts in groups of 32"
+contains "$out" "ct-int4"; ok $? "summary names the encoding"
+run "$QFORGE" quantize --target vllm-w4a16 --type 'experts=q4_0' "$M/tiny-dsv3"
+expect_rc 2 "a GGUF format in a safetensors --type is a usage error"
 run "$QFORGE" quantize --target vllm-fp8-block --format gguf -o "$tmp/x.gguf" "$M/tiny-dsv3"
 expect_rc 2 "--format that disagrees with the profile"
 contains "$err" "disagrees"; ok $? "says so: $err"
