@@ -102,6 +102,8 @@ qf_status fwd_matmul(fwd_model *m, const fwd_w *w, int64_t r0, int64_t nr, const
 		     float *Y, int64_t ldy, int add, qf_err *err);
 /* K[t·ldk + h·(ldk/n_head) + d] = Σ_c ckv[t][c] · k_b[h][c][d]: the nope part of MLA's per-head keys. */
 qf_status fwd_matmul_kb(fwd_model *m, const fwd_w *kb, const float *ckv, int64_t T, float *K, int64_t ldk, qf_err *err);
+/* fwd_rmsnorm of T rows (o at t·ldo, x at t·ldx; o may be x) on the model's workers. */
+void fwd_rmsnorm_rows(fwd_model *m, float *o, int64_t ldo, const float *x, int64_t ldx, const float *w, int64_t n, int64_t T);
 void fwd_rmsnorm(float *o, const float *x, const float *w, int64_t n, double eps);
 
 /* rope.c */

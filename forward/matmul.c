@@ -136,3 +136,25 @@ qf_status fwd_matmul_kb(fwd_model *m, const fwd_w *kb, const float *ckv, int64_t
 			return qf_fail(err, m->st[i], "%s", m->errs[i].msg);
 	return QF_OK;
 }
+
+/* ---- per-token work on the workers (any cut of the tokens gives the same bits) ---------- */
+
+typedef struct norm_job {
+	float *o;
+	const float *x, *w;
+	int64_t n, ldo, ldx;
+	double eps;
+} norm_job;
+
+static void norm_fn(void *ctx, int64_t b, int64_t e, int wk)
+{
+	const norm_job *j = ctx;
+	for (int64_t t = b; t < e; t++)
+		fwd_rmsnorm(j->o + t * j->ldo, j->x + t * j->ldx, j->w, j->n, j->eps);
+}
+
+void fwd_rmsnorm_rows(fwd_model *m, float *o, int64_t ldo, const float *x, int64_t ldx, const float *w, int64_t n, int64_t T)
+{
+	norm_job j = { .o = o, .x = x, .w = w, .n = n, .ldo = ldo, .ldx = ldx, .eps = m->hp.eps };
+	fwd_for(m, T * n < (1 << 16) ? 1 : m->threads, T, norm_fn, &j);
+}

@@ -142,8 +142,7 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 	const double *cs = b->cs, *sn = b->sn;
 	qf_status s;
 	const fwd_layer *L = &m->layers[l];
-	for (int64_t t = 0; t < T; t++)
-		fwd_rmsnorm(Hn + t * H, X + t * H, L->attn_norm, H, h->eps);
+	fwd_rmsnorm_rows(m, Hn, H, X, H, L->attn_norm, H, T);
 	fwd_attn aj = { .T = Ts };
 	if (!h->deepseek) {
 		int64_t hd = h->head_dim;
@@ -165,8 +164,7 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 		if (h->q_lora) {
 			if ((s = fwd_matmul(m, &L->q_a, 0, h->q_lora, Hn, H, T, lt, h->q_lora, 0, err)))
 				return s;
-			for (int64_t t = 0; t < T; t++)
-				fwd_rmsnorm(lt + t * h->q_lora, lt + t * h->q_lora, L->q_a_norm, h->q_lora, h->eps);
+			fwd_rmsnorm_rows(m, lt, h->q_lora, lt, h->q_lora, L->q_a_norm, h->q_lora, T);
 			if ((s = fwd_matmul(m, &L->q_b, 0, qdim, lt, h->q_lora, T, Q, qdim, 0, err)))
 				return s;
 		} else if ((s = fwd_matmul(m, &L->q, 0, qdim, Hn, H, T, Q, qdim, 0, err))) {
@@ -226,8 +224,7 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 	}
 	if ((s = fwd_matmul(m, &L->wo, 0, H, O, odim, T, X, H, 1, err)))
 		return s;
-	for (int64_t t = 0; t < T; t++)
-		fwd_rmsnorm(Hn + t * H, X + t * H, L->ffn_norm, H, h->eps);
+	fwd_rmsnorm_rows(m, Hn, H, X, H, L->ffn_norm, H, T);
 	if (L->moe)
 		s = fwd_moe(m, L, Hn, T, X, tmp, err);
 	else

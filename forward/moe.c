@@ -14,6 +14,28 @@
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* Y (+)= down(silu(gate·X) ⊙ up·X), rows [r0, r0+F) of gate/up, [d0, d0+H) of down. */
+/* Per token, on the workers: G = silu(G) ⊙ U, then Y += wt · D. */
+typedef struct ffn_job {
+	float *G, *Y;
+	const float *U, *D, *wt;
+	int64_t F, H;
+} ffn_job;
+
+static void glu_fn(void *ctx, int64_t b, int64_t e, int wk)
+{
+	const ffn_job *j = ctx;
+	for (int64_t i = b * j->F; i < e * j->F; i++)
+		j->G[i] = silu(j->G[i]) * j->U[i];
+}
+
+static void add_fn(void *ctx, int64_t b, int64_t e, int wk)
+{
+	const ffn_job *j = ctx;
+	for (int64_t t = b; t < e; t++)
+		for (int64_t i = 0; i < j->H; i++)
+			j->Y[t * j->H + i] += (j->wt ? j->wt[t] : 1.0f) * j->D[t * j->H + i];
+}
+
 qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w *down, int64_t g0, int64_t F, int64_t d0,
 		     const float *X, int64_t T, float *Y, const float *wt, float *tmp, qf_err *err)
 {
@@ -22,13 +44,12 @@ qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w 
 	qf_status s;
 	if ((s = fwd_matmul(m, gate, g0, F, X, H, T, G, F, 0, err)) || (s = fwd_matmul(m, up, g0, F, X, H, T, U, F, 0, err)))
 		return s;
-	for (int64_t i = 0; i < T * F; i++)
-		G[i] = silu(G[i]) * U[i];
+	ffn_job j = { .G = G, .U = U, .F = F };
+	fwd_for(m, T * F < (1 << 16) ? 1 : m->threads, T, glu_fn, &j);
 	if ((s = fwd_matmul(m, down, d0, H, G, F, T, D, H, 0, err)))
 		return s;
-	for (int64_t t = 0; t < T; t++)
-		for (int64_t i = 0; i < H; i++)
-			Y[t * H + i] += (wt ? wt[t] : 1.0f) * D[t * H + i];
+	j = (ffn_job){ .Y = Y, .D = D, .wt = wt, .H = H };
+	fwd_for(m, T * H < (1 << 16) ? 1 : m->threads, T, add_fn, &j);
 	return QF_OK;
 }
 
