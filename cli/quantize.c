@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/hf.h"
 #include "convert/convert.h"
+#include "quantize/importance.h"
 #include "quantize/profile.h"
 
 #define MAX_RULES 64
@@ -114,6 +115,22 @@ static void summary(cvt_plan *p, const cvt_result *r, int quality, int json, cJS
 	}
 }
 
+typedef struct imatrix_ud {
+	const char *path;
+	const qf_imatrix *m;
+} imatrix_ud;
+
+/* The keys llama-quantize records for its --imatrix (tools/quantize/quantize.cpp). */
+static void imatrix_meta(void *ud, qf_gguf_writer *w)
+{
+	const imatrix_ud *u = ud;
+	qf_gguf_set_str(w, "quantize.imatrix.file", u->path);
+	if (u->m->ndatasets)
+		qf_gguf_set_str(w, "quantize.imatrix.dataset", u->m->datasets[0]);
+	qf_gguf_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)u->m->n);
+	qf_gguf_set_u32(w, "quantize.imatrix.chunks_count", u->m->chunk_count);
+}
+
 int cli_quantize(int argc, char **argv)
 {
 	const char *target = NULL, *profile_path = NULL;
@@ -121,6 +138,9 @@ int cli_quantize(int argc, char **argv)
 	const char *type_args[MAX_RULES];
 	int type_keep[MAX_RULES];
 	size_t nrules = 0;
+	const char *imatrix_path = NULL;
+	qf_imatrix *imx = NULL;
+	qnt_importance imp = { 0 };
 	cli_write_args wa;
 	cli_write_args_init(&wa);
 	static const struct option opts[] = {
@@ -130,6 +150,7 @@ int cli_quantize(int argc, char **argv)
 		{ "type", required_argument, NULL, 'y' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "allow-requantize", no_argument, NULL, 'R' },
+		{ "imatrix", required_argument, NULL, 'I' },
 		{ "list-targets", no_argument, NULL, 'l' },
 		{ "no-quality", no_argument, NULL, 'Q' },
 		{ NULL, 0, NULL, 0 },
@@ -153,6 +174,7 @@ int cli_quantize(int argc, char **argv)
 			type_keep[nrules++] = c == 'k';
 			break;
 		case 'R': allow_rq = 1; break;
+		case 'I': imatrix_path = optarg; break;
 		case 'l': list = 1; break;
 		case 'Q': quality = 0; break;
 		default: return cli_usage_error("quantize", "unknown option");
@@ -221,6 +243,17 @@ int cli_quantize(int argc, char **argv)
 		goto done;
 	if ((s = qnt_plan_apply(plan, have_prof ? &prof : NULL, rules, nr, allow_rq, &err)))
 		goto done;
+	if (imatrix_path) {
+		if ((s = qf_imatrix_open(imatrix_path, &imx, &err)) || (s = qnt_importance_apply(plan, imx, &imp, &err)))
+			goto done;
+		if (!imp.weighted && !quiet)
+			fprintf(stderr, "qforge quantize: note: --imatrix ignored: %s\n",
+				imp.missing ? "no tensor quantized to a weighted format has an entry in it"
+					    : "this target's formats quantize without weights (ggml's q8_0 and mxfp4, and qforge's bundle formats)");
+		else if (!quiet && !json)
+			printf("imatrix %s: %zu tensors weighted, %zu without an entry (unweighted%s%s), %zu in formats that take no weights\n",
+			       imatrix_path, imp.weighted, imp.missing, imp.missing ? ", e.g. " : "", imp.first_missing, imp.ignored);
+	}
 	char defname[4096];
 	if (!outpath) {
 		cli_default_output(in, have_prof ? prof.name : "custom", packed, defname, sizeof defname);
@@ -268,7 +301,8 @@ int cli_quantize(int argc, char **argv)
 	cvt_result res;
 	cvt_write_opts wo = { .packed = packed, .force = force, .threads = o.threads, .quality = quality,
 			      .prog = cli_tensor_progress, .ud = &pr, .profile = have_prof ? prof.json : NULL,
-			      .split_max = split_max };
+			      .split_max = split_max, .extra_meta = imx && imp.weighted ? imatrix_meta : NULL,
+			      .extra_ud = &(imatrix_ud){ imatrix_path, imx } };
 	s = cvt_write(plan, outpath, &wo, &res, &err);
 	cli_progress_done(&pr);
 	if (s)
@@ -308,5 +342,7 @@ done:
 		qnt_rule_free(&rules[i]);
 	if (have_prof)
 		qnt_profile_free(&prof);
+	qnt_importance_free(&imp);
+	qf_imatrix_free(imx);
 	return rc;
 }

@@ -62,6 +62,7 @@ typedef struct cvt_item {
 	int64_t n_head, head_dim; /* PERMUTE */
 	int64_t nope, vdim, kv_lora; /* KB / VB */
 	int layer;                /* -1 for global tensors */
+	const float *qw;          /* importance weights [matrices][row_len] (quantize --imatrix; borrowed), or NULL */
 } cvt_item;
 
 typedef struct cvt_options {
@@ -148,6 +149,8 @@ typedef struct cvt_write_opts {
 	void *ud;
 	const cJSON *profile;     /* recorded in a bundle's manifest (borrowed), or NULL */
 	uint64_t split_max;       /* GGUF: split into parts of at most this many bytes of padded tensor data (0: one file) */
+	void (*extra_meta)(void *ud, qf_gguf_writer *w); /* GGUF: adds keys after the plan's (or NULL) */
+	void *extra_ud;
 } cvt_write_opts;
 
 /* Writes the plan; bytes identical for any thread count. */

@@ -57,7 +57,16 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 		uint8_t *co[QF_MAX_COMP] = { NULL, NULL };
 		for (int k = 0; k < nc; k++)
 			co[k] = w->comp[k] + (qf_fmt_comp_offset(f, k, it->ndim, it->shape, r0) - w->comp_base[k]);
-		qf_fmt_encode(f, w->packed, x, n, C, mo, co);
+		const qf_dtype_traits *ft = qf_dtype_info(f);
+		if (it->qw && ft->from_f32_w) {
+			/* importance weights of the row's matrix (expert, head): ggml_quantize_chunk per matrix */
+			uint64_t rb = qf_fmt_main_offset(f, w->packed, C, 1);
+			int64_t per = it->ndim >= 3 ? it->shape[it->ndim - 2] : cvt_item_rows(it);
+			for (int64_t k = 0; k < n; k++)
+				ft->from_f32_w(x + k * C, mo + (uint64_t)k * rb, C, it->qw + ((r0 + k) / per) * C);
+		} else {
+			qf_fmt_encode(f, w->packed, x, n, C, mo, co);
+		}
 		if (w->quality && qf_fmt_is_quant(f)) {
 			/* units start their own scale blocks, so a view at the unit decodes it */
 			qf_fmt_view v = { .fmt = f, .in_bundle = w->packed, .ndim = it->ndim, .main = mo };
@@ -368,6 +377,8 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			break;
 		}
 	}
+	if (!wo->packed && wo->extra_meta)
+		wo->extra_meta(wo->extra_ud, k.g);
 	if (!wo->packed)
 		qf_gguf_writer_set_split(k.g, wo->split_max);
 	if ((s = sink_declare(&k, p, wo, err)))

@@ -107,4 +107,25 @@ fi
 run "$QFORGE" quantize -f --no-quality --target llamacpp-q4_0 -o "$tmp/nq.gguf" "$M/tiny-dsv3"
 expect_rc 0 "--no-quality"
 contains "$out" "exact"; [ $? != 0 ]; ok $? "--no-quality never prints exact in the error column"
+# --imatrix: a legacy .dat of one entry (256 columns of weight 1.0, ncall 1)
+dat() { # NAME: one entry of 256 ones
+	printf '\001\000\000\000'
+	printf "\\$(printf %03o ${#1})\000\000\000"
+	printf '%s' "$1"
+	printf '\001\000\000\000\000\001\000\000'
+	i=0; while [ $i -lt 256 ]; do printf '\000\000\200\077'; i=$((i + 1)); done
+}
+dat blk.1.attn_q_a.weight > "$tmp/one.dat"
+run "$QFORGE" quantize -f --target llamacpp-q4_k_m --imatrix "$tmp/one.dat" -o "$tmp/im.gguf" "$M/tiny-dsv3"
+expect_rc 0 "--imatrix with a legacy .dat"
+contains "$out" "1 tensors weighted"; ok $? "says what it weighted: $(echo "$out" | grep imatrix)"
+run "$QFORGE" inspect "$tmp/im.gguf"
+contains "$out" "quantize.imatrix.file"; ok $? "records the imatrix as llama-quantize does"
+run "$QFORGE" quantize -f --target ocp-mx --imatrix "$tmp/one.dat" -o "$tmp/mx" "$M/tiny-dsv3"
+expect_rc 0 "--imatrix with a target whose formats take no weights"
+contains "$err" "--imatrix ignored"; ok $? "says it ignores it: $err"
+dat blk.1.ffn_up_exps.weight > "$tmp/bad.dat"
+run "$QFORGE" quantize -f --target llamacpp-q4_k_m --imatrix "$tmp/bad.dat" -o "$tmp/bad.gguf" "$M/tiny-dsv3"
+expect_rc 3 "an imatrix entry of the wrong size"
+contains "$err" "blk.1.ffn_up_exps.weight"; ok $? "names the tensor: $err"
 finish

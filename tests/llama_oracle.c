@@ -186,9 +186,26 @@ int tl_llama_tokenize(tl_llama *L, void *model, const char *text, int len, int32
 
 int tl_llama_quantize(tl_llama *L, const char *in, const char *out, int ftype, int nthread)
 {
-	/* llama_model_quantize_params opens with nthread, ftype (int32_t) */
+	return tl_llama_quantize_imatrix(L, in, out, ftype, nthread, NULL);
+}
+
+int tl_llama_quantize_imatrix(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
+			      const tl_imatrix_data *imatrix)
+{
+	/*
+	 * llama_model_quantize_params (llama.h): int32_t nthread; enum ftype,
+	 * output_tensor_type, token_embedding_type; six bools (allow_requantize,
+	 * quantize_output_tensor = true, only_copy, pure, keep_split, dry_run);
+	 * then the imatrix pointer at offset 24.  The defaults must look so.
+	 */
 	opaque_params qp = L->qdef();
+	static const uint8_t bools[6] = { 0, 1, 0, 0, 0, 0 };
+	void *none;
+	memcpy(&none, qp.b + 24, sizeof none);
+	if (imatrix && (memcmp(qp.b + 16, bools, 6) != 0 || none != NULL))
+		bail("llama_model_quantize_params is not laid out as llama.h says; cannot pass an imatrix");
 	int32_t v[2] = { nthread, ftype };
 	memcpy(qp.b, v, sizeof v);
+	memcpy(qp.b + 24, &imatrix, sizeof imatrix);
 	return L->quantize(in, out, &qp) != 0;
 }

@@ -51,5 +51,14 @@ int tl_llama_tokenize(tl_llama *L, void *model, const char *text, int len, int32
  * rest of llama.cpp's defaults.  0 on success.
  */
 int tl_llama_quantize(tl_llama *L, const char *in, const char *out, int ftype, int nthread);
+/* llama.h's struct llama_model_imatrix_data: Σx²/count per column (and expert); a NULL name ends the array. */
+typedef struct tl_imatrix_data {
+	const char *name;
+	const float *data;
+	size_t size;
+} tl_imatrix_data;
+/* The same with an importance matrix. */
+int tl_llama_quantize_imatrix(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
+			      const tl_imatrix_data *imatrix);
 
 #endif

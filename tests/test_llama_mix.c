@@ -12,13 +12,14 @@
 #include <string.h>
 
 #include "formats/gguf.h"
+#include "formats/imatrix.h"
 #include "tests/llama_oracle.h"
 #include "tests/tap.h"
 #include "tests/util.h"
 
 static int qforge(const char *args)
 {
-	char cmd[12800];
+	char cmd[16800];
 	const char *q = getenv("QFORGE");
 	snprintf(cmd, sizeof cmd, "'%s' %s >/dev/null", q ? q : "./qforge", args);
 	return system(cmd);
@@ -66,6 +67,63 @@ static void compare(const char *what, const char *ref, const char *ours)
 	qf_gguf_close(b);
 }
 
+/*
+ * An imatrix over every quantizable weight of src but skip: Σx² and counts
+ * made up (expert 1 of a stack saw nothing), written to path as a GGUF
+ * imatrix.  *ld gets llama-quantize's weights of it, computed here
+ * independently of qforge (Σ/count, 1 for a count of 0), for
+ * llama_model_quantize; free with free_ld.
+ */
+static int make_imatrix(const char *src, const char *skip_name, const char *path, tl_imatrix_data **ld)
+{
+	qf_gguf *g = NULL;
+	if (qf_gguf_open(src, &g, NULL) != QF_OK)
+		return -1;
+	qf_imatrix *m = qf_imatrix_new();
+	qf_imatrix_add_dataset(m, "made-up.txt", NULL);
+	size_t nt = qf_gguf_ntensors(g), k = 0;
+	tl_imatrix_data *d = calloc(nt + 1, sizeof *d);
+	uint64_t rs = 12345;
+	for (size_t i = 0; i < nt; i++) {
+		const qf_tensor *t = qf_gguf_tensor(g, i);
+		size_t ln = strlen(t->name);
+		if (t->ndim < 2 || ln < 7 || strcmp(t->name + ln - 7, ".weight") || !strcmp(t->name, skip_name))
+			continue;
+		int64_t ne0 = t->shape[t->ndim - 1], nm = t->ndim >= 3 ? t->shape[0] : 1;
+		float *sum = malloc((size_t)(ne0 * nm) * sizeof *sum), *w = malloc((size_t)(ne0 * nm) * sizeof *w);
+		int64_t *cnt = malloc((size_t)nm * sizeof *cnt);
+		for (int64_t e = 0; e < nm; e++) {
+			cnt[e] = nm > 1 && e == 1 ? 0 : 40 + e;
+			for (int64_t j = 0; j < ne0; j++) {
+				float u = tu_randf(&rs); /* [-1, 1) */
+				sum[e * ne0 + j] = (float)cnt[e] * (0.05f + u * u * (j % 7 == 3 ? 20.0f : 1.0f));
+				w[e * ne0 + j] = cnt[e] ? sum[e * ne0 + j] / (float)cnt[e] : 1.0f;
+			}
+		}
+		qf_imatrix_add(m, t->name, ne0, nm, sum, cnt, NULL);
+		d[k++] = (tl_imatrix_data){ strdup(t->name), w, (size_t)(ne0 * nm) };
+		free(sum);
+		free(cnt);
+	}
+	m->chunk_count = 10;
+	m->chunk_size = 512;
+	qf_err err = { { 0 } };
+	int rc = qf_imatrix_write(m, path, 1, &err) == QF_OK ? 0 : -1;
+	qf_imatrix_free(m);
+	qf_gguf_close(g);
+	*ld = d;
+	return rc;
+}
+
+static void free_ld(tl_imatrix_data *d)
+{
+	for (size_t i = 0; d && d[i].name; i++) {
+		free((void *)d[i].name);
+		free((void *)d[i].data);
+	}
+	free(d);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -83,7 +141,7 @@ int main(void)
 		{ "llamacpp-q5_k_m", 17 }, { "llamacpp-q6_k", 18 },
 	};
 	for (size_t m = 0; m < sizeof ms / sizeof ms[0]; m++) {
-		char src[4200], args[12288];
+		char src[4200], args[16384];
 		snprintf(src, sizeof src, "%s", tu_path("src.gguf"));
 		snprintf(args, sizeof args, "convert -q -f %s --outtype %s -o '%s' '%s'", ms[m].opt, ms[m].outtype, src,
 			 tu_src(ms[m].model));
@@ -94,6 +152,8 @@ int main(void)
 			snprintf(ref, sizeof ref, "%s", tu_path("ref.gguf"));
 			snprintf(ours, sizeof ours, "%s", tu_path("ours.gguf"));
 			snprintf(what, sizeof what, "%s%s%s %s", ms[m].model, *ms[m].opt ? " " : "", ms[m].opt, mx[k].target);
+			if (mx[k].ftype == 15) /* kept: the same mix with an imatrix must differ from it */
+				snprintf(ours, sizeof ours, "%s", tu_path("plain.gguf"));
 			remove(ref);
 			int rc = tl_llama_quantize(L, src, ref, mx[k].ftype, 2);
 			snprintf(args, sizeof args, "quantize -q -f --target %s -o '%s' '%s'", mx[k].target, ours, src);
@@ -102,6 +162,47 @@ int main(void)
 				continue;
 			compare(what, ref, ours);
 		}
+		/*
+		 * With an importance matrix: llama_model_quantize given Σx²/count per
+		 * column (per expert), qforge quantize --imatrix given the GGUF imatrix.
+		 * One weight has no entry (quantized without); one expert saw nothing.
+		 */
+		char imx[4200];
+		snprintf(imx, sizeof imx, "%s", tu_path("imatrix.gguf"));
+		tl_imatrix_data *ld = NULL;
+		const char *skip_name = m == 0 ? "blk.1.attn_q.weight" : "blk.1.attn_q_a.weight";
+		if (!ok(make_imatrix(src, skip_name, imx, &ld) == 0, "%s: a GGUF imatrix of every weight but %s", ms[m].model,
+			skip_name)) {
+			free_ld(ld);
+			continue;
+		}
+		for (size_t k = 0; k < sizeof mx / sizeof mx[0]; k++) {
+			char ref[4200], ours[4200], what[256];
+			snprintf(ref, sizeof ref, "%s", tu_path("ref.gguf"));
+			snprintf(ours, sizeof ours, "%s", tu_path("ours.gguf"));
+			snprintf(what, sizeof what, "%s%s%s %s --imatrix", ms[m].model, *ms[m].opt ? " " : "", ms[m].opt,
+				 mx[k].target);
+			remove(ref);
+			int rc = tl_llama_quantize_imatrix(L, src, ref, mx[k].ftype, 2, ld);
+			snprintf(args, sizeof args, "quantize -q -f --target %s --imatrix '%s' -o '%s' '%s'", mx[k].target, imx,
+				 ours, src);
+			int rq = qforge(args);
+			if (!ok(rc == 0 && rq == 0, "%s: both run (%d, %d)", what, rc, rq))
+				continue;
+			compare(what, ref, ours);
+			if (mx[k].ftype == 15) {
+				qf_gguf *a = NULL, *b = NULL;
+				qf_gguf_open(tu_path("plain.gguf"), &a, NULL);
+				qf_gguf_open(ours, &b, NULL);
+				const qf_tensor *x = a ? qf_gguf_find_tensor(a, "blk.0.ffn_gate.weight") : NULL;
+				const qf_tensor *y = b ? qf_gguf_find_tensor(b, "blk.0.ffn_gate.weight") : NULL;
+				ok(x && y && x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes) != 0,
+				   "%s: the imatrix changes blk.0.ffn_gate.weight's bytes", what);
+				qf_gguf_close(a);
+				qf_gguf_close(b);
+			}
+		}
+		free_ld(ld);
 	}
 	tl_llama_close(L);
 	return tap_failures() ? 1 : 0;
