@@ -68,7 +68,8 @@ typedef struct cli_write_args {
 	{ "legacy-kv-b", no_argument, NULL, 'L' },                          \
 	{ "pre", required_argument, NULL, 'r' },                            \
 	{ "split-max-size", required_argument, NULL, 'S' },                 \
-	{ "shard-size", required_argument, NULL, 'Z' }
+	{ "shard-size", required_argument, NULL, 'Z' },                     \
+	{ "max-stage-size", required_argument, NULL, 'X' }
 /* Defaults: automatic outtype, cli_default_threads(), GGUF/bundle sources checked against their hashes. */
 void cli_write_args_init(cli_write_args *a);
 /* 1: c was a shared option and is applied; 0: not one of them; −1: a bad value (usage error printed). */
@@ -90,6 +91,9 @@ void cli_default_output(const char *in, const char *tag, int packed, char *buf, 
 void cli_tensor_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems);
 /* "1.23 GiB" */
 const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
+/* A model's tokenizer (vfy_tokenizer_open), from a tar checkpoint too: its metadata files are staged. */
+struct qf_tok;
+qf_status cli_tokenizer_open(const char *model, struct qf_tok **out, qf_err *err);
 /* Installs SIGINT/SIGTERM handlers that remove partial outputs. */
 void cli_install_signals(void);
 

@@ -14,7 +14,9 @@
 #include "formats/gguf.h"
 #include "util/pool.h"
 #include "formats/outfile.h"
+#include "formats/packed.h"
 #include "util/cleanup.h"
+#include "verify/verify.h"
 
 int cli_error(const char *cmd, qf_status st, const qf_err *err)
 {
@@ -108,6 +110,12 @@ int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
 	case 'Z':
 		if (!cvt_parse_size(arg, &a->shard_size)) {
 			cli_usage_error(cmd, "--shard-size takes a size such as 5GB, 500MB or 1GiB, not '%s'", arg);
+			return -1;
+		}
+		return 1;
+	case 'X':
+		if (!cvt_parse_size(arg, &a->o.max_stage) || !a->o.max_stage) {
+			cli_usage_error(cmd, "--max-stage-size takes a size such as 5GB, 500MB or 1GiB, not '%s'", arg);
 			return -1;
 		}
 		return 1;
@@ -288,4 +296,19 @@ void cli_default_output(const char *in, const char *tag, int packed, char *buf, 
 void cli_tensor_progress(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems)
 {
 	cli_progress_update(ud, done, total, "tensor %zu/%zu", item + 1, nitems);
+}
+
+qf_status cli_tokenizer_open(const char *model, qf_tok **out, qf_err *err)
+{
+	if (!qf_path_is_tar(model) || qf_pk_is_bundle(model))
+		return vfy_tokenizer_open(model, out, err);
+	qf_ckpt *c = NULL;
+	qf_ckpt_opts o = { .meta_only = 1 }; /* the tokenizer files, not the shards */
+	qf_status s = qf_ckpt_open_opts(model, &o, &c, err);
+	if (!s) {
+		s = vfy_tokenizer_open(c->dir, out, err);
+		qf_ckpt_name_members(c, err);
+	}
+	qf_ckpt_close(c);
+	return s;
 }

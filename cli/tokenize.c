@@ -58,7 +58,7 @@ int cli_tokenize(int argc, char **argv)
 	qf_tok_piece *p = NULL;
 	qf_status s = qf_input_check(model, &err); /* a FIFO would block the probes */
 	if (!s)
-		s = vfy_tokenizer_open(model, &t, &err);
+		s = cli_tokenizer_open(model, &t, &err);
 	if (!s)
 		s = qf_text_read(path, &text, &len, &err);
 	if (!s)

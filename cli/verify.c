@@ -319,7 +319,7 @@ int cli_verify(int argc, char **argv)
 	if (text_path) {
 		const char *tokpath = ref_path ? ref_path : cand[0];
 		size_t len = 0, n = 0;
-		if ((s = vfy_tokenizer_open(tokpath, &tok, &err)) || (s = qf_text_read(text_path, &text, &len, &err)) ||
+		if ((s = cli_tokenizer_open(tokpath, &tok, &err)) || (s = qf_text_read(text_path, &text, &len, &err)) ||
 		    (s = qf_tok_encode(tok, text, len, 1, &pieces, &n, &err)))
 			goto done;
 		if (!(ids = malloc((n ? n : 1) * sizeof *ids))) {

@@ -214,10 +214,12 @@ qf_status cvt_plan_open(const char *path, const cvt_options *o, cvt_plan **out, 
 		return QF_OK;
 	}
 	qf_ckpt *ck = NULL;
-	if ((s = qf_ckpt_open(path, &ck, err)))
+	qf_ckpt_opts co = { .max_stage = o->max_stage };
+	if ((s = qf_ckpt_open_opts(path, &co, &ck, err)))
 		return s;
 	cvt_plan *p = NULL;
 	if ((s = cvt_plan_build(ck, o, &p, err))) {
+		qf_ckpt_name_members(ck, err);
 		qf_ckpt_close(ck);
 		return s;
 	}

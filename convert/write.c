@@ -549,5 +549,7 @@ out:
 	free(k.pk_idx);
 	qf_gguf_writer_free(k.g); /* removes the .tmp on failure */
 	qf_pk_writer_free(k.pk);
+	if (s && p->ck)
+		qf_ckpt_name_members(p->ck, err); /* a tar member, not its staged copy */
 	return s;
 }

@@ -95,6 +95,11 @@ char *qf_ckpt_file(const qf_ckpt *c, const char *name)
 	return p;
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int safe_member(const char *p)
 {
 	if (p[0] == '/')
@@ -112,8 +117,158 @@ static int safe_member(const char *p)
 	return 1;
 }
 
-/* Extracts regular files of a tar into dir (flattened to their base names). */
-static qf_status stage_tar(const char *tar, const char *dir, qf_err *err)
+/*
+ * Tar staging.  Only what a checkpoint uses is staged: the metadata files below, the index,
+ * and the shards the index names (every *.safetensors when there is no index).  Members are
+ * flattened to their base names.  Sparse members are refused; a shard larger than the whole
+ * index declares is refused; everything staged counts against max (default: the index's
+ * total_size + 1 GiB).  A shard seen before the index is decided in a second pass.
+ */
+static const char *const stage_meta[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
+					   "generation_config.json", "model.safetensors.index.json", NULL };
+
+typedef struct stager {
+	const char *tar, *dir;
+	uint64_t max, staged;
+	int meta_only, have_index, has_total;
+	uint64_t total;             /* index metadata.total_size */
+	char **shards;              /* the index's shard names, sorted and unique */
+	size_t nshards;
+	char **later;               /* *.safetensors seen before the index (or with none) */
+	size_t nlater;
+	int nfiles;
+	char *buf;
+} stager;
+
+static int is_meta(const char *b)
+{
+	for (int i = 0; stage_meta[i]; i++)
+		if (strcmp(b, stage_meta[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int is_shard(const char *b)
+{
+	return b[0] != '.' && qf_str_ends_with(b, ".safetensors");
+}
+
+static int index_names(const stager *g, const char *b)
+{
+	const char *const *k = &b;
+	return bsearch(k, g->shards, g->nshards, sizeof *g->shards, cmp_cstr) != NULL;
+}
+
+/* The staged index: which shards it names, and how much it declares in all. */
+static qf_status stage_read_index(stager *g, const char *path, qf_err *err)
+{
+	qf_status s;
+	cJSON *j = qf_json_load(path, err, &s);
+	if (!j)
+		return s;
+	const cJSON *wm = cJSON_GetObjectItemCaseSensitive(j, "weight_map");
+	double tot;
+	g->has_total = qf_json_get_num(cJSON_GetObjectItemCaseSensitive(j, "metadata"), "total_size", &tot) &&
+		       tot >= 0 && tot < 9e18;
+	g->total = g->has_total ? (uint64_t)tot : 0;
+	size_t n = 0;
+	for (const cJSON *e = cJSON_IsObject(wm) ? wm->child : NULL; e; e = e->next)
+		n++;
+	g->shards = calloc(n + 1, sizeof *g->shards);
+	if (!g->shards) {
+		cJSON_Delete(j);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	for (const cJSON *e = cJSON_IsObject(wm) ? wm->child : NULL; e; e = e->next)
+		if (cJSON_IsString(e) && !(g->shards[g->nshards] = strdup(e->valuestring))) {
+			cJSON_Delete(j);
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		} else if (cJSON_IsString(e))
+			g->nshards++;
+	cJSON_Delete(j);
+	qsort(g->shards, g->nshards, sizeof *g->shards, cmp_cstr);
+	size_t u = 0;
+	for (size_t i = 0; i < g->nshards; i++) {
+		if (u && strcmp(g->shards[u - 1], g->shards[i]) == 0)
+			free(g->shards[i]);
+		else
+			g->shards[u++] = g->shards[i];
+	}
+	g->nshards = u;
+	g->have_index = 1;
+	if (!g->max)
+		g->max = g->has_total ? g->total + ((uint64_t)1 << 30) : UINT64_MAX;
+	return QF_OK;
+}
+
+/* Copies the current member's data to dir/base, within the bounds. */
+static qf_status stage_member(stager *g, struct archive *a, struct archive_entry *e, const char *name,
+			      const char *base, qf_err *err)
+{
+	uint64_t size = archive_entry_size_is_set(e) && archive_entry_size(e) >= 0 ? (uint64_t)archive_entry_size(e) : 0;
+	if (archive_entry_sparse_count(e) > 0)
+		return qf_fail(err, QF_EFORMAT, "%s: member '%s' is a sparse file; sparse members are not staged", g->tar, name);
+	if (is_meta(base) && size > QF_JSON_MAX)
+		return qf_fail(err, QF_EFORMAT, "%s: member '%s' is %llu bytes, more than a %s may have", g->tar, name,
+			       (unsigned long long)size, base);
+	if (is_shard(base) && g->has_total && size > g->total + 100000008u)
+		return qf_fail(err, QF_EFORMAT, "%s: member '%s' is %llu bytes, more than the index declares in all (%llu)",
+			       g->tar, name, (unsigned long long)size, (unsigned long long)g->total);
+	if (g->max && (size > g->max || g->staged > g->max - size))
+		return qf_fail(err, QF_EFORMAT,
+			       "%s: staging member '%s' (%llu bytes) would pass --max-stage-size (%llu bytes staged of %llu)",
+			       g->tar, name, (unsigned long long)size, (unsigned long long)g->staged, (unsigned long long)g->max);
+	size_t n = strlen(g->dir) + strlen(base) + 2;
+	char *p = malloc(n);
+	if (!p)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	snprintf(p, n, "%s/%s", g->dir, base);
+	int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	qf_status s = QF_OK;
+	if (fd < 0) {
+		s = qf_fail(err, errno == EEXIST ? QF_EFORMAT : QF_EIO, "%s: cannot stage member '%s': %s", g->tar, name,
+			    errno == EEXIST ? "two members with the same file name" : strerror(errno));
+		free(p);
+		return s;
+	}
+	uint64_t got_all = 0;
+	la_ssize_t got;
+	while (!s && (got = archive_read_data(a, g->buf, 1 << 20)) > 0) {
+		got_all += (uint64_t)got;
+		if (got_all > size) { /* never more than the header said */
+			s = qf_fail(err, QF_EFORMAT, "%s: member '%s' holds more than its %llu bytes", g->tar, name,
+				    (unsigned long long)size);
+			break;
+		}
+		for (const char *q = g->buf; got > 0;) {
+			ssize_t w = write(fd, q, (size_t)got);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				int en = w < 0 ? errno : ENOSPC;
+				s = qf_fail(err, QF_EIO, "%s: staging member '%s' failed: %s%s", g->tar, name, strerror(en),
+					    en == ENOSPC || en == EFBIG || en == EDQUOT ? " (disk full or file too large)" : "");
+				break;
+			}
+			q += w;
+			got -= w;
+		}
+	}
+	if (!s && got < 0)
+		s = qf_fail(err, QF_EFORMAT, "%s: member '%s' is truncated or corrupt: %s", g->tar, name,
+			    archive_error_string(a));
+	if (close(fd) != 0 && !s)
+		s = qf_fail(err, QF_EIO, "%s: staging member '%s' failed: %s", g->tar, name, strerror(errno));
+	g->staged += got_all;
+	g->nfiles++;
+	if (!s && strcmp(base, "model.safetensors.index.json") == 0)
+		s = stage_read_index(g, p, err);
+	free(p);
+	return s;
+}
+
+/* One pass over the archive; pass 2 stages only the shards pass 1 left for later. */
+static qf_status stage_pass(stager *g, int pass, qf_err *err)
 {
 	struct archive *a = archive_read_new();
 	qf_status s = QF_OK;
@@ -122,76 +277,78 @@ static qf_status stage_tar(const char *tar, const char *dir, qf_err *err)
 	archive_read_support_filter_all(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
-	if (archive_read_open_filename(a, tar, 1 << 20) != ARCHIVE_OK) {
-		s = qf_fail(err, QF_EFORMAT, "%s: cannot read archive: %s", tar, archive_error_string(a));
-		goto out;
+	if (archive_read_open_filename(a, g->tar, 1 << 20) != ARCHIVE_OK) {
+		s = qf_fail(err, QF_EFORMAT, "%s: cannot read archive: %s", g->tar, archive_error_string(a));
+		archive_read_free(a);
+		return s;
 	}
 	struct archive_entry *e;
-	int r, nfiles = 0;
-	char *buf = malloc(1 << 20);
-	if (!buf) {
-		s = qf_fail(err, QF_ENOMEM, "out of memory");
-		goto out;
-	}
-	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+	int r;
+	while (!s && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
 		const char *name = archive_entry_pathname(e);
 		if (!name || archive_entry_filetype(e) != AE_IFREG)
 			continue;
 		if (!safe_member(name)) {
-			s = qf_fail(err, QF_EFORMAT, "%s: unsafe member path '%s'", tar, name);
+			s = qf_fail(err, QF_EFORMAT, "%s: unsafe member path '%s'", g->tar, name);
 			break;
 		}
 		const char *base = strrchr(name, '/');
 		base = base ? base + 1 : name;
 		if (!*base || base[0] == '.')
 			continue;
-		size_t n = strlen(dir) + strlen(base) + 2;
-		char *p = malloc(n);
-		if (!p) {
-			s = qf_fail(err, QF_ENOMEM, "out of memory");
-			break;
-		}
-		snprintf(p, n, "%s/%s", dir, base);
-		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-		if (fd < 0) {
-			s = qf_fail(err, errno == EEXIST ? QF_EFORMAT : QF_EIO,
-				    "%s: cannot stage member '%s': %s", tar, name,
-				    errno == EEXIST ? "two members with the same file name" : strerror(errno));
-			free(p);
-			break;
-		}
-		la_ssize_t got;
-		while ((got = archive_read_data(a, buf, 1 << 20)) > 0) {
-			const char *q = buf;
-			while (got > 0) {
-				ssize_t w = write(fd, q, (size_t)got);
-				if (w <= 0) {
-					s = qf_fail(err, QF_EIO, "%s: staging '%s' failed: %s", tar, name,
-						    strerror(w < 0 ? errno : ENOSPC));
+		int take = 0;
+		if (pass == 1 && is_meta(base))
+			take = 1;
+		else if (is_shard(base) && !g->meta_only) {
+			if (pass == 1 && !g->have_index) { /* decided once the whole archive was seen */
+				char **l = realloc(g->later, (g->nlater + 1) * sizeof *l);
+				if (!l || !(l[g->nlater] = strdup(base))) {
+					g->later = l ? l : g->later;
+					s = qf_fail(err, QF_ENOMEM, "out of memory");
 					break;
 				}
-				q += w;
-				got -= w;
+				g->later = l;
+				g->nlater++;
+			} else if (pass == 1)
+				take = index_names(g, base);
+			else {
+				const char *const *k = &base;
+				take = bsearch(k, g->later, g->nlater, sizeof *g->later, cmp_cstr) != NULL &&
+				       (!g->have_index || index_names(g, base));
 			}
-			if (s)
-				break;
 		}
-		if (!s && got < 0)
-			s = qf_fail(err, QF_EFORMAT, "%s: member '%s' is truncated or corrupt: %s", tar,
-				    name, archive_error_string(a));
-		close(fd);
-		free(p);
-		if (s)
-			break;
-		nfiles++;
+		if (take)
+			s = stage_member(g, a, e, name, base, err);
 	}
-	free(buf);
-	if (!s && r != ARCHIVE_EOF && r != ARCHIVE_OK)
-		s = qf_fail(err, QF_EFORMAT, "%s: corrupt archive: %s", tar, archive_error_string(a));
-	if (!s && nfiles == 0)
-		s = qf_fail(err, QF_EFORMAT, "%s: archive holds no files", tar);
-out:
+	if (!s && r != ARCHIVE_EOF)
+		s = qf_fail(err, QF_EFORMAT, "%s: corrupt archive: %s", g->tar, archive_error_string(a));
 	archive_read_free(a);
+	return s;
+}
+
+static qf_status stage_tar(const char *tar, const char *dir, uint64_t max, int meta_only, qf_err *err)
+{
+	stager g = { .tar = tar, .dir = dir, .max = max, .meta_only = meta_only };
+	qf_status s = QF_OK;
+	if (!(g.buf = malloc(1 << 20)))
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	s = stage_pass(&g, 1, err);
+	if (!s && g.nlater) {
+		qsort(g.later, g.nlater, sizeof *g.later, cmp_cstr);
+		if (!g.max) { /* no index, or none before the shards: what they declare, plus 1 GiB */
+			g.max = g.has_total ? g.total + ((uint64_t)1 << 30) : UINT64_MAX;
+		}
+		s = stage_pass(&g, 2, err);
+	}
+	if (!s && g.nfiles == 0)
+		s = qf_fail(err, QF_EFORMAT, "%s: archive holds no checkpoint files", tar);
+	for (size_t i = 0; i < g.nshards; i++)
+		free(g.shards[i]);
+	for (size_t i = 0; i < g.nlater; i++)
+		free(g.later[i]);
+	free(g.shards);
+	free(g.later);
+	free(g.buf);
 	return s;
 }
 
@@ -208,7 +365,33 @@ void qf_ckpt_close(qf_ckpt *c)
 	free(c);
 }
 
+void qf_ckpt_name_members(const qf_ckpt *c, qf_err *err)
+{
+	if (!c || !c->staged || !err || !err->msg[0])
+		return;
+	char out[sizeof err->msg * 2];
+	size_t n = 0, sl = strlen(c->staged);
+	for (const char *p = err->msg; *p && n + 1 < sizeof out;) {
+		if (strncmp(p, c->staged, sl) == 0) {
+			int k = snprintf(out + n, sizeof out - n, p[sl] == '/' ? "%s: member " : "%s", c->path);
+			n += k > 0 ? (size_t)k : 0;
+			n = n < sizeof out ? n : sizeof out - 1;
+			p += sl + (p[sl] == '/');
+		} else {
+			out[n++] = *p++;
+		}
+	}
+	out[n] = 0;
+	err->msg[0] = 0;
+	qf_fail(err, QF_OK, "%s", out);
+}
+
 qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
+{
+	return qf_ckpt_open_opts(path, NULL, out, err);
+}
+
+qf_status qf_ckpt_open_opts(const char *path, const qf_ckpt_opts *o, qf_ckpt **out, qf_err *err)
 {
 	struct stat sb;
 	qf_status s = QF_OK;
@@ -239,7 +422,7 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
 			s = qf_fail(err, QF_ENOMEM, "out of memory");
 			goto fail;
 		}
-		if ((s = stage_tar(path, c->staged, err)))
+		if ((s = stage_tar(path, c->staged, o ? o->max_stage : 0, o && o->meta_only, err)))
 			goto fail;
 	} else {
 		/* a single .safetensors file: config beside it, if any */
@@ -276,12 +459,12 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err)
 		}
 	}
 	free(tc);
-	s = qf_st_open(is_dir || c->staged ? c->dir : path, &c->st, err);
-	if (s)
+	if (!(o && o->meta_only) && (s = qf_st_open(is_dir || c->staged ? c->dir : path, &c->st, err)))
 		goto fail;
 	*out = c;
 	return QF_OK;
 fail:
+	qf_ckpt_name_members(c, err); /* the tar's member, not the staging folder that is about to go */
 	qf_ckpt_close(c);
 	return s;
 }

@@ -30,6 +30,21 @@ typedef struct qf_ckpt {
 } qf_ckpt;
 
 qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err);
+
+/*
+ * Tar staging: only what a checkpoint uses is staged (config.json, tokenizer.json,
+ * tokenizer_config.json, generation_config.json, the index and the shards it names;
+ * every *.safetensors when there is none).  Sparse members, a shard larger than the
+ * index declares in all, and staging past max_stage bytes (0: the index's total_size
+ * + 1 GiB) are refused.
+ */
+typedef struct qf_ckpt_opts {
+	uint64_t max_stage;  /* bytes; 0 for the default */
+	int meta_only;       /* stage and read only the metadata files (no tensors: st is NULL) */
+} qf_ckpt_opts;
+qf_status qf_ckpt_open_opts(const char *path, const qf_ckpt_opts *o, qf_ckpt **out, qf_err *err);
+/* Rewrites a message naming a staged file to name the tar and its member instead. */
+void qf_ckpt_name_members(const qf_ckpt *c, qf_err *err);
 void qf_ckpt_close(qf_ckpt *c);
 /* Path of a file inside the checkpoint folder (malloc'd). */
 char *qf_ckpt_file(const qf_ckpt *c, const char *name);

@@ -109,6 +109,28 @@ mkdir -p "$long" && cp -R "$tmp/ck" "$long/ck" && truncate -s 4 "$long/ck/model-
 row 3 'a bad shard under a 1.7 KB path' "model-00002-of-00003.safetensors: file too short" "$QFORGE" convert -o "$tmp/l.gguf" "$long/ck"
 rm -rf "$tmp/a-rather-long-folder-name-1-of-forty-x"
 
+# ---- tar checkpoints ----
+tar -C "$tmp" -cf "$tmp/ck.tar" ck
+run "$QFORGE" tokenize --ids "$M/tiny-dsv3" "$QF_SRCDIR/tests/data/eval-a.txt"; want_ids=$out
+row 0 'tokenize reads a tar checkpoint' "" "$QFORGE" tokenize --ids "$tmp/ck.tar" "$QF_SRCDIR/tests/data/eval-a.txt"
+[ -n "$out" ] && [ "$out" = "$want_ids" ]; ok $? "… the same ids as from the folder"
+row 0 'convert from the tar' "" "$QFORGE" convert -q -o "$tmp/ckt.gguf" "$tmp/ck.tar"
+row 0 'verify --text takes a tar reference (its tokenizer too)' "" "$QFORGE" verify --no-tensors --reference "$tmp/ck.tar" --text "$QF_SRCDIR/tests/data/eval-a.txt" --ctx 64 --chunks 1 "$tmp/ckt.gguf"
+rm -rf "$tmp/cj" && cp -R "$tmp/ck" "$tmp/cj" && head -c 30000000 /dev/zero >"$tmp/cj/junk.bin" && head -c 1000 /dev/zero >"$tmp/cj/unlisted.safetensors"
+tar -C "$tmp" -czf "$tmp/cj.tar.gz" cj && rm -rf "$tmp/cj"
+row 0 'a 30 MB junk member is not staged (--max-stage-size 12MB passes)' "" "$QFORGE" convert -q --max-stage-size 12MB -o "$tmp/cj.gguf" "$tmp/cj.tar.gz"
+row 3 'staging past --max-stage-size is refused' "would pass --max-stage-size" "$QFORGE" convert -q --max-stage-size 3MB -o "$tmp/cj2.gguf" "$tmp/cj.tar.gz"
+rm -rf "$tmp/cs" && cp -R "$tmp/ck" "$tmp/cs" && rm "$tmp/cs/model-00003-of-00003.safetensors" && truncate -s 2G "$tmp/cs/model-00003-of-00003.safetensors"
+tar -C "$tmp" -cSf "$tmp/cs.tar" cs && rm -rf "$tmp/cs"
+row 3 'a sparse member is refused' "sparse" "$QFORGE" convert -q -o "$tmp/cs.gguf" "$tmp/cs.tar"
+rm -rf "$tmp/cb" && cp -R "$tmp/ck" "$tmp/cb" && head -c 110000000 /dev/zero >"$tmp/cb/model-00003-of-00003.safetensors"
+tar -C "$tmp" -czf "$tmp/cb.tar.gz" cb && rm -rf "$tmp/cb"
+row 3 'a shard larger than the index declares is refused' "more than the index declares" "$QFORGE" convert -q -o "$tmp/cb.gguf" "$tmp/cb.tar.gz"
+rm -rf "$tmp/ct" && cp -R "$tmp/ck" "$tmp/ct" && truncate -s 1000 "$tmp/ct/model-00003-of-00003.safetensors"
+tar -C "$tmp" -cf "$tmp/ct.tar" ct && rm -rf "$tmp/ct"
+row 3 'a bad shard in a tar is named as the tar member' "ct.tar: member model-00003-of-00003.safetensors" "$QFORGE" convert -q -o "$tmp/ct.gguf" "$tmp/ct.tar"
+! contains "$err" "qforge-stage"; ok $? "… not as the deleted staging path"
+
 # ---- signals ----
 row 4 'a file-size limit (SIGXFSZ) is an I/O error' "file too large" sh -c "ulimit -f 200; exec \"$QFORGE\" convert -q -o \"$tmp/big.gguf\" \"$M/tiny-dsv3\""
 [ ! -e "$tmp/big.gguf" ]; ok $? "… and no output"
