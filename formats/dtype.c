@@ -259,40 +259,39 @@ static void row_f32_to_f16_f16c(const float *src, void *dst, int64_t n)
 }
 
 #include <cpuid.h>
-/* Runtime check: CPU has AVX and F16C and the OS saves YMM state. */
-static int have_f16c(void)
+/*
+ * What the CPU can run, found once (pthread_once: several threads may ask
+ * first at the same time).  QF_NO_SIMD in the environment turns every SIMD
+ * path off, for the portable-path tests.
+ */
+static int cpu_f16c, cpu_avx2;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+
+static void cpu_probe(void)
 {
-	static int cached = -1;
-	if (cached < 0) {
-		unsigned a, b, c, d;
-		int r = 0;
-		if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27)) && (c & (1u << 28)) &&
-		    (c & (1u << 29))) {
-			unsigned lo, hi;
-			__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-			r = (lo & 6) == 6;
-		}
-		if (getenv("QF_NO_SIMD"))
-			r = 0;
-		cached = r;
+	unsigned a, b, c, d;
+	/* AVX and F16C, with the OS saving YMM state */
+	if (__get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27)) && (c & (1u << 28)) && (c & (1u << 29))) {
+		unsigned lo, hi;
+		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+		cpu_f16c = (lo & 6) == 6;
 	}
-	return cached;
+	/* AVX2: leaf 7, EBX bit 5 */
+	cpu_avx2 = cpu_f16c && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5));
+	if (getenv("QF_NO_SIMD"))
+		cpu_f16c = cpu_avx2 = 0;
 }
 
-/* AVX2 (leaf 7, EBX bit 5) with the OS saving YMM state. */
+static int have_f16c(void)
+{
+	pthread_once(&cpu_once, cpu_probe);
+	return cpu_f16c;
+}
+
 static int have_avx2(void)
 {
-	static int cached = -1;
-	if (cached < 0) {
-		unsigned a, b, c, d;
-		int r = 0;
-		if (have_f16c() && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 5)))
-			r = 1;
-		if (getenv("QF_NO_SIMD"))
-			r = 0;
-		cached = r;
-	}
-	return cached;
+	pthread_once(&cpu_once, cpu_probe);
+	return cpu_avx2;
 }
 #endif
 
