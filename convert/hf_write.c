@@ -14,7 +14,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 
 #include "convert/hf.h"
 #include "convert/hf_config.h"
+#include "convert/wqueue.h"
 #include "formats/hfquant.h"
 #include "formats/outfile.h"
 #include "util/pool.h"
@@ -63,7 +63,7 @@ static qf_status outdir_begin(qf_out *o, const char *dir, int force, qf_err *err
 static qf_status outdir_commit(qf_out *o, qf_err *err) { return qf_out_commit(o, err); }
 static void outdir_abort(qf_out *o) { qf_out_abort(o); }
 
-/* ---- writer thread ------------------------------------------------------------------ */
+/* ---- writes, on the writer thread (convert/wqueue.h) --------------------------------- */
 
 typedef struct wseg {
 	int fd;
@@ -79,17 +79,6 @@ typedef struct wjob {
 	int n;
 	wseg s[MAX_PARTS + 2];
 } wjob;
-
-typedef struct writer {
-	pthread_t th;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int has_job, quit, started;
-	wjob job;
-	qf_status st;
-	qf_err err;
-	const char *dir;
-} writer;
 
 static qf_status put(const wseg *s, qf_err *err)
 {
@@ -116,76 +105,16 @@ static qf_status put(const wseg *s, qf_err *err)
 	return QF_OK;
 }
 
-static void *writer_main(void *arg)
+static qf_status put_job(void *ud, const void *job, qf_err *err)
 {
-	writer *w = arg;
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->has_job && !w->quit)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->has_job)
-			break;
-		wjob j = w->job;
-		qf_status st = w->st;
-		pthread_mutex_unlock(&w->mu);
-		for (int i = 0; !st && i < j.n; i++)
-			st = put(&j.s[i], &w->err);
-		pthread_mutex_lock(&w->mu);
-		w->st = st;
-		w->has_job = 0;
-		pthread_cond_broadcast(&w->cv);
+	const wjob *j = job;
+	for (int i = 0; i < j->n; i++) {
+		qf_err e = { { 0 } };
+		qf_status st = put(&j->s[i], &e);
+		if (st)
+			return qf_fail(err, st, "%s: %s", (const char *)ud, e.msg);
 	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
-static qf_status writer_drain(writer *w, qf_err *err)
-{
-	if (!w->started)
-		return w->st;
-	pthread_mutex_lock(&w->mu);
-	while (w->has_job)
-		pthread_cond_wait(&w->cv, &w->mu);
-	qf_status st = w->st;
-	pthread_mutex_unlock(&w->mu);
-	if (st)
-		qf_fail(err, st, "%s: %s", w->dir, w->err.msg);
-	return st;
-}
-
-static qf_status writer_submit(writer *w, const wjob *j, qf_err *err)
-{
-	if (!w->started) {
-		for (int i = 0; i < j->n; i++) {
-			qf_status st = put(&j->s[i], &w->err);
-			if (st)
-				return qf_fail(err, st, "%s: %s", w->dir, w->err.msg);
-		}
-		return QF_OK;
-	}
-	qf_status st = writer_drain(w, err);
-	if (st)
-		return st;
-	pthread_mutex_lock(&w->mu);
-	w->job = *j;
-	w->has_job = 1;
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
 	return QF_OK;
-}
-
-static void writer_stop(writer *w)
-{
-	if (!w->started)
-		return;
-	pthread_mutex_lock(&w->mu);
-	while (w->has_job)
-		pthread_cond_wait(&w->cv, &w->mu);
-	w->quit = 1;
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->th, NULL);
-	w->started = 0;
 }
 
 /* ---- encoding ----------------------------------------------------------------------- */
@@ -418,7 +347,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 	qf_status *wst = NULL;
 	qf_err *werr = NULL;
 	qf_pool *pool = NULL;
-	writer wr = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .dir = dir };
+	cvt_wq wr = { 0 };
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (res)
@@ -525,7 +454,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 		for (int k = 0; k < MAX_PARTS; k++)
 			if (!(bufs[b][k] = malloc(k == 0 ? bufcap : bufcap / 4 + 4096)))
 				goto oom;
-	wr.started = pthread_create(&wr.th, NULL, writer_main, &wr) == 0;
+	cvt_wq_start(&wr, put_job, (void *)dir);
 
 	/* 4. the data */
 	uint64_t total_in = 0, done_in = 0;
@@ -551,7 +480,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 					wjob j = { .n = 1 };
 					j.s[0] = (wseg){ .fd = shards[op[k].shard].fd, .off = op[k].off + o, .buf = src->data + o,
 							 .len = n, .h = op[k].h, .release = src->data + o, .release_len = n };
-					if ((s = writer_submit(&wr, &j, err)))
+					if ((s = cvt_wq_submit(&wr, &j, sizeof j, err)))
 						goto out;
 				}
 			}
@@ -608,7 +537,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 				/* source rows [r0, r1) are consumed once this block is encoded */
 				uint64_t rb = t->nbytes / (uint64_t)w.N;
 				qf_view_release(t->data + (uint64_t)r0 * rb, (uint64_t)(r1 - r0) * rb);
-				if ((s = writer_submit(&wr, &j, err)))
+				if ((s = cvt_wq_submit(&wr, &j, sizeof j, err)))
 					goto out;
 				set ^= 1;
 			}
@@ -626,9 +555,9 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 			cs->bytes_out += out_b;
 		}
 	}
-	if ((s = writer_drain(&wr, err)))
+	if ((s = cvt_wq_drain(&wr, err)))
 		goto out;
-	writer_stop(&wr);
+	cvt_wq_stop(&wr);
 
 	/* 5. final headers, index, config, the other files */
 	XXH64_state_t *dh = XXH64_createState();
@@ -699,7 +628,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
 out:
-	writer_stop(&wr);
+	cvt_wq_stop(&wr);
 	qf_pool_free(pool);
 	for (size_t k = 0; shards && k < ns; k++)
 		if (shards[k].fd >= 0)

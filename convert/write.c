@@ -8,7 +8,6 @@
 #include "config.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "convert/plan.h"
+#include "convert/wqueue.h"
 #include "formats/mapfile.h"
 #include "formats/outfile.h"
 #include "util/pool.h"
@@ -214,11 +214,7 @@ static qf_status sink_put(sink *k, size_t item, int part, const void *buf, size_
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/*
- * The writer thread: while workers encode block k+1 into one set of
- * buffers, it writes block k from the other, so encoding and disk writes
- * overlap.  One block in flight; the order of bytes is unchanged.
- */
+/* One block for the writer thread (convert/wqueue.h): the parts of one item. */
 typedef struct wjob {
 	size_t item;
 	int nparts;
@@ -226,89 +222,15 @@ typedef struct wjob {
 	size_t len[1 + QF_MAX_COMP];
 } wjob;
 
-typedef struct writer {
-	sink *k;
-	pthread_t th;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int has_job, quit, started;
-	wjob job;
-	qf_status st;
-	qf_err err;
-} writer;
-
-static void *writer_main(void *arg)
+static qf_status put_job(void *ud, const void *job, qf_err *err)
 {
-	writer *w = arg;
-	pthread_mutex_lock(&w->mu);
-	for (;;) {
-		while (!w->has_job && !w->quit)
-			pthread_cond_wait(&w->cv, &w->mu);
-		if (!w->has_job)
-			break;
-		wjob j = w->job;
-		qf_status st = w->st;
-		pthread_mutex_unlock(&w->mu);
-		for (int p = 0; !st && p < j.nparts; p++)
-			st = sink_put(w->k, j.item, p, j.buf[p], j.len[p], &w->err);
-		pthread_mutex_lock(&w->mu);
-		w->st = st;
-		w->has_job = 0;
-		pthread_cond_broadcast(&w->cv);
+	const wjob *j = job;
+	for (int p = 0; p < j->nparts; p++) {
+		qf_status st = sink_put(ud, j->item, p, j->buf[p], j->len[p], err);
+		if (st)
+			return st;
 	}
-	pthread_mutex_unlock(&w->mu);
-	return NULL;
-}
-
-/* Waits for the writer to be idle; returns its status (the first error, kept). */
-static qf_status writer_drain(writer *w, qf_err *err)
-{
-	if (!w->started)
-		return w->st;
-	pthread_mutex_lock(&w->mu);
-	while (w->has_job)
-		pthread_cond_wait(&w->cv, &w->mu);
-	qf_status st = w->st;
-	pthread_mutex_unlock(&w->mu);
-	if (st)
-		qf_fail(err, st, "%s", w->err.msg);
-	return st;
-}
-
-/* Hands a block to the writer (or writes it here when no thread could start). */
-static qf_status writer_submit(writer *w, const wjob *j, qf_err *err)
-{
-	if (!w->started) {
-		for (int p = 0; p < j->nparts; p++) {
-			qf_status st = sink_put(w->k, j->item, p, j->buf[p], j->len[p], err);
-			if (st)
-				return st;
-		}
-		return QF_OK;
-	}
-	qf_status st = writer_drain(w, err);
-	if (st)
-		return st;
-	pthread_mutex_lock(&w->mu);
-	w->job = *j;
-	w->has_job = 1;
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
 	return QF_OK;
-}
-
-static void writer_stop(writer *w)
-{
-	if (!w->started)
-		return;
-	pthread_mutex_lock(&w->mu);
-	while (w->has_job)
-		pthread_cond_wait(&w->cv, &w->mu);
-	w->quit = 1;
-	pthread_cond_broadcast(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->th, NULL);
-	w->started = 0;
 }
 
 static int same_file(const struct stat *a, const char *path)
@@ -347,7 +269,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	float **f32 = NULL, **dec = NULL, **scr = NULL;
 	uint8_t *mainbufs[2] = { NULL, NULL }, *compbufs[2][QF_MAX_COMP] = { { NULL, NULL }, { NULL, NULL } };
 	int set = 0; /* the buffer set being filled; the writer may hold the other */
-	writer wr = { .k = &k, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	cvt_wq wr = { 0 };
 	qf_status *wst = NULL;
 	qf_err *werr = NULL;
 	double (*acc)[4] = NULL;
@@ -426,7 +348,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 	s = wo->packed ? qf_pk_writer_begin(k.pk, path, wo->force, err) : qf_gguf_writer_begin(k.g, path, wo->force, err);
 	if (s)
 		goto out;
-	wr.started = pthread_create(&wr.th, NULL, writer_main, &wr) == 0;
+	cvt_wq_start(&wr, put_job, &k);
 
 	uint64_t done_in = 0;
 	for (size_t i = 0; i < p->n; i++) {
@@ -477,7 +399,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 				job.buf[1 + c] = compbuf[c];
 				job.len[1 + c] = (size_t)(comp_end[c] - wk.comp_base[c]);
 			}
-			if ((s = writer_submit(&wr, &job, err)))
+			if ((s = cvt_wq_submit(&wr, &job, sizeof job, err)))
 				goto out;
 			set ^= 1;
 			cvt_release_consumed(p, it, ra, rb);
@@ -507,9 +429,9 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 			}
 		}
 	}
-	if ((s = writer_drain(&wr, err)))
+	if ((s = cvt_wq_drain(&wr, err)))
 		goto out;
-	writer_stop(&wr);
+	cvt_wq_stop(&wr);
 	s = wo->packed ? qf_pk_writer_finish(k.pk, err) : qf_gguf_writer_finish(k.g, err);
 	if (s)
 		goto out;
@@ -525,7 +447,7 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 oom:
 	s = qf_fail(err, QF_ENOMEM, "out of memory");
 out:
-	writer_stop(&wr);
+	cvt_wq_stop(&wr);
 	qf_pool_free(pool);
 	for (int i = 0; i < threads; i++) {
 		if (f32)
