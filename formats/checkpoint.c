@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "formats/checkpoint.h"
 #include "formats/mapfile.h"
@@ -267,20 +268,113 @@ static qf_status stage_member(stager *g, struct archive *a, struct archive_entry
 	return s;
 }
 
+/*
+ * gzip through zlib, not libarchive's filter: libarchive does not check the
+ * trailer's CRC, and reading stops at the tar end marker anyway.  This source
+ * inflates every member (concatenated gzip too) and gz_drain reads it to the
+ * end of the file, so a bad CRC or a truncated stream is an error.
+ */
+typedef struct gz_src {
+	int fd, in_eof, ended, done;
+	z_stream z;
+	unsigned char in[1 << 16], out[1 << 18];
+	char err[160];
+} gz_src;
+
+/* Next block of tar bytes: 0 at the end, −1 with g->err on a gzip error. */
+static la_ssize_t gz_next(gz_src *g, const void **buf)
+{
+	g->z.next_out = g->out;
+	g->z.avail_out = sizeof g->out;
+	while (!g->done && g->z.avail_out == sizeof g->out) {
+		if (g->z.avail_in == 0 && !g->in_eof) {
+			ssize_t r = read(g->fd, g->in, sizeof g->in);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				snprintf(g->err, sizeof g->err, "read failed: %s", strerror(errno));
+				return -1;
+			}
+			g->in_eof = r == 0;
+			g->z.next_in = g->in;
+			g->z.avail_in = (uInt)r;
+		}
+		if (g->z.avail_in == 0 && g->in_eof) {
+			if (!g->ended) {
+				snprintf(g->err, sizeof g->err, "gzip data is truncated");
+				return -1;
+			}
+			g->done = 1;
+			break;
+		}
+		if (g->ended) { /* another gzip member follows, or trailing bytes that are not one */
+			if (g->z.avail_in >= 2 && (g->z.next_in[0] != 0x1f || g->z.next_in[1] != 0x8b)) {
+				g->done = 1;
+				break;
+			}
+			g->ended = 0;
+		}
+		int rc = inflate(&g->z, Z_NO_FLUSH);
+		if (rc == Z_STREAM_END) {
+			g->ended = 1;
+			inflateReset(&g->z);
+		} else if (rc != Z_OK && rc != Z_BUF_ERROR) {
+			snprintf(g->err, sizeof g->err, "corrupt gzip data: %s", g->z.msg ? g->z.msg : "inflate failed");
+			return -1;
+		}
+	}
+	*buf = g->out;
+	return (la_ssize_t)(sizeof g->out - g->z.avail_out);
+}
+
+static la_ssize_t gz_read(struct archive *a, void *ud, const void **buf)
+{
+	gz_src *g = ud;
+	la_ssize_t n = gz_next(g, buf);
+	if (n < 0)
+		archive_set_error(a, EIO, "%s", g->err);
+	return n;
+}
+
+/* Reads the rest of the gzip stream (past the tar end marker): its CRCs must hold. */
+static qf_status gz_drain(gz_src *g, const char *tar, qf_err *err)
+{
+	const void *b;
+	la_ssize_t n;
+	while ((n = gz_next(g, &b)) > 0)
+		;
+	return n < 0 ? qf_fail(err, QF_EFORMAT, "%s: %s", tar, g->err) : QF_OK;
+}
+
 /* One pass over the archive; pass 2 stages only the shards pass 1 left for later. */
 static qf_status stage_pass(stager *g, int pass, qf_err *err)
 {
 	struct archive *a = archive_read_new();
 	qf_status s = QF_OK;
+	gz_src *gz = NULL;
 	if (!a)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	archive_read_support_filter_all(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
-	if (archive_read_open_filename(a, g->tar, 1 << 20) != ARCHIVE_OK) {
+	int fd = open(g->tar, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	unsigned char magic[2] = { 0, 0 };
+	if (fd >= 0 && pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+		if (!(gz = calloc(1, sizeof *gz)) || inflateInit2(&gz->z, 15 + 16) != Z_OK) {
+			free(gz);
+			close(fd);
+			archive_read_free(a);
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		}
+		gz->fd = fd;
+		fd = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	int opened = gz ? archive_read_open(a, gz, NULL, gz_read, NULL) : archive_read_open_filename(a, g->tar, 1 << 20);
+	if (opened != ARCHIVE_OK) {
 		s = qf_fail(err, QF_EFORMAT, "%s: cannot read archive: %s", g->tar, archive_error_string(a));
-		archive_read_free(a);
-		return s;
+		goto out;
 	}
 	struct archive_entry *e;
 	int r;
@@ -322,7 +416,19 @@ static qf_status stage_pass(stager *g, int pass, qf_err *err)
 	}
 	if (!s && r != ARCHIVE_EOF)
 		s = qf_fail(err, QF_EFORMAT, "%s: corrupt archive: %s", g->tar, archive_error_string(a));
+	if (!s && gz)
+		s = gz_drain(gz, g->tar, err);
+	if (s && gz && gz->err[0] && err) { /* the gzip layer's reason (bad CRC, truncation), not libarchive's echo */
+		err->msg[0] = 0;
+		qf_fail(err, QF_EFORMAT, "%s: %s", g->tar, gz->err);
+	}
+out:
 	archive_read_free(a);
+	if (gz) {
+		inflateEnd(&gz->z);
+		close(gz->fd);
+		free(gz);
+	}
 	return s;
 }
 

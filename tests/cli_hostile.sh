@@ -126,6 +126,13 @@ row 3 'a sparse member is refused' "sparse" "$QFORGE" convert -q -o "$tmp/cs.ggu
 rm -rf "$tmp/cb" && cp -R "$tmp/ck" "$tmp/cb" && head -c 110000000 /dev/zero >"$tmp/cb/model-00003-of-00003.safetensors"
 tar -C "$tmp" -czf "$tmp/cb.tar.gz" cb && rm -rf "$tmp/cb"
 row 3 'a shard larger than the index declares is refused' "more than the index declares" "$QFORGE" convert -q -o "$tmp/cb.gguf" "$tmp/cb.tar.gz"
+tar -C "$tmp" -czf "$tmp/gz.tar.gz" ck
+row 0 'a good .tar.gz converts' "" "$QFORGE" convert -q -o "$tmp/gz.gguf" "$tmp/gz.tar.gz"
+cp "$tmp/gz.tar.gz" "$tmp/crc.tar.gz"
+sz=$(wc -c <"$tmp/crc.tar.gz"); printf '\000\000\000\000' | dd of="$tmp/crc.tar.gz" bs=1 seek=$((sz - 8)) conv=notrunc 2>/dev/null
+row 3 'a .tar.gz with a bad gzip CRC is refused (read to the end)' "incorrect data check" "$QFORGE" convert -q -o "$tmp/crc.gguf" "$tmp/crc.tar.gz"
+head -c $((sz - 50)) "$tmp/gz.tar.gz" >"$tmp/cut.tar.gz"
+row 3 'a truncated .tar.gz is refused' "truncated" "$QFORGE" convert -q -o "$tmp/cut.gguf" "$tmp/cut.tar.gz"
 rm -rf "$tmp/ct" && cp -R "$tmp/ck" "$tmp/ct" && truncate -s 1000 "$tmp/ct/model-00003-of-00003.safetensors"
 tar -C "$tmp" -cf "$tmp/ct.tar" ct && rm -rf "$tmp/ct"
 row 3 'a bad shard in a tar is named as the tar member' "ct.tar: member model-00003-of-00003.safetensors" "$QFORGE" convert -q -o "$tmp/ct.gguf" "$tmp/ct.tar"
