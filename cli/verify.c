@@ -104,6 +104,8 @@ static cJSON *report_tensors(vfy_terr *e, size_t n, int top, int json)
 		if (!k)
 			continue;
 		double rel = x2 > 0 ? sqrt(d2 / x2) : 0, cosv = x2 > 0 && y2 > 0 ? xy / sqrt(x2 * y2) : 1;
+		if (isnan(d2 + x2 + y2 + xy)) /* a NaN tensor in the class: its totals are NaN, not exact */
+			rel = cosv = NAN;
 		if (json) {
 			cJSON *t = cJSON_CreateObject();
 			cJSON_AddStringToObject(t, "class", cvt_class_name((cvt_class)c));
@@ -217,6 +219,27 @@ int cli_verify(int argc, char **argv)
 		else                                                           \
 			fprintf(stderr, "qforge verify: %s\n", msg);           \
 	} while (0)
+
+	/* the reference is measured against, so it is checked too when it records hashes (a GGUF or bundle) */
+	if (ref_path) {
+		vfy_integrity rr;
+		if ((s = vfy_integrity_check(ref_path, &rr, &err)))
+			goto done;
+		if (json) {
+			cJSON *ji = cJSON_AddObjectToObject(jo, "reference_integrity");
+			cJSON_AddStringToObject(ji, "path", ref_path);
+			cJSON_AddStringToObject(ji, "status", rr.nbad ? "FAILED" : !rr.hashed ? "NOT checked" : "OK");
+		} else if (rr.hashed) {
+			printf("reference %s: integrity %s\n", ref_path, rr.nbad ? "FAILED" : "OK");
+		}
+		for (size_t k = 0; k < rr.nbad; k++)
+			if (rr.bad[k].what[0])
+				FAIL("%s (the reference): %s: %s", ref_path, rr.bad[k].name, rr.bad[k].what);
+			else
+				FAIL("%s (the reference): %s: hash mismatch (recorded %s, computed %s)", ref_path, rr.bad[k].name,
+				     hx(0, rr.bad[k].want), hx(1, rr.bad[k].got));
+		vfy_integrity_free(&rr);
+	}
 
 	/* level 1 and 2 per candidate */
 	for (int i = 0; i < nc; i++) {

@@ -85,6 +85,15 @@ contains "$out" '"nonfinite_at":	64'; ok $? "JSON names the first non-finite pos
 run "$QFORGE" verify --reference "$M/tiny-dsv3" --top 1 "$tmp/nan.gguf"
 contains "$out" "blk.0.ffn_gate.weight                        bf16                   nan"; ok $? "an all-NaN tensor sorts as the worst"
 
+# the reference is checked too: a corrupted reference GGUF fails, naming it
+run "$QFORGE" verify --reference "$tmp/flip.gguf" --no-tensors "$tmp/bf16.gguf"
+expect_rc 1 "a corrupted reference fails verify"
+contains "$err" "flip.gguf (the reference): blk.0.ffn_gate.weight: hash mismatch"; ok $? "names the reference: $err"
+# a NaN on the reference side is never "0 error, cosine 1", per tensor or per class
+run "$QFORGE" verify --reference "$tmp/nan.gguf" --top 1 "$tmp/bf16.gguf"
+contains "$out" "blk.0.ffn_gate.weight                        bf16                   nan        inf        nan"; ok $? "a NaN reference tensor shows NaN error"
+contains "$out" "dense_ffn            3        nan        inf        nan"; ok $? "and so does its class"
+
 gzip -c "$T/eval-a.txt" > "$tmp/eval.txt.gz"
 run "$QFORGE" verify --text "$tmp/eval.txt.gz" --ctx 128 --chunks 4 "$tmp/bf16.gguf"
 expect_rc 0 "perplexity alone, from gzip'd text"

@@ -111,6 +111,8 @@ qf_status vfy_tensor_errors(cvt_plan *cand, cvt_plan *ref, int threads, vfy_terr
 		}
 		e->rel_rms = e->x2 > 0 ? sqrt(e->d2 / e->x2) : (e->d2 > 0 ? INFINITY : 0);
 		e->cosine = e->x2 > 0 && e->y2 > 0 ? e->xy / sqrt(e->x2 * e->y2) : (e->d2 == 0 ? 1 : 0);
+		if (isnan(e->d2 + e->x2 + e->y2 + e->xy)) /* a NaN on either side: never "0 error, cosine 1" */
+			e->rel_rms = e->cosine = NAN;
 	}
 	*out = v;
 	*nout = n;
