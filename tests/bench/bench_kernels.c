@@ -68,6 +68,17 @@ static void k_quant(void)
 	}
 }
 
+/* importance-weighted encoders (--imatrix): one row at a time, the same weights for every row */
+static float *qweights;
+
+static void k_quant_w(void)
+{
+	const qf_dtype_traits *tr = qf_dtype_info(cur_fmt);
+	size_t rb = (size_t)(QC / tr->block_elems) * tr->block_bytes;
+	for (int64_t r = 0; r < N / QC; r++)
+		tr->from_f32_w(qin + r * QC, qout + (size_t)r * rb, QC, qweights);
+}
+
 /* bf16 source → q8_0, row by row through an f32 row buffer (what quantize does) */
 static void k_bf16_q8(void)
 {
@@ -135,6 +146,19 @@ int main(void)
 		double g = run(k_quant);
 		printf("%-27s %8.2f       %.2f\n", qf_dtype_info(cur_fmt)->fmt, g, g / m);
 	}
+	qweights = malloc(QC * sizeof *qweights);
+	for (int j = 0; j < QC; j++)
+		qweights[j] = 0.5f + (float)(j % 13) * 0.25f;
+	for (int f = 0; f < QF_DTYPE_COUNT; f++) {
+		if (!qf_dtype_info((qf_dtype)f)->from_f32_w)
+			continue;
+		cur_fmt = (qf_dtype)f;
+		double g = run(k_quant_w);
+		char name[64];
+		snprintf(name, sizeof name, "%s + imatrix", qf_dtype_info(cur_fmt)->fmt);
+		printf("%-27s %8.2f       %.2f\n", name, g, g / m);
+	}
+	free(qweights);
 	double g = run(k_bf16_q8) / 2; /* run() counts f32 bytes; bf16 source is half */
 	printf("%-27s %8.2f       %.2f   (GB/s of bf16 in)\n", "bf16 -> q8_0", g, g / m);
 	free(qin); free(qout); free(qcomp[0]); free(qcomp[1]);
