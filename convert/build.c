@@ -107,7 +107,7 @@ static qf_status add_simple(cvt_plan *p, const qf_tensor *t, const char *name, c
 	qf_status s = make_src(p, t, &it->srcs[0], err);
 	if (s)
 		return s;
-	it->type = out_type_for(p, t, cls, t->ndim);
+	it->type = cvt_item_keeps_f32(it) ? QF_F32 : out_type_for(p, t, cls, t->ndim); /* indexer.proj, like a router */
 	return QF_OK;
 }
 

@@ -26,6 +26,8 @@
  *   rope.c       RoPE frequencies (YaRN) and rotation
  *   attention.c  causal attention per head as blocked QKᵀ and PV (MHA, GQA, MLA)
  *   moe.c        routing, experts run once over their tokens, shared experts, dense FFN
+ *   gqa.c        the GQA family's extras (Qwen biases, q/k norms, NEOX RoPE,
+ *                Llama 3 RoPE scaling) and the context limits
  *   model.c      the recipe: embed → layers → head
  */
 #ifndef FWD_FORWARD_H
@@ -48,6 +50,10 @@ typedef struct fwd_hparams {
 	int yarn;
 	double yarn_factor, yarn_beta_fast, yarn_beta_slow, yarn_mscale_all, yarn_attn_factor;
 	int64_t yarn_orig_ctx;
+	/* GQA family (Qwen, Llama 3) */
+	int rope_neox;            /* rotate-half pairs (x[i], x[i + d/2]): Qwen's GGUFs keep HF's row order */
+	double rope_linear;       /* rope.scaling.type linear: frequencies divided by this; 0 otherwise */
+	int64_t max_ctx;          /* tokens the pass is exact for (dynamic RoPE, V3.2's indexer top-k); 0: no limit */
 } fwd_hparams;
 
 typedef struct fwd_model fwd_model;

@@ -45,6 +45,8 @@ typedef struct fwd_layer {
 	float *attn_norm, *ffn_norm;               /* (hidden) */
 	/* llama */
 	fwd_w wq, wk, wv;                          /* (n_head·hd, hidden), (n_kv·hd, hidden) ×2 */
+	float *bq, *bk, *bv;                       /* Qwen2: (n_head·hd), (n_kv·hd) ×2, or NULL */
+	float *q_norm, *k_norm;                    /* Qwen3: (hd) each, or NULL */
 	/* deepseek */
 	fwd_w q_a, q_b, q;                         /* (q_lora, hidden), (n_head·(nope+rope), q_lora) | (…, hidden) */
 	float *q_a_norm, *kv_a_norm;               /* (q_lora), (kv_lora) */
@@ -86,6 +88,7 @@ struct fwd_model {
 	qf_err *errs;                               /* (threads) */
 	int64_t max_cols, max_scr;
 	double *inv_freq;                           /* (rope_dim / 2) */
+	float *rope_freqs;                          /* (rope_dim / 2) Llama 3 frequency divisors, or NULL */
 	uint64_t streamed;                          /* source bytes decoded by forward passes */
 	double rope_mscale;                         /* cos/sin magnitude (YaRN), 1 otherwise */
 };
@@ -131,5 +134,24 @@ qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w 
 		  const float *X, int64_t T, float *Y, const float *wt, float *tmp, qf_err *err);
 /* Y += the routed and shared experts of layer L over X (T, hidden). */
 qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, float *Y, float *tmp, qf_err *err);
+/* Routing of one token: the n_used experts chosen (sel) and their weights (w). */
+void fwd_route(const fwd_hparams *h, const float *logit, const float *bias, int64_t *sel, float *w);
+
+/* gqa.c */
+/* Rotates rotate-half pairs (x[i], x[i + d/2]) by the angles of one position. */
+void fwd_rope_neox(float *x, int64_t d, const double *cs, const double *sn);
+/* Applies rope_freqs (Llama 3) and linear scaling to inv_freq. */
+void fwd_gqa_rope_scale(fwd_model *m);
+/* One head of one token: RMS norm (when norm, Qwen3's q/k norm), then RoPE (NEOX or adjacent pairs). */
+void fwd_gqa_head(float *x, int64_t hd, int64_t rope_dim, const float *norm, double eps, int neox, const double *cs,
+		  const double *sn);
+/* QF_EUSAGE when T exceeds the context the pass is exact for. */
+qf_status fwd_check_ctx(const fwd_model *m, int64_t T, qf_err *err);
+/*
+ * Q (T, n_head·hd), K and V (T, n_kv·hd) of a GQA layer: projections, biases, q/k norms, RoPE.
+ * T tokens are sequences of Ts: token t is at position t % Ts.
+ */
+qf_status fwd_gqa_qkv(fwd_model *m, const fwd_layer *L, const float *Hn, int64_t T, int64_t Ts, float *Q, float *K,
+		      float *V, const double *cs, const double *sn, qf_err *err);
 
 #endif

@@ -96,6 +96,9 @@ qf_status fwd_batch_new(fwd_model *m, const int32_t *tokens, int64_t nseq, int64
 	const fwd_hparams *h = &m->hp;
 	int64_t H = h->hidden, N = nseq * T, half = h->rope_dim / 2;
 	dims d = dims_of(h);
+	qf_status cs_ok = fwd_check_ctx(m, T, err);
+	if (cs_ok)
+		return cs_ok;
 	fwd_batch *b = calloc(1, sizeof *b);
 	if (!b)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
@@ -146,16 +149,8 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 	fwd_attn aj = { .T = Ts };
 	if (!h->deepseek) {
 		int64_t hd = h->head_dim;
-		if ((s = fwd_matmul(m, &L->wq, 0, qdim, Hn, H, T, Q, qdim, 0, err)) ||
-		    (s = fwd_matmul(m, &L->wk, 0, h->n_head_kv * hd, Hn, H, T, K, h->n_head_kv * hd, 0, err)) ||
-		    (s = fwd_matmul(m, &L->wv, 0, h->n_head_kv * hd, Hn, H, T, V, h->n_head_kv * hd, 0, err)))
+		if ((s = fwd_gqa_qkv(m, L, Hn, T, Ts, Q, K, V, cs, sn, err)))
 			return s;
-		for (int64_t t = 0; t < T; t++) {
-			for (int64_t hh = 0; hh < h->n_head; hh++)
-				fwd_rope(Q + t * qdim + hh * hd, h->rope_dim, cs + t % Ts * half, sn + t % Ts * half);
-			for (int64_t hh = 0; hh < h->n_head_kv; hh++)
-				fwd_rope(K + t * h->n_head_kv * hd + hh * hd, h->rope_dim, cs + t % Ts * half, sn + t % Ts * half);
-		}
 		aj.qk = aj.vd = hd;
 		aj.n_kv_heads = h->n_head_kv;
 		aj.scale = 1.0 / sqrt((double)hd);

@@ -60,7 +60,7 @@ qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w 
  * groups count as 0; the top n_used by (biased) score are chosen; weights are
  * the unbiased scores, normalised when norm_topk, times the routed scale.
  */
-static void route(const fwd_hparams *h, const float *logit, const float *bias, int64_t *sel, float *w)
+void fwd_route(const fwd_hparams *h, const float *logit, const float *bias, int64_t *sel, float *w)
 {
 	int64_t E = h->n_exp;
 	double sc[1024], ch[1024];
@@ -142,7 +142,7 @@ qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, f
 	if ((s = fwd_matmul(m, &L->router, 0, E, X, H, T, logit, E, 0, err)))
 		goto out;
 	for (int64_t t = 0; t < T; t++)
-		route(h, logit + t * E, L->exp_bias, sel + t * K, wsel + t * K);
+		fwd_route(h, logit + t * E, L->exp_bias, sel + t * K, wsel + t * K);
 	for (int64_t e = 0; e < E; e++) {
 		int64_t n = 0;
 		for (int64_t t = 0; t < T; t++)

@@ -112,6 +112,33 @@ static qf_status get_vec(fwd_model *m, float **out, int required, int64_t n, qf_
 	return QF_OK;
 }
 
+/*
+ * The GQA family's keys beyond Llama 2: key_length (head_dim ≠ hidden/heads),
+ * NEOX RoPE for Qwen, linear and dynamic RoPE scaling, Qwen3-MoE's experts
+ * (softmax top-k, always renormalised by llama.cpp's qwen3moe graph).
+ */
+static void gqa_hparams(fwd_model *m, const qf_gguf *g, const char *a)
+{
+	fwd_hparams *h = &m->hp;
+	h->head_dim = kv_int(g, a, "attention.key_length", h->hidden / h->n_head);
+	h->rope_neox = !strncmp(a, "qwen", 4);
+	char key[128], *rt = NULL;
+	snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+	if (qf_gguf_get_str(g, key, &rt, NULL) == QF_OK && !strcmp(rt, "linear"))
+		h->rope_linear = kv_num(g, a, "rope.scaling.factor", 1.0);
+	free(rt);
+	if (qf_gguf_find_kv(g, "qforge.rope_dynamic_factor") >= 0)
+		h->max_ctx = kv_int(g, a, "context_length", 0);
+	if (!strcmp(a, "qwen3moe")) {
+		h->n_exp = kv_int(g, a, "expert_count", 0);
+		h->n_used = kv_int(g, a, "expert_used_count", 0);
+		h->moe_ff = kv_int(g, a, "expert_feed_forward_length", 0);
+		h->norm_topk = 1;
+		h->routed_scale = 1.0;
+		h->n_group = h->topk_group = 1;
+	}
+}
+
 static qf_status read_hparams(fwd_model *m, qf_err *err)
 {
 	const qf_gguf *g;
@@ -120,8 +147,9 @@ static qf_status read_hparams(fwd_model *m, qf_err *err)
 		return s;
 	const char *a = cvt_plan_arch(m->plan);
 	fwd_hparams *h = &m->hp;
-	h->deepseek = strcmp(a, "deepseek2") == 0;
-	h->n_layer = kv_int(g, a, "block_count", 0);
+	h->deepseek = strcmp(a, "deepseek2") == 0 || strcmp(a, "deepseek32") == 0;
+	/* MTP layers kept in the file are not part of the main pass */
+	h->n_layer = kv_int(g, a, "block_count", 0) - kv_int(g, a, "nextn_predict_layers", 0);
 	h->hidden = kv_int(g, a, "embedding_length", 0);
 	h->n_head = kv_int(g, a, "attention.head_count", 0);
 	h->n_head_kv = kv_int(g, a, "attention.head_count_kv", h->n_head);
@@ -137,12 +165,15 @@ static qf_status read_hparams(fwd_model *m, qf_err *err)
 		return qf_fail(err, QF_EFORMAT, "%s: metadata lacks the model's sizes (block_count, embedding_length, head_count, vocab)",
 			       cvt_plan_source_path(m->plan));
 	if (!h->deepseek) {
-		h->head_dim = h->hidden / h->n_head;
+		gqa_hparams(m, g, a);
 		h->rope_dim = kv_int(g, a, "rope.dimension_count", h->head_dim);
-		if (h->head_dim * h->n_head != h->hidden || h->n_head_kv <= 0 || h->n_head % h->n_head_kv)
-			return qf_fail(err, QF_EFORMAT, "%s: inconsistent head counts", cvt_plan_source_path(m->plan));
+		if (h->head_dim <= 0 || h->rope_dim > h->head_dim || h->rope_dim % 2 || h->n_head_kv <= 0 ||
+		    h->n_head % h->n_head_kv || (h->n_exp && (h->n_used <= 0 || h->n_used > h->n_exp || h->moe_ff <= 0)))
+			return qf_fail(err, QF_EFORMAT, "%s: inconsistent head or expert counts", cvt_plan_source_path(m->plan));
 		return QF_OK;
 	}
+	if (!strcmp(a, "deepseek32"))
+		h->max_ctx = kv_int(g, a, "attention.indexer.top_k", 0);
 	h->q_lora = kv_int(g, a, "attention.q_lora_rank", 0);
 	h->kv_lora = kv_int(g, a, "attention.kv_lora_rank", 0);
 	h->rope_dim = kv_int(g, a, "rope.dimension_count", 0);
@@ -316,6 +347,11 @@ void fwd_model_free(fwd_model *m)
 		free(L->q_a_norm);
 		free(L->kv_a_norm);
 		free(L->exp_bias);
+		free(L->bq);
+		free(L->bk);
+		free(L->bv);
+		free(L->q_norm);
+		free(L->k_norm);
 	}
 	free(m->layers);
 	free(m->output.pk); /* a tied head's is its own */
@@ -335,6 +371,7 @@ void fwd_model_free(fwd_model *m)
 	free(m->st);
 	free(m->errs);
 	free(m->inv_freq);
+	free(m->rope_freqs);
 	cvt_plan_free(m->plan);
 	qf_pool_free(m->pool);
 	free(m);
@@ -379,11 +416,20 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 			    (s = get_w(m, &L->wk, 1, h->n_head_kv * hd, H, err, "blk.%d.attn_k.weight", li)) ||
 			    (s = get_w(m, &L->wv, 1, h->n_head_kv * hd, H, err, "blk.%d.attn_v.weight", li)) ||
 			    (s = get_w(m, &L->wo, 1, H, h->n_head * hd, err, "blk.%d.attn_output.weight", li)) ||
-			    (s = get_w(m, &L->gate, 1, h->ff, H, err, "blk.%d.ffn_gate.weight", li)) ||
-			    (s = get_w(m, &L->up, 1, h->ff, H, err, "blk.%d.ffn_up.weight", li)) ||
-			    (s = get_w(m, &L->down, 1, H, h->ff, err, "blk.%d.ffn_down.weight", li)))
+			    (s = get_vec(m, &L->bq, 0, h->n_head * hd, err, "blk.%d.attn_q.bias", li)) ||
+			    (s = get_vec(m, &L->bk, 0, h->n_head_kv * hd, err, "blk.%d.attn_k.bias", li)) ||
+			    (s = get_vec(m, &L->bv, 0, h->n_head_kv * hd, err, "blk.%d.attn_v.bias", li)) ||
+			    (s = get_vec(m, &L->q_norm, 0, hd, err, "blk.%d.attn_q_norm.weight", li)) ||
+			    (s = get_vec(m, &L->k_norm, 0, hd, err, "blk.%d.attn_k_norm.weight", li)))
 				goto fail;
-			continue;
+			if (!h->n_exp) {
+				if ((s = get_w(m, &L->gate, 1, h->ff, H, err, "blk.%d.ffn_gate.weight", li)) ||
+				    (s = get_w(m, &L->up, 1, h->ff, H, err, "blk.%d.ffn_up.weight", li)) ||
+				    (s = get_w(m, &L->down, 1, H, h->ff, err, "blk.%d.ffn_down.weight", li)))
+					goto fail;
+				continue;
+			}
+			goto experts; /* Qwen3-MoE: every layer routed, no shared expert */
 		}
 		int64_t qd = h->n_head * (h->nope + h->rope_dim);
 		if (h->q_lora) {
@@ -413,6 +459,8 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 				goto fail;
 			continue;
 		}
+	experts:
+		L->moe = 1;
 		int64_t E = h->n_exp, F = h->moe_ff, S = h->n_shared * F;
 		if ((s = get_w(m, &L->router, 1, E, H, err, "blk.%d.ffn_gate_inp.weight", li)) ||
 		    (s = get_vec(m, &L->exp_bias, 0, E, err, "blk.%d.exp_probs_b.bias", li)) ||
@@ -427,7 +475,10 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 		L->gate_exps.seg = L->up_exps.seg = F;
 		L->down_exps.seg = H;
 	}
+	if ((s = get_vec(m, &m->rope_freqs, 0, h->rope_dim / 2, err, "rope_freqs.weight")))
+		goto fail;
 	fwd_rope_init(m);
+	fwd_gqa_rope_scale(m);
 	m->kern = fwd_kern_pick();
 	m->work = calloc((size_t)m->threads, sizeof *m->work);
 	m->st = calloc((size_t)m->threads, sizeof *m->st);

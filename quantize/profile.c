@@ -113,7 +113,7 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 		int k = cvt_class_from_name(c->string);
 		if (k < 0) {
 			s = qf_fail(err, QF_EUSAGE,
-				    "%s: unknown tensor class '%s' (classes: attn, expert, shared_expert, dense_ffn, router, embed, output, norm)",
+				    "%s: unknown tensor class '%s' (classes: attn, expert, shared_expert, dense_ffn, router, embed, output, norm, indexer)",
 				    label, c->string);
 			goto fail;
 		}
@@ -317,7 +317,7 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 		qf_dtype base = it->srcs[0].coded ? it->srcs[0].qv.fmt : qf_fmt_of_dtype(it->type);
 		qf_dtype want = QF_DTYPE_NONE;
 		it->fallback = 0;
-		if (it->ndim < 2 || it->cls == CVT_CLASS_ROUTER || it->cls == CVT_CLASS_NORM) {
+		if (cvt_item_keeps_f32(it)) { /* norms, routers, indexer.proj */
 			it->fmt = base;
 			continue;
 		}

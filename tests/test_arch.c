@@ -1,0 +1,281 @@
+/*
+ * One tiny generated checkpoint per architecture (tests/gen_arch.c): it
+ * converts; the GGUF has llama.cpp's architecture, keys and tensor names;
+ * llama.cpp (npm libllama, dlopen'ed) loads it; and llama.cpp's logits on
+ * our GGUF equal the reference forward pass on the Hugging Face original within
+ * LOGIT_TOL of max |logit| at every position of a 256-token text.
+ *
+ * Hand-derived known answers cover what convert and the forward pass could
+ * misread the same way: the llama3 RoPE factor table, softmax top-k
+ * renormalisation, and the order of Qwen3's q/k norm and RoPE.  Also: a
+ * --keep-mtp DeepSeek GGUF loads in llama.cpp and the forward pass skips
+ * its MTP layer; contexts the forward pass is not exact for are refused.
+ *
+ * Without the oracle the llama.cpp checks skip, saying so; under CI=true a
+ * missing oracle is a failure.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/convert.h"
+#include "formats/gguf.h"
+#include "tests/gen_arch.h"
+#include "tests/llama_oracle.h"
+#include "tests/tap.h"
+#include "tests/util.h"
+#include "forward/forward.h"
+#include "forward/internal.h"
+
+/* llama.cpp vs our fp32 forward pass: max |Δlogit| over all positions, relative to max |logit|. */
+#define LOGIT_TOL 0.005
+/* Positions compared (tokens of eval-a.txt under the bundled tokenizer). */
+#define NPOS 256
+
+static qf_status convert(const char *dir, const char *out, int keep_mtp, qf_err *err)
+{
+	cvt_options o = { .outtype = QF_F32, .threads = 2, .keep_mtp = keep_mtp };
+	cvt_plan *p = NULL;
+	qf_status s = cvt_plan_open(dir, &o, &p, err);
+	cvt_write_opts wo = { .force = 1, .threads = 2 };
+	if (!s)
+		s = cvt_write(p, out, &wo, NULL, err);
+	cvt_plan_free(p);
+	return s;
+}
+
+static int has_str(const qf_gguf *g, const char *k, const char *want)
+{
+	char *v = NULL;
+	qf_err e = { { 0 } };
+	int r = qf_gguf_get_str(g, k, &v, &e) == QF_OK && !strcmp(v, want);
+	free(v);
+	return r;
+}
+
+static long long u32_of(const qf_gguf *g, const char *k)
+{
+	uint32_t v;
+	qf_err e = { { 0 } };
+	return qf_gguf_get_u32(g, k, &v, &e) == QF_OK ? (long long)v : -1;
+}
+
+int main(void)
+{
+	plan_lazy();
+	char why[512] = "";
+	tl_llama *L = tl_llama_open(why, sizeof why);
+	int have_oracle = L != NULL;
+	const char *ci = getenv("CI");
+	if (!have_oracle && ci && !strcmp(ci, "true"))
+		ok(0, "llama.cpp oracle present under CI=true (%s)", why);
+	size_t nids = 0;
+	int32_t *ids = tu_read_ids(tu_src("tests/data/tokens/eval-a.tiny-dsv3.ids"), &nids);
+	if (!ids || nids < NPOS)
+		bail("cannot read the evaluation token ids");
+	/*
+	 * Softmax top-k (Qwen3-MoE, DeepSeek-V2): logits (1, 2, 3, 0), top 2.
+	 * p_i = e^l_i / Σ e^l: experts 2 and 1; renormalised e³/(e³+e²) =
+	 * e/(1+e) = 0.7310586 and 1/(1+e) = 0.2689414; without renormalisation
+	 * e³/(1+e+e²+e³) = 0.6439143 and e²/(…) = 0.2368828.
+	 */
+	{
+		fwd_hparams h = { .n_exp = 4, .n_used = 2, .n_group = 1, .topk_group = 1, .routed_scale = 1.0, .norm_topk = 1 };
+		const float lg[4] = { 1, 2, 3, 0 };
+		int64_t sel[2];
+		float w[2];
+		fwd_route(&h, lg, NULL, sel, w);
+		ok(sel[0] == 2 && sel[1] == 1 && fabs(w[0] - 0.7310586) < 1e-6 && fabs(w[1] - 0.2689414) < 1e-6,
+		   "softmax top-2 renormalised: experts %lld, %lld weights %.7f, %.7f (want 2, 1: 0.7310586, 0.2689414)",
+		   (long long)sel[0], (long long)sel[1], w[0], w[1]);
+		h.norm_topk = 0;
+		fwd_route(&h, lg, NULL, sel, w);
+		ok(fabs(w[0] - 0.6439143) < 1e-6 && fabs(w[1] - 0.2368828) < 1e-6,
+		   "softmax top-2 without renormalisation: %.7f, %.7f (want 0.6439143, 0.2368828)", w[0], w[1]);
+	}
+	/*
+	 * Qwen3's q/k norm comes before RoPE.  x = (3, 4), norm weight (2, 0.5),
+	 * eps 0: rms = √12.5, normed (1.6970563, 0.5656854); rotated by 1 rad
+	 * (one NEOX pair): (0.4409155, 1.7336648).  The other order would give
+	 * (−0.9871081, 0.6626470).
+	 */
+	{
+		float x[2] = { 3, 4 };
+		const float nw[2] = { 2, 0.5f };
+		double c = cos(1.0), sn = sin(1.0);
+		fwd_gqa_head(x, 2, 2, nw, 0.0, 1, &c, &sn);
+		ok(fabs(x[0] - 0.4409155) < 1e-6 && fabs(x[1] - 1.7336648) < 1e-6,
+		   "q/k norm then RoPE: (%.7f, %.7f), want (0.4409155, 1.7336648)", x[0], x[1]);
+	}
+	static const struct { ga_arch a; const char *gguf; int keep_mtp; } cases[] = {
+		{ GA_LLAMA31, "llama", 0 }, { GA_LLAMA32_LM, "llama", 0 }, { GA_QWEN2, "qwen2", 0 },
+		{ GA_QWEN3, "qwen3", 0 }, { GA_QWEN3MOE, "qwen3moe", 0 }, { GA_DSV32, "deepseek32", 0 },
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		ga_arch a = cases[c].a;
+		char dir[4200], out[4200];
+		snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), ga_name(a));
+		snprintf(out, sizeof out, "%s/%s.gguf", tu_tmpdir(), ga_name(a));
+		if (!ok(ga_gen(a, dir, 11) == 0, "%s: generated", ga_name(a)))
+			continue;
+		qf_err err = { { 0 } };
+		if (!ok(convert(dir, out, cases[c].keep_mtp, &err) == QF_OK, "%s: converts (%s)", ga_name(a), err.msg))
+			continue;
+		qf_gguf *g = NULL;
+		if (!ok(qf_gguf_open(out, &g, &err) == QF_OK, "%s: re-open", ga_name(a)))
+			continue;
+		char key[128];
+		ok(has_str(g, "general.architecture", cases[c].gguf), "%s: general.architecture %s", ga_name(a), cases[c].gguf);
+		snprintf(key, sizeof key, "%s.block_count", cases[c].gguf);
+		long long bc = u32_of(g, key);
+		ok(bc == (a == GA_DSV32 ? 3 : 2), "%s: block_count %lld", ga_name(a), bc);
+		if (a == GA_LLAMA31) {
+			/*
+			 * llama3 factors for head_dim 24, theta 10000, factor 8, low 1, high 4,
+			 * original context 64, from transformers' _compute_llama3_parameters by
+			 * hand: wavelen_i = 2π·10000^(i/12); below 64/4 = 16 the factor is 1
+			 * (i = 0: 6.28, i = 1: 13.5), above 64 it is 8 (i ≥ 4), between
+			 * 1/((1−s)/8 + s) with s = (64/wavelen − 1)/3: i = 2 (29.2) → 2.1124113,
+			 * i = 3 (62.8) → 7.6673851.
+			 */
+			static const float want[12] = { 1, 1, 2.11241125f, 7.66738513f, 8, 8, 8, 8, 8, 8, 8, 8 };
+			const qf_tensor *rf = qf_gguf_find_tensor(g, "rope_freqs.weight");
+			int same = rf && rf->dtype == QF_F32 && rf->ndim == 1 && rf->shape[0] == 12;
+			for (int i = 0; same && i < 12; i++) {
+				float v;
+				memcpy(&v, rf->data + 4 * i, 4);
+				same = fabsf(v - want[i]) <= 1e-6f * want[i];
+			}
+			ok(same, "llama3.1: rope_freqs.weight [12] is the hand-derived llama3 factor table");
+			ok(u32_of(g, "llama.attention.key_length") == 24 && u32_of(g, "llama.rope.dimension_count") == 24,
+			   "llama3.1: head_dim 24 (≠ 64/4) as key_length and rope.dimension_count");
+			ok(!qf_gguf_find_tensor(g, "output.weight"), "llama3.1: tied embeddings, no output.weight");
+		}
+		if (a == GA_LLAMA32_LM)
+			ok(qf_gguf_find_tensor(g, "token_embd.weight") && !qf_gguf_find_tensor(g, "output.weight") &&
+			   has_str(g, "llama.rope.scaling.type", "linear"),
+			   "llama3.2-lm_head: only lm_head stored (aliased) becomes token_embd; linear scaling recorded");
+		if (a == GA_DSV32) {
+			const qf_tensor *ip = qf_gguf_find_tensor(g, "blk.1.indexer.proj.weight");
+			ok(ip && ip->dtype == QF_F32 && u32_of(g, "deepseek32.nextn_predict_layers") == 1 &&
+			   u32_of(g, "deepseek32.attention.indexer.top_k") == 512 && qf_gguf_find_tensor(g, "blk.2.nextn.eh_proj.weight"),
+			   "deepseek3.2: indexer keys, indexer.proj F32, MTP kept by default as blk.2");
+		}
+		qf_gguf_close(g);
+		if (!have_oracle) {
+			skip(why, "%s: llama.cpp loads and matches the forward pass", ga_name(a));
+			continue;
+		}
+		void *lm = tl_llama_load(L, out);
+		float *ll = malloc((size_t)NPOS * GA_VOCAB * sizeof *ll);
+		int rc = lm && ll && tl_llama_n_vocab(L, lm) == GA_VOCAB ? tl_llama_logits(L, lm, ids, NPOS, ll) : -1;
+		if (lm)
+			tl_llama_free_model(L, lm);
+		if (!ok(rc == 0, "%s: llama.cpp loads our GGUF and decodes %d tokens (rc %d)", ga_name(a), NPOS, rc)) {
+			free(ll);
+			continue;
+		}
+		/* verify's forward pass on the HF original */
+		fwd_model *m = NULL;
+		float *ours = malloc((size_t)NPOS * GA_VOCAB * sizeof *ours);
+		int64_t want[NPOS];
+		for (int i = 0; i < NPOS; i++)
+			want[i] = i;
+		qf_status s = fwd_model_open(dir, 2, (uint64_t)1 << 30, &m, &err);
+		if (!s)
+			s = fwd_forward(m, ids, NPOS, want, NPOS, ours, &err);
+		if (ok(s == QF_OK, "%s: forward pass on the HF checkpoint (%s)", ga_name(a), err.msg)) {
+			double maxabs = 0, worst = 0;
+			int worst_pos = -1, finite = 1;
+			for (int i = 0; i < NPOS; i++) {
+				double d = 0;
+				for (int v = 0; v < GA_VOCAB; v++) {
+					size_t k = (size_t)i * GA_VOCAB + (size_t)v;
+					finite &= isfinite(ll[k]) && isfinite(ours[k]);
+					d = fmax(d, fabs((double)ll[k] - ours[k]));
+					maxabs = fmax(maxabs, fabs((double)ours[k]));
+				}
+				if (d > worst) {
+					worst = d;
+					worst_pos = i;
+				}
+			}
+			ok(finite && worst <= LOGIT_TOL * maxabs,
+			   "%s: llama.cpp logits equal the forward pass within %.1f%% of max |logit| at all %d positions (max |Δ| %.3g at %d, max |logit| %.3g)",
+			   ga_name(a), 100 * LOGIT_TOL, NPOS, worst, worst_pos, maxabs);
+		}
+		if (m && a == GA_DSV32) {
+			size_t need = 513;
+			int32_t *many = malloc(need * sizeof *many);
+			for (size_t i = 0; i < need; i++)
+				many[i] = ids[i % nids];
+			memset(&err, 0, sizeof err);
+			qf_status s2 = fwd_forward(m, many, 513, want, 1, ours, &err);
+			ok(s2 == QF_EUSAGE && strstr(err.msg, "indexer.top_k"), "deepseek3.2: 513 tokens > index_topk 512 refused: %s",
+			   err.msg);
+			free(many);
+		}
+		fwd_model_free(m);
+		free(ours);
+		free(ll);
+	}
+	/* --keep-mtp on DeepSeek-V3: llama.cpp loads it; the forward pass leaves the MTP layer out */
+	{
+		qf_err err = { { 0 } };
+		const char *ds = tu_src("models/tiny-dsv3"), *out = tu_path("ds_mtp.gguf");
+		ok(convert(ds, out, 1, &err) == QF_OK, "tiny-dsv3 --keep-mtp converts (%s)", err.msg);
+		/* V3.2's indexer.proj stays f32 whatever the output type, like a router */
+		{
+			cvt_options o = { .outtype = QF_BF16, .threads = 1 };
+			cvt_plan *p = NULL;
+			char dir[4200];
+			snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), ga_name(GA_DSV32));
+			const cvt_item *ip = cvt_plan_open(dir, &o, &p, &err) == QF_OK ? cvt_plan_find(p, "blk.0.indexer.proj.weight") : NULL;
+			const cvt_item *wk = p ? cvt_plan_find(p, "blk.0.indexer.attn_k.weight") : NULL;
+			ok(ip && ip->type == QF_F32 && ip->cls == CVT_CLASS_INDEXER && wk && wk->type == QF_BF16 && wk->cls == CVT_CLASS_INDEXER,
+			   "--outtype bf16: indexer.proj stays f32, indexer.attn_k is bf16, both of class indexer");
+			cvt_plan_free(p);
+		}
+		qf_gguf *g = NULL;
+		if (qf_gguf_open(out, &g, &err) == QF_OK) {
+			ok(u32_of(g, "deepseek2.block_count") == 5 && u32_of(g, "deepseek2.nextn_predict_layers") == 1 &&
+			   qf_gguf_find_tensor(g, "blk.4.nextn.eh_proj.weight"),
+			   "--keep-mtp: block_count 5 counts the MTP layer, nextn_predict_layers 1");
+			qf_gguf_close(g);
+		}
+		if (have_oracle) {
+			void *lm = tl_llama_load(L, out);
+			ok(lm != NULL, "--keep-mtp GGUF loads in llama.cpp");
+			if (lm)
+				tl_llama_free_model(L, lm);
+		}
+		fwd_model *a = NULL, *b = NULL;
+		enum { NT = 24 };
+		float *la = malloc(NT * 1024 * sizeof *la), *lb = malloc(NT * 1024 * sizeof *lb);
+		int64_t want[NT];
+		int32_t tk[NT];
+		for (int i = 0; i < NT; i++)
+			want[i] = i, tk[i] = ids[i] % 1024;
+		qf_status s = fwd_model_open(ds, 2, (uint64_t)1 << 30, &a, &err);
+		if (!s)
+			s = fwd_model_open(out, 2, (uint64_t)1 << 30, &b, &err);
+		if (!s)
+			s = fwd_forward(a, tk, NT, want, NT, la, &err);
+		if (!s)
+			s = fwd_forward(b, tk, NT, want, NT, lb, &err);
+		double d = 0;
+		for (int i = 0; !s && i < NT * 1024; i++)
+			d = fmax(d, fabs((double)la[i] - lb[i]));
+		ok(!s && d < 1e-3, "forward pass on the --keep-mtp GGUF equals the HF original's (max |Δ| %.3g; %s)", d, err.msg);
+		fwd_model_free(a);
+		fwd_model_free(b);
+		free(la);
+		free(lb);
+	}
+	free(ids);
+	tl_llama_close(L);
+	return tap_failures() ? 1 : 0;
+}
