@@ -673,6 +673,14 @@ qf_dtype qf_dtype_from_name(const char *name)
 	return QF_DTYPE_NONE;
 }
 
+qf_dtype qf_dtype_from_stored_name(const char *name)
+{
+	for (int i = 0; i < QF_DTYPE_COUNT; i++)
+		if (traits[i].block_elems > 0 && strcmp(traits[i].name, name) == 0)
+			return (qf_dtype)i;
+	return QF_DTYPE_NONE;
+}
+
 qf_dtype qf_fmt_from_name(const char *name)
 {
 	for (int i = 0; i < QF_DTYPE_COUNT; i++)

@@ -81,6 +81,8 @@ qf_dtype qf_dtype_from_name(const char *name);
 /* Lookup by ggml type id, or -1. */
 qf_dtype qf_dtype_from_ggml(int ggml_type);
 const char *qf_dtype_name(qf_dtype t);
+/* Lookup among every type a container stores (safetensors names and ggml blocks, "Q8_0"), or QF_DTYPE_NONE. */
+qf_dtype qf_dtype_from_stored_name(const char *name);
 /* Lookup by format name ("q4_0", "fp8-b128"), or QF_DTYPE_NONE. */
 qf_dtype qf_fmt_from_name(const char *name);
 

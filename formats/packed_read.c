@@ -156,7 +156,7 @@ static qf_status parse_tensor(qf_pk *pk, const cJSON *e, size_t i, qf_pk_sizer s
 	t->t.nelems = ne;
 	t->format = get_str(e, "format");
 	const char *dt = get_str(e, "dtype");
-	t->t.dtype = dt ? qf_dtype_from_name(dt) : QF_DTYPE_NONE;
+	t->t.dtype = dt ? qf_dtype_from_stored_name(dt) : QF_DTYPE_NONE; /* ggml blocks too */
 	if (!t->format || t->t.dtype == QF_DTYPE_NONE)
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': missing format or unknown dtype", P, name);
 	const char *file = get_str(e, "file");
