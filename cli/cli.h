@@ -47,7 +47,7 @@ int cli_parse_threads(const char *cmd, const char *arg, int *out);
 typedef struct cli_write_args {
 	const char *outpath;      /* -o, NULL: a name derived from the input */
 	const char *format;       /* --format, NULL: the command's default */
-	cvt_options o;            /* --outtype, -t, --keep-mtp, --allow-nonfinite, --ignore-input-hashes, --legacy-kv-b, --pre */
+	cvt_options o;            /* --outtype, -t, --keep-mtp/--no-mtp, --allow-nonfinite, --ignore-input-hashes, --legacy-kv-b, --pre */
 	int dry, json, force, quiet;
 	uint64_t split_max;       /* --split-max-size, 0: one GGUF */
 	uint64_t shard_size;      /* --shard-size (safetensors output), 0: 5 GB */
@@ -63,6 +63,7 @@ typedef struct cli_write_args {
 	{ "force", no_argument, NULL, 'f' },                                \
 	{ "quiet", no_argument, NULL, 'q' },                                \
 	{ "keep-mtp", no_argument, NULL, 'M' },                             \
+	{ "no-mtp", no_argument, NULL, 'W' },                               \
 	{ "allow-nonfinite", no_argument, NULL, 'N' },                      \
 	{ "ignore-input-hashes", no_argument, NULL, 'H' },                  \
 	{ "legacy-kv-b", no_argument, NULL, 'L' },                          \

@@ -97,6 +97,7 @@ int cli_write_option(const char *cmd, int c, const char *arg, cli_write_args *a)
 	case 'f': a->force = 1; return 1;
 	case 'q': a->quiet = 1; return 1;
 	case 'M': a->o.keep_mtp = 1; return 1;
+	case 'W': a->o.keep_mtp = -1; return 1;
 	case 'N': a->o.allow_nonfinite = 1; return 1;
 	case 'H': a->o.check_input_hashes = 0; return 1;
 	case 'L': a->o.legacy_kv_b = 1; return 1;

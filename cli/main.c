@@ -16,10 +16,11 @@ typedef struct cmd {
 static const cmd cmds[] = {
 	{ "convert", cli_convert, "checkpoint (FP8/BF16/F16/F32 safetensors) → GGUF that llama.cpp loads",
 	  "qforge convert [-o OUT] [--outtype f32|f16|bf16|auto] [-t N] [--dry-run] [--json] [--force]\n"
-	  "               [--keep-mtp] [--legacy-kv-b] [--allow-nonfinite] [--ignore-input-hashes] [--pre NAME]\n"
+	  "               [--keep-mtp | --no-mtp] [--legacy-kv-b] [--allow-nonfinite] [--ignore-input-hashes] [--pre NAME]\n"
 	  "               [--quiet] CHECKPOINT\n"
 	  "  CHECKPOINT: a Hugging Face folder, a tar of one, or a .safetensors file.\n"
-	  "  Llama (LlamaForCausalLM) and DeepSeek V2/V3/R1; FP8 weights are dequantized with their\n"
+	  "  Llama 2/3.x and Mistral, Qwen2/2.5, Qwen3, Qwen3-MoE, DeepSeek V2/V3/V3.1/R1 and V3.2 (deepseek32,\n"
+	  "  MTP kept unless --no-mtp; other DeepSeeks drop it unless --keep-mtp); FP8 weights are dequantized with their\n"
 	  "  _scale_inv block scales.  auto: BF16 for BF16/FP8, F16 for F16, F32 for F32; norms,\n"
 	  "  routers and 1-D tensors stay F32.  Output goes to a unique OUT.qftmp-* and is renamed when complete.\n"
 	  "  --legacy-kv-b writes one attn_kv_b (llama.cpp before April 2025) instead of attn_k_b/attn_v_b.\n"

@@ -30,9 +30,19 @@ cJSON *qf_json_load_max(const char *path, uint64_t max, qf_err *err, qf_status *
 	const char *end = NULL;
 	cJSON *j = m.size ? cJSON_ParseWithLengthOpts((const char *)m.data, (size_t)m.size, &end, 0)
 			  : NULL;
+	/* only whitespace may follow the value: anything else is a bad edit or two files run together */
+	const char *stop = (const char *)m.data + m.size, *q = j && end ? end : stop;
+	while (q < stop && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+		q++;
+	size_t junk_at = (size_t)(q - (const char *)m.data);
 	qf_mapfile_close(&m);
 	if (!j) {
 		*st = qf_fail(err, QF_EFORMAT, "%s: invalid JSON", path);
+		return NULL;
+	}
+	if (q < stop) {
+		cJSON_Delete(j);
+		*st = qf_fail(err, QF_EFORMAT, "%s: trailing data after the JSON value at byte %zu", path, junk_at);
 		return NULL;
 	}
 	*st = QF_OK;
