@@ -25,12 +25,14 @@ contains "$err" "from 1 to 256"; ok $? "verify names the bound"
 run "$QFORGE" convert --dry-run --json --outtype f16 "$M/tiny-dsv3"
 contains "$out" '"output":	"tiny-dsv3-f16.gguf"'; ok $? "--outtype f16 names the default output"
 # a bundle of ggml blocks reads back: integrity, then the forward pass against the original
-for t in llamacpp-q8_0 llamacpp-q4_0; do
+# bounds: measured mean KLD 0.0004 (q8_0) and 0.079 (q4_0) on these 2 chunks, with headroom
+for tk in llamacpp-q8_0:0.005 llamacpp-q4_0:0.15; do
+	t=${tk%%:*}; kld=${tk#*:}
 	run "$QFORGE" quantize -q --target $t --format packed -o "$tmp/$t.qfpack" "$M/stories260k-hf"
 	expect_rc 0 "$t as a bundle"
 	run "$QFORGE" verify --reference "$M/stories260k-hf" --text "$QF_SRCDIR/tests/data/eval-a.txt" --ctx 128 --chunks 2 \
-		--max-kld 0.05 "$tmp/$t.qfpack"
-	expect_rc 0 "verify reads the $t bundle back and it computes the same model (mean KLD ≤ 0.05)"
+		--max-kld $kld "$tmp/$t.qfpack"
+	expect_rc 0 "verify reads the $t bundle back and it computes the same model (mean KLD ≤ $kld)"
 	contains "$out" "integrity: OK"; ok $? "its hashes match"
 done
 finish
