@@ -236,6 +236,16 @@ qf_status qf_tok_from_gguf(const qf_gguf *g, qf_tok **out, qf_err *err)
 		t->dec[t->ndec++] = (dec_step){ .kind = DEC_FUSE };
 		if (asp)
 			t->dec[t->ndec++] = (dec_step){ .kind = DEC_STRIP, .a = strdup(" "), .alen = 1, .start = 1 };
+		int lost = 0; /* a strdup above failed (the steps own what they got: freed with the tokenizer) */
+		for (size_t k = 0; k < t->nnorm; k++)
+			lost |= !t->norm[k].a || (t->norm[k].kind == NORM_REPLACE && !t->norm[k].b);
+		for (size_t k = 0; k < t->ndec; k++)
+			lost |= (t->dec[k].kind == DEC_REPLACE && (!t->dec[k].a || !t->dec[k].b)) ||
+				(t->dec[k].kind == DEC_STRIP && !t->dec[k].a);
+		if (lost) {
+			s = qf_fail(err, QF_ENOMEM, "out of memory");
+			goto done;
+		}
 	}
 	int64_t kv;
 	double v;

@@ -165,7 +165,8 @@ static qf_status visit_dec(qf_tok *t, const cJSON *n, const char *label, qf_err 
 		st.kind = DEC_STRIP;
 		const char *c = tok_jstr(n, "content");
 		const cJSON *a = cJSON_GetObjectItemCaseSensitive(n, "start"), *b = cJSON_GetObjectItemCaseSensitive(n, "stop");
-		st.a = strdup(c ? c : " ");
+		if (!(st.a = strdup(c ? c : " ")))
+			return qf_fail(err, QF_ENOMEM, "out of memory");
 		st.alen = strlen(st.a);
 		st.start = cJSON_IsNumber(a) ? a->valueint : 0;
 		st.stop = cJSON_IsNumber(b) ? b->valueint : 0;
@@ -179,12 +180,20 @@ static qf_status visit_dec(qf_tok *t, const cJSON *n, const char *label, qf_err 
 		st.alen = strlen(lit);
 		st.b = strdup(content);
 		st.blen = strlen(content);
+		if (!st.a || !st.b) {
+			free(st.a);
+			free(st.b);
+			return qf_fail(err, QF_ENOMEM, "out of memory");
+		}
 	} else {
 		return qf_fail(err, QF_EFORMAT, "%s: decoder '%s' is not supported", label, type);
 	}
 	dec_step *g = realloc(t->dec, (t->ndec + 1) * sizeof *g);
-	if (!g)
+	if (!g) {
+		free(st.a);
+		free(st.b);
 		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
 	t->dec = g;
 	t->dec[t->ndec++] = st;
 	return QF_OK;
