@@ -104,7 +104,7 @@ a GGUF with a flipped tensor bit|src.gguf||2000000|hash mismatch (recorded
 a GGUF with a flipped metadata bit|src.gguf||@tiny-dsv3|metadata hash mismatch
 a bundle with a flipped tensors.bin bit|src.qfpack|/tensors.bin|5000|hash mismatch
 a bundle with a flipped metadata.gguf bit|src.qfpack|/metadata.gguf|200|metadata.gguf: hash mismatch
-a bundle with an edited manifest|src.qfpack|/manifest.json|300|manifest.json hash mismatch
+a bundle with an edited manifest|src.qfpack|/manifest.json|@"qforge 0.1|manifest.json hash mismatch
 EOF
 run "$QFORGE" convert -q -o "$tmp/sp-out.gguf" "$tmp/sp-00001-of-00003.gguf"
 expect_rc 3 "a split set whose part 2 is corrupted is refused"
