@@ -64,6 +64,19 @@ int cli_parse_threads(const char *cmd, const char *arg, int *out)
 	return 1;
 }
 
+cJSON *cli_class_json(cvt_class c, const char *fmt_key, const char *fmt, const cvt_stats *s)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "class", cvt_class_name(c));
+	cJSON_AddStringToObject(o, fmt_key, fmt);
+	cJSON_AddNumberToObject(o, "tensors", (double)s->tensors);
+	cJSON_AddNumberToObject(o, "fallbacks", (double)s->fallbacks);
+	cJSON_AddNumberToObject(o, "bytes_in", (double)s->bytes_in);
+	cJSON_AddNumberToObject(o, "bytes_out", (double)s->bytes_out);
+	cJSON_AddNumberToObject(o, "bits_per_weight", s->elems ? 8.0 * (double)s->bytes_out / (double)s->elems : 0);
+	return o;
+}
+
 void cli_write_args_init(cli_write_args *a)
 {
 	memset(a, 0, sizeof *a);

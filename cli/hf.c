@@ -154,14 +154,7 @@ static void hf_summary(const cvt_hf_plan *p, const cvt_result *r, int json, cJSO
 		}
 		double bpw = s->elems ? 8.0 * (double)s->bytes_out / (double)s->elems : 0;
 		if (json) {
-			cJSON *o = cJSON_CreateObject();
-			cJSON_AddStringToObject(o, "class", cvt_class_name((cvt_class)c));
-			cJSON_AddStringToObject(o, "encoding", fm);
-			cJSON_AddNumberToObject(o, "tensors", (double)s->tensors);
-			cJSON_AddNumberToObject(o, "fallbacks", (double)s->fallbacks);
-			cJSON_AddNumberToObject(o, "bytes_in", (double)s->bytes_in);
-			cJSON_AddNumberToObject(o, "bytes_out", (double)s->bytes_out);
-			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
+			cJSON *o = cli_class_json((cvt_class)c, "encoding", fm, s);
 			cJSON_AddItemToArray(cls, o);
 		} else {
 			snprintf(io, sizeof io, "%s → %s", cli_human_bytes(s->bytes_in, a, sizeof a),

@@ -76,14 +76,7 @@ static void summary(cvt_plan *p, const cvt_result *r, int quality, int json, cJS
 		double rel = s->measured && s->x2 > 0 ? sqrt(s->d2 / s->x2) : 0;
 		double cosv = s->measured && s->x2 > 0 && s->y2 > 0 ? s->xy / sqrt(s->x2 * s->y2) : 1;
 		if (json) {
-			cJSON *o = cJSON_CreateObject();
-			cJSON_AddStringToObject(o, "class", cvt_class_name((cvt_class)c));
-			cJSON_AddStringToObject(o, "format", fm);
-			cJSON_AddNumberToObject(o, "tensors", (double)s->tensors);
-			cJSON_AddNumberToObject(o, "fallbacks", (double)s->fallbacks);
-			cJSON_AddNumberToObject(o, "bytes_in", (double)s->bytes_in);
-			cJSON_AddNumberToObject(o, "bytes_out", (double)s->bytes_out);
-			cJSON_AddNumberToObject(o, "bits_per_weight", bpw);
+			cJSON *o = cli_class_json((cvt_class)c, "format", fm, s);
 			if (s->measured) {
 				cJSON_AddNumberToObject(o, "rel_rms", rel);
 				cJSON_AddNumberToObject(o, "cosine", cosv);
