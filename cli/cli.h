@@ -16,6 +16,7 @@ int cli_convert(int argc, char **argv);
 int cli_quantize(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_tokenize(int argc, char **argv);
+int cli_calibrate(int argc, char **argv);
 
 /* "qforge CMD: message" on stderr; returns the exit code for st. */
 int cli_error(const char *cmd, qf_status st, const qf_err *err);
@@ -97,6 +98,11 @@ const char *cli_human_bytes(uint64_t n, char *buf, size_t len);
 /* A model's tokenizer (vfy_tokenizer_open), from a tar checkpoint too: its metadata files are staged. */
 struct qf_tok;
 qf_status cli_tokenizer_open(const char *model, struct qf_tok **out, qf_err *err);
+/*
+ * The ids of a text file (plain or gzip; "-": stdin), tokenized with BOS/EOS as tok adds them, read only
+ * as far as need ids (0: all of it).  *out is the caller's to free.
+ */
+qf_status cli_read_ids(struct qf_tok *tok, const char *path, size_t need, int32_t **out, size_t *nout, qf_err *err);
 /* Installs SIGINT/SIGTERM handlers that remove partial outputs. */
 void cli_install_signals(void);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "cli/cli.h"
 #include "convert/hf.h"
@@ -325,4 +326,54 @@ qf_status cli_tokenizer_open(const char *model, qf_tok **out, qf_err *err)
 	}
 	qf_ckpt_close(c);
 	return s;
+}
+
+/*
+ * The text's ids, read and tokenized only as far as need ids (0: all of
+ * it): gzread a block at a time into the tokenizer's stream, whose settled
+ * ids are those of tokenizing the whole text.
+ */
+qf_status cli_read_ids(qf_tok *tok, const char *path, size_t need, int32_t **out, size_t *nout, qf_err *err)
+{
+	gzFile f = strcmp(path, "-") == 0 ? gzdopen(dup(STDIN_FILENO), "rb") : gzopen(path, "rb");
+	if (!f)
+		return qf_fail(err, QF_EFORMAT, "%s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
+	qf_tok_stream *st = NULL;
+	char *buf = malloc(1 << 20);
+	int32_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	qf_status s = buf ? qf_tok_stream_new(tok, 1, &st, err) : qf_fail(err, QF_ENOMEM, "out of memory");
+	for (int end = 0; !s && !end && !(need && n >= need);) {
+		qf_tok_piece *p = NULL;
+		size_t np = 0;
+		int r = gzread(f, buf, 1 << 20);
+		if (r < 0 || (r == 0 && !gzeof(f))) {
+			int e;
+			s = qf_fail(err, QF_EFORMAT, "%s: corrupt, truncated or unreadable: %s", path, gzerror(f, &e));
+			break;
+		}
+		end = r == 0;
+		s = end ? qf_tok_stream_finish(st, &p, &np, err) : qf_tok_stream_feed(st, buf, (size_t)r, &p, &np, err);
+		if (!s && n + np > cap) {
+			size_t c2 = (n + np) * 2;
+			int32_t *g = realloc(ids, c2 * sizeof *ids);
+			if (!g)
+				s = qf_fail(err, QF_ENOMEM, "out of memory");
+			else
+				ids = g, cap = c2;
+		}
+		for (size_t k = 0; !s && k < np; k++)
+			ids[n++] = p[k].id;
+		free(p);
+	}
+	qf_tok_stream_free(st);
+	free(buf);
+	gzclose(f);
+	if (s) {
+		free(ids);
+		return s;
+	}
+	*out = ids ? ids : malloc(sizeof *ids);
+	*nout = n;
+	return *out ? QF_OK : qf_fail(err, QF_ENOMEM, "out of memory");
 }

@@ -49,6 +49,17 @@ static const cmd cmds[] = {
 	  "  the PPL ratio, mean KLD (and 99th percentile), same-top-1 rate and RMS Δp (llama.cpp's definitions).\n"
 	  "  Weights stay decoded when they fit in --mem GiB (4), else they stream per chunk.\n"
 	  "  Exit 1 when a hash mismatches or a --max-* limit is exceeded.\n" },
+	{ "calibrate", cli_calibrate, "an importance matrix (llama.cpp's GGUF imatrix) from the reference forward pass",
+	  "qforge calibrate --text FILE [--ctx N] [--chunks N] [--process-output] [--legacy-kv-b] [-t N] [--mem GIB]\n"
+	  "                 [--json] [--quiet] [--force] -o IMATRIX.gguf MODEL\n"
+	  "  MODEL: a checkpoint (the FP8 release too), a GGUF or a bundle.  The text (plain or gzip) is cut into\n"
+	  "  chunks of --ctx (512, at least 16, at most the model's context_length) with BOS first, and every\n"
+	  "  position of every chunk goes through the fp32 forward pass.  For each blk.* weight the file holds\n"
+	  "  Σx² per input column of the input that weight sees in llama.cpp's graph, and a token count;\n"
+	  "  routed experts per expert, counting routed (token, slot) pairs; DeepSeek's attn_k_b and attn_v_b\n"
+	  "  per head with the inputs of llama.cpp's absorbed MLA (--legacy-kv-b: attn_kv_b instead);\n"
+	  "  output.weight only with --process-output.  Written as llama-imatrix does (quantize --imatrix and\n"
+	  "  llama-quantize --imatrix read it); the same bytes for any -t.\n" },
 	{ "tokenize", cli_tokenize, "text → token ids with a model's own tokenizer (as Hugging Face encodes)",
 	  "qforge tokenize [--ids] [--json] [--no-special] MODEL TEXTFILE\n"
 	  "  MODEL: a checkpoint folder (tokenizer.json), a GGUF or a packed bundle.  TEXTFILE may be gzip'd;\n"

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "cli/cli.h"
 #include "formats/mapfile.h"
@@ -36,56 +35,6 @@ static void on_progress(void *ud, const vfy_progress *p)
 	else
 		cli_progress_update(ud, done, total, "chunk %zu/%zu, %.0f tokens/s, %.1f GB streamed", p->chunk, p->nchunks,
 				    p->tokens_per_s, p->gb_streamed);
-}
-
-/*
- * The text's ids, read and tokenized only as far as need ids (0: all of
- * it): gzread a block at a time into the tokenizer's stream, whose settled
- * ids are those of tokenizing the whole text.
- */
-static qf_status read_ids(qf_tok *tok, const char *path, size_t need, int32_t **out, size_t *nout, qf_err *err)
-{
-	gzFile f = strcmp(path, "-") == 0 ? gzdopen(dup(STDIN_FILENO), "rb") : gzopen(path, "rb");
-	if (!f)
-		return qf_fail(err, QF_EFORMAT, "%s: cannot open: %s", path, strerror(errno ? errno : ENOENT));
-	qf_tok_stream *st = NULL;
-	char *buf = malloc(1 << 20);
-	int32_t *ids = NULL;
-	size_t n = 0, cap = 0;
-	qf_status s = buf ? qf_tok_stream_new(tok, 1, &st, err) : qf_fail(err, QF_ENOMEM, "out of memory");
-	for (int end = 0; !s && !end && !(need && n >= need);) {
-		qf_tok_piece *p = NULL;
-		size_t np = 0;
-		int r = gzread(f, buf, 1 << 20);
-		if (r < 0 || (r == 0 && !gzeof(f))) {
-			int e;
-			s = qf_fail(err, QF_EFORMAT, "%s: corrupt, truncated or unreadable: %s", path, gzerror(f, &e));
-			break;
-		}
-		end = r == 0;
-		s = end ? qf_tok_stream_finish(st, &p, &np, err) : qf_tok_stream_feed(st, buf, (size_t)r, &p, &np, err);
-		if (!s && n + np > cap) {
-			size_t c2 = (n + np) * 2;
-			int32_t *g = realloc(ids, c2 * sizeof *ids);
-			if (!g)
-				s = qf_fail(err, QF_ENOMEM, "out of memory");
-			else
-				ids = g, cap = c2;
-		}
-		for (size_t k = 0; !s && k < np; k++)
-			ids[n++] = p[k].id;
-		free(p);
-	}
-	qf_tok_stream_free(st);
-	free(buf);
-	gzclose(f);
-	if (s) {
-		free(ids);
-		return s;
-	}
-	*out = ids ? ids : malloc(sizeof *ids);
-	*nout = n;
-	return *out ? QF_OK : qf_fail(err, QF_ENOMEM, "out of memory");
 }
 
 static int cmp_terr(const void *a, const void *b)
@@ -397,7 +346,7 @@ int cli_verify(int argc, char **argv)
 		const char *tokpath = ref_path ? ref_path : cand[0];
 		size_t n = 0;
 		if ((s = cli_tokenizer_open(tokpath, &tok, &err)) ||
-		    (s = read_ids(tok, text_path, chunks ? (size_t)chunks * (size_t)ctx : 0, &ids, &n, &err)))
+		    (s = cli_read_ids(tok, text_path, chunks ? (size_t)chunks * (size_t)ctx : 0, &ids, &n, &err)))
 			goto done;
 		size_t nm = 0;
 		uint64_t budget = (uint64_t)(mem_gib * (double)(1ull << 30));

@@ -13,6 +13,10 @@
  * per query–key pair: 1088 vs 320 for V3/R1.  In prefill, where every
  * token is both a query and a key, naive is therefore always cheaper
  * (absorbed wins only in decode, against a long cache), so naive it is.
+ * When observed (qforge calibrate), each head's softmax weights are also
+ * applied to the normed latent kv: that is the absorbed form's attention
+ * output, the input of attn_v_b in llama.cpp's graph, and with the same
+ * weights it is exactly what the absorbed form computes.
  */
 #include "config.h"
 
@@ -28,14 +32,16 @@ typedef struct attn_job {
 	const fwd_model *m;
 	const fwd_attn *a;
 	int64_t ldk, ldv, lds, ldo;   /* packed K columns (keys), S row stride, O block stride */
-	float **buf;                  /* per worker: K_h, packed K_h, packed V_h, S, O block, edge */
+	int64_t ldl;                  /* latent O block stride (observed MLA), else 0 */
+	float **buf;                  /* per worker: K_h, packed K_h, packed V_h, S, O block, edge, latent O block */
+	float *bl;                    /* the latent kv packed (observed MLA), shared by every head */
 } attn_job;
 
 static int64_t attn_floats(const attn_job *j)
 {
 	const fwd_attn *a = j->a;
 	int64_t mr = j->m->kern->mr;
-	return a->T * a->qk + j->ldk * a->qk + j->ldv * a->T + fwd_roundup(QB, mr) * (j->lds + j->ldo) + mr * FWD_KC;
+	return a->T * a->qk + j->ldk * a->qk + j->ldv * a->T + fwd_roundup(QB, mr) * (j->lds + j->ldo + j->ldl) + mr * FWD_KC;
 }
 
 static void attn_fn(void *ctx, int64_t b, int64_t e, int wk)
@@ -47,6 +53,7 @@ static void attn_fn(void *ctx, int64_t b, int64_t e, int wk)
 	int64_t T = j->T, qk = j->qk, vd = j->vd, group = h->n_head / j->n_kv_heads;
 	float *Kh = jb->buf[wk], *bk = Kh + T * qk, *bv = bk + jb->ldk * qk, *S = bv + jb->ldv * T;
 	float *Ob = S + fwd_roundup(QB, kn->mr) * jb->lds, *edge = Ob + fwd_roundup(QB, kn->mr) * jb->ldo;
+	float *Lb = edge + kn->mr * FWD_KC;
 	int64_t ldq = h->n_head * qk;
 	for (int64_t hh = b; hh < e; hh++) {
 		int64_t kh = hh / group;
@@ -87,6 +94,11 @@ static void attn_fn(void *ctx, int64_t b, int64_t e, int wk)
 			fwd_gemm(kn, nq, vd, kend, S, jb->lds, bv, vd, T, Ob, jb->ldo, edge);
 			for (int64_t i = 0; i < nq; i++)
 				memcpy(j->O + (q0 + i) * h->n_head * vd + hh * vd, Ob + i * jb->ldo, (size_t)vd * sizeof *Ob);
+			if (!j->Ol)
+				continue;
+			fwd_gemm(kn, nq, j->vl, kend, S, jb->lds, jb->bl, j->vl, T, Lb, jb->ldl, edge);
+			for (int64_t i = 0; i < nq; i++)
+				memcpy(j->Ol + (q0 + i) * h->n_head * j->vl + hh * j->vl, Lb + i * jb->ldl, (size_t)j->vl * sizeof *Lb);
 		}
 	}
 }
@@ -95,9 +107,16 @@ qf_status fwd_attention(fwd_model *m, const fwd_attn *a, qf_err *err)
 {
 	const fwd_kern *kn = m->kern;
 	attn_job jb = { .m = m, .a = a, .ldk = fwd_roundup(a->T, kn->nr), .ldv = fwd_roundup(a->vd, kn->nr),
-			.lds = fwd_roundup(a->T, kn->nr), .ldo = fwd_roundup(a->vd, kn->nr) };
+			.lds = fwd_roundup(a->T, kn->nr), .ldo = fwd_roundup(a->vd, kn->nr),
+			.ldl = a->Ol ? fwd_roundup(a->vl, kn->nr) : 0 };
 	jb.buf = calloc((size_t)m->threads, sizeof *jb.buf);
 	qf_status s = QF_OK;
+	if (a->Ol) {
+		if ((jb.bl = malloc((size_t)fwd_pack_floats(kn, a->vl, a->T) * sizeof(float))))
+			fwd_pack_cols(kn, a->Vl, a->vl, a->vl, a->T, jb.bl);
+		else
+			s = QF_ENOMEM;
+	}
 	for (int i = 0; jb.buf && i < m->threads; i++)
 		if (!(jb.buf[i] = malloc((size_t)attn_floats(&jb) * sizeof(float))))
 			s = QF_ENOMEM;
@@ -108,5 +127,6 @@ qf_status fwd_attention(fwd_model *m, const fwd_attn *a, qf_err *err)
 	for (int i = 0; jb.buf && i < m->threads; i++)
 		free(jb.buf[i]);
 	free(jb.buf);
+	free(jb.bl);
 	return s;
 }

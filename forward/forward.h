@@ -54,6 +54,7 @@ typedef struct fwd_hparams {
 	int rope_neox;            /* rotate-half pairs (x[i], x[i + d/2]): Qwen's GGUFs keep HF's row order */
 	double rope_linear;       /* rope.scaling.type linear: frequencies divided by this; 0 otherwise */
 	int64_t max_ctx;          /* tokens the pass is exact for (dynamic RoPE, V3.2's indexer top-k); 0: no limit */
+	int64_t n_ctx_train;      /* context_length: the positions the model was trained for; 0: not recorded */
 } fwd_hparams;
 
 typedef struct fwd_model fwd_model;
@@ -103,5 +104,46 @@ uint64_t fwd_token_bytes(const fwd_model *m);
  * (at least 1).
  */
 int64_t fwd_model_batch_seqs(const fwd_model *m, int64_t T);
+
+/*
+ * Observing what the weights multiply (qforge calibrate).  With an observer
+ * set, every weight of a layer reports, before or while it is used, the
+ * rows it takes as input in llama.cpp's graph of the model:
+ *
+ *   attn_q, attn_k, attn_v, attn_q_a, attn_q (MLA), attn_kv_a_mqa
+ *                          the attn_norm output
+ *   attn_q_b               the attn_q_a_norm output
+ *   attn_k_b  (head h)     q_nope of head h: llama.cpp's absorbed MLA form
+ *   attn_v_b  (head h)     Σ_s p_h(t,s)·ckv_s, head h's softmax weights
+ *                          applied to the normed latent kv (absorbed form)
+ *   attn_kv_b              ckv, the normed latent kv (the legacy form)
+ *   attn_output            the attention output
+ *   ffn_gate, ffn_up, ffn_gate_inp, ffn_gate_shexp, ffn_up_shexp,
+ *   ffn_gate_exps, ffn_up_exps (expert e: the tokens routed to it)
+ *                          the ffn_norm output
+ *   ffn_down*              silu(gate) ⊙ up of the same FFN or expert
+ *   output (fwd_batch_logits)  the output_norm output of the positions asked
+ *
+ * Each MLA layer reports attn_k_b, attn_v_b and attn_kv_b whatever form the
+ * model stores (the observer keeps the ones it wants); the naive attention
+ * also applies each head's softmax weights to ckv for attn_v_b, and only
+ * then (no cost when no observer is set).  A 3-D weight is reported one
+ * matrix at a time (mat 0 … n_mat−1, heads in order, each with the same
+ * rows; routed experts only those with tokens, in expert order).  Calls come
+ * on the thread running the pass, in an order fixed by the model and the
+ * tokens, and rows in token order (so sums kept by the observer in call and
+ * row order do not depend on the thread count or batching).
+ */
+typedef struct fwd_seen {
+	const char *name;        /* the weight's GGUF name, "blk.3.ffn_up_exps.weight" */
+	int64_t layer;           /* −1: the output head */
+	int64_t mat, n_mat;      /* matrix (expert, head) of a 3-D weight, and how many; 0 and 1 for 2-D */
+	int routed;              /* routed experts: llama.cpp counts each expert's (token, slot) pairs */
+	const float *x;          /* (rows, cols), row r at x + r·ldx */
+	int64_t rows, cols, ldx;
+} fwd_seen;
+typedef qf_status (*fwd_observe_fn)(void *ud, const fwd_seen *seen, qf_err *err);
+/* Sets (fn NULL: clears) the observer; a failure it returns ends the pass with that status. */
+void fwd_model_observe(fwd_model *m, fwd_observe_fn fn, void *ud);
 
 #endif

@@ -91,7 +91,26 @@ struct fwd_model {
 	float *rope_freqs;                          /* (rope_dim / 2) Llama 3 frequency divisors, or NULL */
 	uint64_t streamed;                          /* source bytes decoded by forward passes */
 	double rope_mscale;                         /* cos/sin magnitude (YaRN), 1 otherwise */
+	fwd_observe_fn obs;                         /* fwd_model_observe, or NULL */
+	void *obs_ud;
 };
+
+/* Reports rows × cols inputs of matrix mat (of n_mat) of the weight named name to the observer, if any. */
+static inline qf_status fwd_see(fwd_model *m, const char *name, int64_t layer, int64_t mat, int64_t n_mat, int routed,
+				const float *x, int64_t ldx, int64_t rows, int64_t cols, qf_err *err)
+{
+	if (!m->obs || !rows)
+		return QF_OK;
+	fwd_seen s = { .name = name, .layer = layer, .mat = mat, .n_mat = n_mat, .routed = routed, .x = x, .rows = rows,
+		       .cols = cols, .ldx = ldx };
+	return m->obs(m->obs_ud, &s, err);
+}
+/* The same for a 2-D weight the model has (nothing when it has none). */
+static inline qf_status fwd_see_w(fwd_model *m, const fwd_w *w, int64_t layer, const float *x, int64_t ldx, int64_t rows,
+				  qf_err *err)
+{
+	return w->it ? fwd_see(m, w->it->name, layer, 0, 1, 0, x, ldx, rows, w->cols, err) : QF_OK;
+}
 
 /* Runs fn over [0, n) on up to nthreads of the model's workers. */
 void fwd_for(fwd_model *m, int nthreads, int64_t n, qf_range_fn fn, void *ctx);
@@ -125,15 +144,21 @@ typedef struct fwd_attn {
 	int64_t nope;
 	float *O;                     /* (T, n_head·vd) */
 	double scale;
+	const float *Vl;              /* observed MLA: the normed latent kv (T, vl) every head's weights also apply to, or NULL */
+	int64_t vl;
+	float *Ol;                    /* (T, n_head·vl): Σ_s p_h(t,s)·Vl[s], llama.cpp's absorbed attention output per head */
 } fwd_attn;
 qf_status fwd_attention(fwd_model *m, const fwd_attn *a, qf_err *err);
 
 /* moe.c */
-/* Y (+)= wt ⊙ down(silu(gate·X) ⊙ up·X): rows [g0, g0+F) of gate/up, [d0, d0+hidden) of down; tmp (T·(2F + hidden)). */
+/*
+ * Y (+)= wt ⊙ down(silu(gate·X) ⊙ up·X): rows [g0, g0+F) of gate/up, [d0, d0+hidden) of down; tmp (T·(2F + hidden)).
+ * Observed as layer's, matrix g0/F of gate->rows/F (routed: counted per expert).
+ */
 qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w *down, int64_t g0, int64_t F, int64_t d0,
-		  const float *X, int64_t T, float *Y, const float *wt, float *tmp, qf_err *err);
-/* Y += the routed and shared experts of layer L over X (T, hidden). */
-qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, float *Y, float *tmp, qf_err *err);
+		  const float *X, int64_t T, float *Y, const float *wt, float *tmp, int64_t layer, int routed, qf_err *err);
+/* Y += the routed and shared experts of layer l over X (T, hidden). */
+qf_status fwd_moe(fwd_model *m, int64_t l, const float *X, int64_t T, float *Y, float *tmp, qf_err *err);
 /* Routing of one token: the n_used experts chosen (sel) and their weights (w). */
 void fwd_route(const fwd_hparams *h, const float *logit, const float *bias, int64_t *sel, float *w);
 

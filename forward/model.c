@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,8 +56,15 @@ struct fwd_batch {
 	float *X;                        /* (N, hidden) the residual stream */
 	/* a layer's activations, (N, …): freed by fwd_batch_release */
 	float *Hn, *Q, *K, *V, *O, *tmp, *lt, *kpe, *ckv;
+	float *ol;                       /* (N, n_head·kv_lora) observed MLA: the absorbed form's attention output */
 	double *cs, *sn;                 /* (T, rope_dim/2) */
 };
+
+void fwd_model_observe(fwd_model *m, fwd_observe_fn fn, void *ud)
+{
+	m->obs = fn;
+	m->obs_ud = ud;
+}
 
 uint64_t fwd_token_bytes(const fwd_model *m)
 {
@@ -65,6 +73,8 @@ uint64_t fwd_token_bytes(const fwd_model *m)
 	int64_t H = h->hidden;
 	int64_t per = 2 * H + d.qdim + d.kvdim + d.vdim + d.odim + 2 * d.ffw + H + d.lat + h->rope_dim + h->kv_lora + 2;
 	per += h->n_exp + 4 * h->n_used + 2 * H + 2; /* MoE: router logits, choices, gathered tokens */
+	if (m->obs && h->deepseek)
+		per += h->n_head * h->kv_lora;
 	return (uint64_t)per * sizeof(float);
 }
 
@@ -72,7 +82,7 @@ void fwd_batch_release(fwd_batch *b)
 {
 	if (!b)
 		return;
-	float **all[] = { &b->Hn, &b->Q, &b->K, &b->V, &b->O, &b->tmp, &b->lt, &b->kpe, &b->ckv };
+	float **all[] = { &b->Hn, &b->Q, &b->K, &b->V, &b->O, &b->tmp, &b->lt, &b->kpe, &b->ckv, &b->ol };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
 		free(*all[i]);
 		*all[i] = NULL;
@@ -149,7 +159,8 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 	fwd_attn aj = { .T = Ts };
 	if (!h->deepseek) {
 		int64_t hd = h->head_dim;
-		if ((s = fwd_gqa_qkv(m, L, Hn, T, Ts, Q, K, V, cs, sn, err)))
+		if ((s = fwd_see_w(m, &L->wq, l, Hn, H, T, err)) || (s = fwd_see_w(m, &L->wk, l, Hn, H, T, err)) ||
+		    (s = fwd_see_w(m, &L->wv, l, Hn, H, T, err)) || (s = fwd_gqa_qkv(m, L, Hn, T, Ts, Q, K, V, cs, sn, err)))
 			return s;
 		aj.qk = aj.vd = hd;
 		aj.n_kv_heads = h->n_head_kv;
@@ -157,22 +168,43 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 	} else {
 		int64_t qk = h->nope + h->rope_dim, R = h->rope_dim, C = h->kv_lora;
 		if (h->q_lora) {
-			if ((s = fwd_matmul(m, &L->q_a, 0, h->q_lora, Hn, H, T, lt, h->q_lora, 0, err)))
+			if ((s = fwd_see_w(m, &L->q_a, l, Hn, H, T, err)) ||
+			    (s = fwd_matmul(m, &L->q_a, 0, h->q_lora, Hn, H, T, lt, h->q_lora, 0, err)))
 				return s;
 			fwd_rmsnorm_rows(m, lt, h->q_lora, lt, h->q_lora, L->q_a_norm, h->q_lora, T);
-			if ((s = fwd_matmul(m, &L->q_b, 0, qdim, lt, h->q_lora, T, Q, qdim, 0, err)))
+			if ((s = fwd_see_w(m, &L->q_b, l, lt, h->q_lora, T, err)) ||
+			    (s = fwd_matmul(m, &L->q_b, 0, qdim, lt, h->q_lora, T, Q, qdim, 0, err)))
 				return s;
-		} else if ((s = fwd_matmul(m, &L->q, 0, qdim, Hn, H, T, Q, qdim, 0, err))) {
+		} else if ((s = fwd_see_w(m, &L->q, l, Hn, H, T, err)) ||
+			   (s = fwd_matmul(m, &L->q, 0, qdim, Hn, H, T, Q, qdim, 0, err))) {
 			return s;
 		}
-		if ((s = fwd_matmul(m, &L->kv_a, 0, C + R, Hn, H, T, lt, C + R, 0, err)))
+		if ((s = fwd_see_w(m, &L->kv_a, l, Hn, H, T, err)) ||
+		    (s = fwd_matmul(m, &L->kv_a, 0, C + R, Hn, H, T, lt, C + R, 0, err)))
 			return s;
+		if (m->obs) { /* the absorbed form: k_b multiplies each head's q_nope (not rotated: only the rope part is) */
+			char nm[64];
+			snprintf(nm, sizeof nm, "blk.%lld.attn_k_b.weight", (long long)l);
+			for (int64_t hh = 0; hh < h->n_head; hh++)
+				if ((s = fwd_see(m, nm, l, hh, h->n_head, 0, Q + hh * qk, qdim, T, h->nope, err)))
+					return s;
+		}
 		for (int64_t t = 0; t < T; t++) {
 			fwd_rmsnorm(ckv + t * C, lt + t * (C + R), L->kv_a_norm, C, h->eps);
 			memcpy(kpe + t * R, lt + t * (C + R) + C, (size_t)R * sizeof *kpe);
 			fwd_rope(kpe + t * R, R, cs + t % Ts * half, sn + t % Ts * half);
 			for (int64_t hh = 0; hh < h->n_head; hh++)
 				fwd_rope(Q + t * qdim + hh * qk + h->nope, R, cs + t % Ts * half, sn + t % Ts * half);
+		}
+		if (m->obs) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "blk.%lld.attn_kv_b.weight", (long long)l);
+			if ((s = fwd_see(m, nm, l, 0, 1, 0, ckv, C, T, C, err)))
+				return s;
+			if (!b->ol && !(b->ol = malloc((size_t)(T * h->n_head * C) * sizeof *b->ol)))
+				return qf_fail(err, QF_ENOMEM, "out of memory for %lld tokens", (long long)T);
+			aj.Vl = ckv;
+			aj.vl = C;
 		}
 		/* per-head keys (nope part) and values from the compressed kv */
 		if (L->kv_b.it) {
@@ -214,16 +246,25 @@ qf_status fwd_batch_layer(fwd_model *m, fwd_batch *b, int64_t l, qf_err *err)
 		sq.V = V + q * Ts * vdim;
 		sq.O = O + q * Ts * odim;
 		sq.Kpe = aj.Kpe ? kpe + q * Ts * h->rope_dim : NULL;
+		sq.Vl = aj.Vl ? ckv + q * Ts * aj.vl : NULL;
+		sq.Ol = aj.Vl ? b->ol + q * Ts * h->n_head * aj.vl : NULL;
 		if ((s = fwd_attention(m, &sq, err)))
 			return s;
 	}
-	if ((s = fwd_matmul(m, &L->wo, 0, H, O, odim, T, X, H, 1, err)))
+	if (aj.Vl) {
+		char nm[64];
+		snprintf(nm, sizeof nm, "blk.%lld.attn_v_b.weight", (long long)l);
+		for (int64_t hh = 0; hh < h->n_head; hh++)
+			if ((s = fwd_see(m, nm, l, hh, h->n_head, 0, b->ol + hh * aj.vl, h->n_head * aj.vl, T, aj.vl, err)))
+				return s;
+	}
+	if ((s = fwd_see_w(m, &L->wo, l, O, odim, T, err)) || (s = fwd_matmul(m, &L->wo, 0, H, O, odim, T, X, H, 1, err)))
 		return s;
 	fwd_rmsnorm_rows(m, Hn, H, X, H, L->ffn_norm, H, T);
 	if (L->moe)
-		s = fwd_moe(m, L, Hn, T, X, tmp, err);
+		s = fwd_moe(m, l, Hn, T, X, tmp, err);
 	else
-		s = fwd_ffn(m, &L->gate, &L->up, &L->down, 0, h->ff, 0, Hn, T, X, NULL, tmp, err);
+		s = fwd_ffn(m, &L->gate, &L->up, &L->down, 0, h->ff, 0, Hn, T, X, NULL, tmp, l, 0, err);
 	return s;
 }
 
@@ -245,7 +286,9 @@ qf_status fwd_batch_logits(fwd_model *m, const fwd_batch *b, int64_t seq, const 
 		}
 		fwd_rmsnorm(Hw + i * H, X + want[i] * H, m->output_norm, H, h->eps);
 	}
-	qf_status s = fwd_matmul(m, &m->output, 0, h->vocab, Hw, H, n_want, logits, h->vocab, 0, err);
+	qf_status s = fwd_see_w(m, &m->output, -1, Hw, H, n_want, err);
+	if (!s)
+		s = fwd_matmul(m, &m->output, 0, h->vocab, Hw, H, n_want, logits, h->vocab, 0, err);
 	free(Hw);
 	return s;
 }

@@ -37,16 +37,19 @@ static void add_fn(void *ctx, int64_t b, int64_t e, int wk)
 }
 
 qf_status fwd_ffn(fwd_model *m, const fwd_w *gate, const fwd_w *up, const fwd_w *down, int64_t g0, int64_t F, int64_t d0,
-		     const float *X, int64_t T, float *Y, const float *wt, float *tmp, qf_err *err)
+		     const float *X, int64_t T, float *Y, const float *wt, float *tmp, int64_t layer, int routed, qf_err *err)
 {
 	int64_t H = m->hp.hidden;
 	float *G = tmp, *U = tmp + T * F, *D = tmp + 2 * T * F;
 	qf_status s;
-	if ((s = fwd_matmul(m, gate, g0, F, X, H, T, G, F, 0, err)) || (s = fwd_matmul(m, up, g0, F, X, H, T, U, F, 0, err)))
+	if ((s = fwd_see(m, gate->it->name, layer, g0 / F, gate->rows / F, routed, X, H, T, H, err)) ||
+	    (s = fwd_see(m, up->it->name, layer, g0 / F, up->rows / F, routed, X, H, T, H, err)) ||
+	    (s = fwd_matmul(m, gate, g0, F, X, H, T, G, F, 0, err)) || (s = fwd_matmul(m, up, g0, F, X, H, T, U, F, 0, err)))
 		return s;
 	ffn_job j = { .G = G, .U = U, .F = F };
 	fwd_for(m, T * F < (1 << 16) ? 1 : m->threads, T, glu_fn, &j);
-	if ((s = fwd_matmul(m, down, d0, H, G, F, T, D, H, 0, err)))
+	if ((s = fwd_see(m, down->it->name, layer, d0 / H, down->rows / H, routed, G, F, T, F, err)) ||
+	    (s = fwd_matmul(m, down, d0, H, G, F, T, D, H, 0, err)))
 		return s;
 	j = (ffn_job){ .Y = Y, .D = D, .wt = wt, .H = H };
 	fwd_for(m, T * H < (1 << 16) ? 1 : m->threads, T, add_fn, &j);
@@ -124,9 +127,10 @@ void fwd_route(const fwd_hparams *h, const float *logit, const float *bias, int6
 	}
 }
 
-qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, float *Y, float *tmp, qf_err *err)
+qf_status fwd_moe(fwd_model *m, int64_t l, const float *X, int64_t T, float *Y, float *tmp, qf_err *err)
 {
 	const fwd_hparams *h = &m->hp;
+	const fwd_layer *L = &m->layers[l];
 	int64_t E = h->n_exp, H = h->hidden, F = h->moe_ff, K = h->n_used;
 	qf_status s = QF_OK;
 	float *logit = malloc((size_t)(T * E) * sizeof *logit);
@@ -139,7 +143,7 @@ qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, f
 		s = qf_fail(err, QF_ENOMEM, "out of memory (or more than 1024 experts)");
 		goto out;
 	}
-	if ((s = fwd_matmul(m, &L->router, 0, E, X, H, T, logit, E, 0, err)))
+	if ((s = fwd_see_w(m, &L->router, l, X, H, T, err)) || (s = fwd_matmul(m, &L->router, 0, E, X, H, T, logit, E, 0, err)))
 		goto out;
 	for (int64_t t = 0; t < T; t++)
 		fwd_route(h, logit + t * E, L->exp_bias, sel + t * K, wsel + t * K);
@@ -156,14 +160,14 @@ qf_status fwd_moe(fwd_model *m, const fwd_layer *L, const float *X, int64_t T, f
 		if (!n)
 			continue;
 		memset(Ye, 0, (size_t)(n * H) * sizeof *Ye);
-		if ((s = fwd_ffn(m, &L->gate_exps, &L->up_exps, &L->down_exps, e * F, F, e * H, Xe, n, Ye, we, tmp, err)))
+		if ((s = fwd_ffn(m, &L->gate_exps, &L->up_exps, &L->down_exps, e * F, F, e * H, Xe, n, Ye, we, tmp, l, 1, err)))
 			goto out;
 		for (int64_t i = 0; i < n; i++)
 			for (int64_t c = 0; c < H; c++)
 				Y[tok[i] * H + c] += Ye[i * H + c];
 	}
 	if (h->n_shared)
-		s = fwd_ffn(m, &L->gate_sh, &L->up_sh, &L->down_sh, 0, h->n_shared * F, 0, X, T, Y, NULL, tmp, err);
+		s = fwd_ffn(m, &L->gate_sh, &L->up_sh, &L->down_sh, 0, h->n_shared * F, 0, X, T, Y, NULL, tmp, l, 0, err);
 out:
 	free(logit);
 	free(sel);

@@ -157,6 +157,7 @@ static qf_status read_hparams(fwd_model *m, qf_err *err)
 	h->eps = kv_num(g, a, "attention.layer_norm_rms_epsilon", 1e-5);
 	h->rope_base = kv_num(g, a, "rope.freq_base", 10000.0);
 	h->vocab = kv_int(g, a, "vocab_size", 0);
+	h->n_ctx_train = kv_int(g, a, "context_length", 0);
 	if (!h->vocab) {
 		int64_t i = qf_gguf_find_kv(g, "tokenizer.ggml.tokens");
 		h->vocab = i >= 0 ? (int64_t)qf_gguf_kv_at(g, (size_t)i)->n : 0;

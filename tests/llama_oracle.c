@@ -209,3 +209,12 @@ int tl_llama_quantize_imatrix(tl_llama *L, const char *in, const char *out, int 
 	memcpy(qp.b + 24, &imatrix, sizeof imatrix);
 	return L->quantize(in, out, &qp) != 0;
 }
+
+void tl_imatrix_data_free(tl_imatrix_data *d)
+{
+	for (size_t i = 0; d && d[i].name; i++) {
+		free((void *)d[i].name);
+		free((void *)d[i].data);
+	}
+	free(d);
+}

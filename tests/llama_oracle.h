@@ -57,6 +57,8 @@ typedef struct tl_imatrix_data {
 	const float *data;
 	size_t size;
 } tl_imatrix_data;
+/* Frees an array of entries whose names and data were malloc'd (NULL-name-terminated). */
+void tl_imatrix_data_free(tl_imatrix_data *d);
 /* The same with an importance matrix. */
 int tl_llama_quantize_imatrix(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
 			      const tl_imatrix_data *imatrix);

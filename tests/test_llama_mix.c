@@ -72,7 +72,7 @@ static void compare(const char *what, const char *ref, const char *ours)
  * made up (expert 1 of a stack saw nothing), written to path as a GGUF
  * imatrix.  *ld gets llama-quantize's weights of it, computed here
  * independently of qforge (Σ/count, 1 for a count of 0), for
- * llama_model_quantize; free with free_ld.
+ * llama_model_quantize; free with tl_imatrix_data_free.
  */
 static int make_imatrix(const char *src, const char *skip_name, const char *path, tl_imatrix_data **ld)
 {
@@ -113,15 +113,6 @@ static int make_imatrix(const char *src, const char *skip_name, const char *path
 	qf_gguf_close(g);
 	*ld = d;
 	return rc;
-}
-
-static void free_ld(tl_imatrix_data *d)
-{
-	for (size_t i = 0; d && d[i].name; i++) {
-		free((void *)d[i].name);
-		free((void *)d[i].data);
-	}
-	free(d);
 }
 
 int main(void)
@@ -173,7 +164,7 @@ int main(void)
 		const char *skip_name = m == 0 ? "blk.1.attn_q.weight" : "blk.1.attn_q_a.weight";
 		if (!ok(make_imatrix(src, skip_name, imx, &ld) == 0, "%s: a GGUF imatrix of every weight but %s", ms[m].model,
 			skip_name)) {
-			free_ld(ld);
+			tl_imatrix_data_free(ld);
 			continue;
 		}
 		for (size_t k = 0; k < sizeof mx / sizeof mx[0]; k++) {
@@ -202,7 +193,7 @@ int main(void)
 				qf_gguf_close(b);
 			}
 		}
-		free_ld(ld);
+		tl_imatrix_data_free(ld);
 	}
 	tl_llama_close(L);
 	return tap_failures() ? 1 : 0;
