@@ -9,14 +9,7 @@
 #include "cli/hf.h"
 #include "convert/convert.h"
 
-static void shape_str(const cvt_item *it, char *b, size_t n)
-{
-	size_t p = (size_t)snprintf(b, n, "[");
-	for (int i = 0; i < it->ndim && p < n; i++)
-		p += (size_t)snprintf(b + p, n - p, "%s%lld", i ? ", " : "", (long long)it->shape[i]);
-	if (p < n)
-		snprintf(b + p, n - p, "]");
-}
+static void shape_str(const cvt_item *it, char *b, size_t n) { qf_dims_str(it->ndim, it->shape, b, n); }
 
 static const char *op_name(cvt_op op)
 {

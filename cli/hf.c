@@ -12,20 +12,13 @@
 #include "cli/cli.h"
 #include "cli/hf.h"
 
-static void shape_str(const cvt_hf_part *p, char *b, size_t n)
-{
-	size_t k = (size_t)snprintf(b, n, "[");
-	for (int i = 0; i < p->ndim && k < n; i++)
-		k += (size_t)snprintf(b + k, n - k, "%s%lld", i ? ", " : "", (long long)p->shape[i]);
-	if (k < n)
-		snprintf(b + k, n - k, "]");
-}
+static void shape_str(const cvt_hf_part *p, char *b, size_t n) { qf_dims_str(p->ndim, p->shape, b, n); }
 
 static const char *enc_name(const cvt_hf_item *it)
 {
 	switch (it->sch.enc) {
 	case CVT_HF_COPY: return "copy";
-	case CVT_HF_DEQUANT: return it->scale ? "fp8-dequant" : "float";
+	case CVT_HF_DEQUANT: return it->scale ? "fp8-dequant" : it->ms.type != QF_MS_FLOAT ? "ms-dequant" : "float";
 	case CVT_HF_FP8_BLOCK: return it->sch.ue8m0 ? "fp8-b128-ue8m0" : "fp8-b128";
 	case CVT_HF_CT_FP8: return "ct-fp8-b128";
 	case CVT_HF_CT_PACK: return it->sch.bits == 4 ? (it->sch.asym ? "ct-int4-asym" : "ct-int4") : "ct-int8-pack";

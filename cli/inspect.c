@@ -136,6 +136,11 @@ static int inspect_ckpt(const char *path, int json, int hashes)
 			cJSON_AddStringToObject(o, "architecture", arch);
 		if (qc)
 			cJSON_AddItemToObject(o, "quantization_config", cJSON_Duplicate(qc, 1));
+		if (c->ms) {
+			cJSON *m = cJSON_AddObjectToObject(o, "msmodelslim");
+			cJSON_AddStringToObject(m, "model_quant_type", qf_msdesc_model_type(c->ms));
+			cJSON_AddNumberToObject(m, "typed_tensors", (double)qf_msdesc_count(c->ms));
+		}
 		cJSON *fs = cJSON_AddArrayToObject(o, "files");
 		for (size_t i = 0; i < qf_st_nfiles(st); i++) {
 			cJSON *f = cJSON_CreateObject();
@@ -164,6 +169,9 @@ static int inspect_ckpt(const char *path, int json, int hashes)
 			const char *qm = qf_json_get_str(qc, "quant_method"), *fmt = qf_json_get_str(qc, "fmt");
 			printf("quantization: %s %s\n", qm ? qm : "?", fmt ? fmt : "");
 		}
+		if (c->ms)
+			printf("quantization: msModelSlim %s (quant_model_description.json types %zu tensors)\n",
+			       qf_msdesc_model_type(c->ms), qf_msdesc_count(c->ms));
 		printf("tensors:\n");
 		for (size_t i = 0; i < qf_st_count(st); i++) {
 			const qf_tensor *t = qf_st_get(st, i);

@@ -51,6 +51,10 @@ static qf_status make_src(cvt_plan *p, const qf_tensor *t, cvt_src *s, qf_err *e
 	s->t = t;
 	s->bo = p->hp.fp8_bo;
 	s->bi = p->hp.fp8_bi;
+	if (p->ck->ms && qf_ms_resolve(p->ck->ms, p->ck->st, t, &s->ms) == QF_MS_QUANT) {
+		p->src_is_ms = 1; /* int8 (fp8) × weight_scale − weight_offset, checked as the checkpoint opened */
+		return QF_OK;
+	}
 	if (!tr || !tr->is_float || !tr->to_f32 || tr->block_elems != 1)
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': %s cannot be converted to float",
 			       qf_st_file_path(p->ck->st, (size_t)t->file), t->name, qf_dtype_name(t->dtype));
@@ -426,6 +430,9 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 		int is_layer = cvt_parse_layer(t->name, &layer, &rest);
 		if (qf_str_ends_with(t->name, "_scale_inv"))
 			continue; /* read with its weight */
+		qf_ms_weight msw;
+		if (ck->ms && qf_ms_resolve(ck->ms, st, t, &msw) == QF_MS_DROPPED)
+			continue; /* msModelSlim scales and activation parameters: read with their weight, or not needed */
 		if (qf_str_ends_with(t->name, "rotary_emb.inv_freq")) {
 			p->skipped++;
 			continue;

@@ -102,6 +102,8 @@ uint64_t cvt_item_src_bytes(const cvt_item *it)
 		b += it->srcs[i].t->nbytes;
 		if (it->srcs[i].scale)
 			b += it->srcs[i].scale->nbytes;
+		if (it->srcs[i].ms.scale)
+			b += it->srcs[i].ms.scale->nbytes + (it->srcs[i].ms.offset ? it->srcs[i].ms.offset->nbytes : 0);
 	}
 	if (it->op == CVT_OP_KB || it->op == CVT_OP_VB) /* each reads its half of kv_b */
 		b = b * (uint64_t)(it->op == CVT_OP_KB ? it->nope : it->vdim) /

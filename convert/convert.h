@@ -36,11 +36,12 @@ typedef enum cvt_op {
 	CVT_OP_VB,        /* kv_b → attn_v_b: per head, the v rows */
 } cvt_op;
 
-/* One source tensor, with its FP8 block scale when it has one. */
+/* One source tensor, with its FP8 block scale or msModelSlim scales when it has them. */
 typedef struct cvt_src {
 	const qf_tensor *t;
 	const qf_tensor *scale;   /* F32 [ceil(out/bo), ceil(in/bi)], or NULL */
 	int64_t bo, bi;           /* block shape of the scale */
+	qf_ms_weight ms;          /* msModelSlim int8/fp8 weight (ms.type != QF_MS_FLOAT): rows dequantize through it */
 	int coded;                /* rows decode through qv (GGUF blocks, bundle formats) */
 	qf_fmt_view qv;
 } cvt_src;

@@ -70,6 +70,7 @@ const char *cvt_hf_scheme_names(void);
 typedef struct cvt_hf_item {
 	const qf_tensor *t;       /* source tensor */
 	const qf_tensor *scale;   /* its FP8 _scale_inv, or NULL */
+	qf_ms_weight ms;          /* msModelSlim source weight (ms.type != QF_MS_FLOAT): dequantized as read */
 	int64_t bo, bi;           /* scale block */
 	cvt_class cls;
 	int layer;                /* -1 for global tensors */
@@ -89,6 +90,7 @@ typedef struct cvt_hf_plan {
 	int64_t n_layer;          /* num_hidden_layers (MTP layers come after) */
 	qf_dtype torch_dtype;     /* config.json's torch_dtype (BF16 when absent) */
 	int src_fp8;
+	int src_ms;               /* an msModelSlim source: its int8 weights are dequantized */
 	cvt_options opt;
 } cvt_hf_plan;
 

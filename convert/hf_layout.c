@@ -127,12 +127,9 @@ qf_status cvt_hf_plan_open(const char *path, const cvt_options *o, cvt_hf_plan *
 		/* quantized layouts other than DeepSeek FP8 are not read yet: never copy packed tensors under a float config */
 		const cJSON *qcfg = cJSON_GetObjectItemCaseSensitive(p->ck->config, "quantization_config");
 		const char *qm = qcfg ? qf_json_get_str(qcfg, "quant_method") : NULL;
-		char *desc = qf_ckpt_file(p->ck, "quant_model_description.json");
-		int ms = desc && access(desc, F_OK) == 0;
-		free(desc);
-		if ((qcfg && (!qm || strcmp(qm, "fp8"))) || ms) {
-			s = qf_fail(err, QF_EFORMAT, "%s: %s checkpoints are not read as a source yet (DeepSeek FP8, BF16, F16 and F32 are)",
-				    path, ms ? "msModelSlim (quant_model_description.json)" : qm ? qm : "quantization_config without quant_method");
+		if (qcfg && (!qm || strcmp(qm, "fp8"))) {
+			s = qf_fail(err, QF_EFORMAT, "%s: %s checkpoints are not read as a source yet (DeepSeek FP8, msModelSlim, BF16, F16 and F32 are)",
+				    path, qm ? qm : "quantization_config without quant_method");
 			goto fail;
 		}
 	}
@@ -159,6 +156,10 @@ qf_status cvt_hf_plan_open(const char *path, const cvt_options *o, cvt_hf_plan *
 	qf_dtype deq = o->outtype == QF_DTYPE_NONE ? QF_BF16 : o->outtype;
 	for (size_t i = 0; i < nt; i++) {
 		const qf_tensor *t = qf_st_get(st, i);
+		qf_ms_weight msw = { 0 };
+		qf_ms_role role = p->ck->ms ? qf_ms_resolve(p->ck->ms, st, t, &msw) : QF_MS_PLAIN;
+		if (role == QF_MS_DROPPED)
+			continue; /* msModelSlim scales travel with their weight; activation parameters are not needed */
 		if (qf_str_ends_with(t->name, "_scale_inv")) {
 			/* a block scale travels with its FP8 weight */
 			size_t l = strlen(t->name) - strlen("_scale_inv");
@@ -179,7 +180,12 @@ qf_status cvt_hf_plan_open(const char *path, const cvt_options *o, cvt_hf_plan *
 		it->scale_dtype = p->torch_dtype;
 		it->sch.enc = CVT_HF_COPY;
 		it->sch.dtype = t->dtype;
-		if (t->dtype == QF_F8_E4M3 || t->dtype == QF_F8_E5M2) {
+		if (role == QF_MS_QUANT) {
+			it->ms = msw; /* (q − weight_offset) · weight_scale, in the model's dtype unless --outtype */
+			p->src_ms = 1;
+			it->sch.enc = CVT_HF_DEQUANT;
+			it->sch.dtype = o->outtype == QF_DTYPE_NONE ? p->torch_dtype : o->outtype;
+		} else if (t->dtype == QF_F8_E4M3 || t->dtype == QF_F8_E5M2) {
 			if ((s = qf_st_fp8_scale(st, t, bo, bi, &it->scale, err)))
 				goto fail;
 			p->src_fp8 = 1;

@@ -487,7 +487,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 		} else {
 			work w = { .it = it, .pts = &op[0].p, .nparts = npi, .f32 = f32, .cap_rows = cap_rows,
 				   .allow_nonfinite = p->opt.allow_nonfinite, .st = wst, .errs = werr };
-			cvt_src src = { .t = t, .scale = it->scale, .bo = it->bo, .bi = it->bi };
+			cvt_src src = { .t = t, .scale = it->scale, .bo = it->bo, .bi = it->bi, .ms = it->ms };
 			w.ci.op = CVT_OP_COPY;
 			w.ci.srcs = &src;
 			w.ci.nsrc = 1;

@@ -149,5 +149,8 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 					 : "fp8-e4m3-b128 (dequantized with _scale_inv)");
 		qf_gguf_set_str(w, "qforge.source_scale_format", h->ue8m0 ? "ue8m0" : "f32");
 	}
+	if (p->src_is_ms)
+		qf_gguf_set_str(w, "qforge.source_quantization",
+				"msModelSlim (dequantized: (weight - weight_offset) * weight_scale)");
 	return cvt_vocab_set(p->ck, h->vocab, p->opt.pre, w, err);
 }

@@ -18,6 +18,10 @@ static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 		return;
 	}
 	const qf_tensor *t = s->t;
+	if (s->ms.type != QF_MS_FLOAT) {
+		qf_ms_row_f32(t, &s->ms, r, dst);
+		return;
+	}
 	const qf_dtype_traits *tr = qf_dtype_info(t->dtype);
 	int64_t len = t->ndim ? t->shape[t->ndim - 1] : 1; /* rows of a 3-D tensor are its last dim */
 	const uint8_t *row = t->data + (uint64_t)r * (uint64_t)len * tr->block_bytes;

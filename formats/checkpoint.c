@@ -136,7 +136,8 @@ static int safe_member(const char *p)
  * total_size + 1 GiB).  A shard seen before the index is decided in a second pass.
  */
 static const char *const stage_meta[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
-					   "generation_config.json", "model.safetensors.index.json", NULL };
+					   "generation_config.json", "model.safetensors.index.json",
+					   "quant_model_description.json", "quant_model_weights.safetensors.index.json", NULL };
 
 typedef struct stager {
 	const char *tar, *dir;
@@ -272,7 +273,8 @@ static qf_status stage_member(stager *g, struct archive *a, struct archive_entry
 		s = qf_fail(err, QF_EIO, "%s: staging member '%s' failed: %s", g->tar, name, strerror(errno));
 	g->staged += got_all;
 	g->nfiles++;
-	if (!s && strcmp(base, "model.safetensors.index.json") == 0)
+	if (!s && (strcmp(base, "model.safetensors.index.json") == 0 ||
+		   strcmp(base, "quant_model_weights.safetensors.index.json") == 0))
 		s = stage_read_index(g, p, err);
 	free(p);
 	return s;
@@ -473,6 +475,7 @@ void qf_ckpt_close(qf_ckpt *c)
 	if (!c)
 		return;
 	qf_st_close(c->st);
+	qf_msdesc_free(c->ms);
 	cJSON_Delete(c->config);
 	cJSON_Delete(c->tok_config);
 	qf_temp_remove(&c->stage); /* the staging folder, if any (c->staged is its name) */
@@ -575,7 +578,16 @@ qf_status qf_ckpt_open_opts(const char *path, const qf_ckpt_opts *o, qf_ckpt **o
 		}
 	}
 	free(tc);
+	/* msModelSlim: the description types every saved tensor (formats/msdesc.h) */
+	char *md = qf_ckpt_file(c, "quant_model_description.json");
+	if (md && stat(md, &sb) == 0 && (s = qf_msdesc_load(md, &c->ms, err))) {
+		free(md);
+		goto fail;
+	}
+	free(md);
 	if (!(o && o->meta_only) && (s = qf_st_open(is_dir || c->staged ? c->dir : path, &c->st, err)))
+		goto fail;
+	if (c->ms && c->st && (s = qf_msdesc_check(c->ms, c->st, err)))
 		goto fail;
 	*out = c;
 	return QF_OK;

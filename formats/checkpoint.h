@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "util/qf.h"
+#include "formats/msdesc.h"
 #include "formats/safetensors.h"
 #include "util/cleanup.h"
 
@@ -27,6 +28,7 @@ typedef struct qf_ckpt {
 	qf_st *st;           /* the tensors */
 	cJSON *config;       /* config.json, or NULL when absent */
 	cJSON *tok_config;   /* tokenizer_config.json, or NULL */
+	qf_msdesc *ms;       /* msModelSlim quant_model_description.json (checked against st), or NULL */
 } qf_ckpt;
 
 qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err);

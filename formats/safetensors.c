@@ -524,6 +524,10 @@ qf_status qf_st_open(const char *path, qf_st **out, qf_err *err)
 		return QF_OK;
 	}
 	char *idx = path_join(path, "model.safetensors.index.json");
+	if (idx && stat(idx, &sb) != 0) { /* msModelSlim names its index after its shards */
+		free(idx);
+		idx = path_join(path, "quant_model_weights.safetensors.index.json");
+	}
 	if (!idx)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	if (stat(idx, &sb) == 0) {

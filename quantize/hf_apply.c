@@ -70,6 +70,11 @@ static int scales_pow2(const qf_tensor *sc)
 static void keep_source(cvt_hf_item *it, const cvt_hf_plan *p, qf_dtype want)
 {
 	int fp8 = it->t->dtype == QF_F8_E4M3 || it->t->dtype == QF_F8_E5M2;
+	if (it->ms.type != QF_MS_FLOAT) { /* msModelSlim int8/fp8 is never copied under another layout's names */
+		it->sch.enc = CVT_HF_DEQUANT;
+		it->sch.dtype = want == QF_DTYPE_NONE ? p->torch_dtype : want;
+		return;
+	}
 	if (fp8 && p->layout == CVT_HF_FP8 && want == QF_DTYPE_NONE && it->scale) {
 		it->sch.enc = CVT_HF_COPY; /* DeepSeek FP8 stays as released */
 		it->sch.dtype = it->t->dtype;
@@ -96,7 +101,7 @@ qf_status qnt_hf_plan_apply(cvt_hf_plan *p, const qnt_profile *prof, const qnt_r
 		it->lossy_note = 0;
 		it->raw = 0;
 		int floaty = t->dtype == QF_BF16 || t->dtype == QF_F16 || t->dtype == QF_F32 || t->dtype == QF_F8_E4M3 ||
-			     t->dtype == QF_F8_E5M2;
+			     t->dtype == QF_F8_E5M2 || it->ms.type != QF_MS_FLOAT;
 		int eligible = floaty && t->ndim == 2 && qf_str_ends_with(t->name, ".weight") &&
 			       it->cls != CVT_CLASS_ROUTER && it->cls != CVT_CLASS_NORM && it->cls != CVT_CLASS_EMBED &&
 			       !strstr(t->name, ".eh_proj."); /* MTP's eh_proj is a plain nn.Linear in vLLM: never quantized */

@@ -83,6 +83,15 @@ int qf_status_exit_code(qf_status st)
 	return 4;
 }
 
+void qf_dims_str(int ndim, const int64_t *shape, char *b, size_t n)
+{
+	size_t k = (size_t)snprintf(b, n, "[");
+	for (int i = 0; i < ndim && k < n; i++)
+		k += (size_t)snprintf(b + k, n - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+	if (k < n)
+		snprintf(b + k, n - k, "]");
+}
+
 int qf_is_dir(const char *path)
 {
 	struct stat st;

@@ -48,6 +48,9 @@ static inline int qf_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 /* 1 if path names a folder. */
 int qf_is_dir(const char *path);
 
+/* "[d0, d1, …]" of a shape into buf (truncated to n bytes). */
+void qf_dims_str(int ndim, const int64_t *shape, char *buf, size_t n);
+
 /* 16 lowercase hex digits (how qforge writes an xxh64) → *v; 0 if malformed. */
 int qf_parse_hex64(const char *s, uint64_t *v);
 
