@@ -74,7 +74,7 @@ typedef struct cvt_options {
 	int legacy_kv_b;          /* write one attn_kv_b instead of attn_k_b + attn_v_b */
 	const char *pre;          /* tokenizer.ggml.pre to write (--pre); NULL: from the known regex lists */
 	int check_input_hashes;   /* GGUF/bundle source: refuse one whose recorded hashes fail (before any output) */
-	uint64_t max_stage;       /* tar checkpoints: most bytes to stage (--max-stage-size), 0: index total + 1 GiB */
+	uint64_t max_stage;       /* tar checkpoints: most bytes to stage (--max-stage-size), 0: see qf_ckpt_opts */
 } cvt_options;
 
 typedef struct cvt_plan cvt_plan;

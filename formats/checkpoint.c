@@ -132,9 +132,13 @@ static int safe_member(const char *p)
  * Tar staging.  Only what a checkpoint uses is staged: the metadata files below, the index,
  * and the shards the index names (every *.safetensors when there is no index).  Members are
  * flattened to their base names.  Sparse members are refused; a shard larger than the whole
- * index declares is refused; everything staged counts against max (default: the index's
- * total_size + 1 GiB).  A shard seen before the index is decided in a second pass.
+ * index declares is refused; everything staged counts against max.  Without --max-stage-size
+ * the bound is 8 times the tar's own size plus 1 GiB (real weights compress by far less than 8:
+ * a member past that is a decompression bomb, or zeros), or the index's total_size + 1 GiB when
+ * that is lower.  A shard seen before the index is decided in a second pass.
  */
+#define STAGE_SLACK ((uint64_t)1 << 30)
+#define STAGE_RATIO 8
 static const char *const stage_meta[] = { "config.json", "tokenizer.json", "tokenizer_config.json",
 					   "generation_config.json", "model.safetensors.index.json",
 					   "quant_model_description.json", "quant_model_weights.safetensors.index.json", NULL };
@@ -142,6 +146,7 @@ static const char *const stage_meta[] = { "config.json", "tokenizer.json", "toke
 typedef struct stager {
 	const char *tar, *dir;
 	uint64_t max, staged;
+	const char *bound;          /* what set max when the user did not; NULL: --max-stage-size */
 	int meta_only, have_index, has_total;
 	uint64_t total;             /* index metadata.total_size */
 	char **shards;              /* the index's shard names, sorted and unique */
@@ -208,8 +213,10 @@ static qf_status stage_read_index(stager *g, const char *path, qf_err *err)
 	}
 	g->nshards = u;
 	g->have_index = 1;
-	if (!g->max)
-		g->max = g->has_total ? g->total + ((uint64_t)1 << 30) : UINT64_MAX;
+	if (g->bound && g->has_total && g->total < g->max - STAGE_SLACK) {
+		g->max = g->total + STAGE_SLACK;
+		g->bound = "the index's total_size + 1 GiB";
+	}
 	return QF_OK;
 }
 
@@ -226,7 +233,13 @@ static qf_status stage_member(stager *g, struct archive *a, struct archive_entry
 	if (is_shard(base) && g->has_total && size > g->total + 100000008u)
 		return qf_fail(err, QF_EFORMAT, "%s: member '%s' is %llu bytes, more than the index declares in all (%llu)",
 			       g->tar, name, (unsigned long long)size, (unsigned long long)g->total);
-	if (g->max && (size > g->max || g->staged > g->max - size))
+	if ((size > g->max || g->staged > g->max - size) && g->bound)
+		return qf_fail(err, QF_EFORMAT,
+			       "%s: staging member '%s' (%llu bytes, %llu staged before it) would pass the staging bound of %llu bytes "
+			       "(%s); --max-stage-size sets another",
+			       g->tar, name, (unsigned long long)size, (unsigned long long)g->staged, (unsigned long long)g->max,
+			       g->bound);
+	if (size > g->max || g->staged > g->max - size)
 		return qf_fail(err, QF_EFORMAT,
 			       "%s: staging member '%s' (%llu bytes) would pass --max-stage-size (%llu bytes staged of %llu)",
 			       g->tar, name, (unsigned long long)size, (unsigned long long)g->staged, (unsigned long long)g->max);
@@ -294,8 +307,9 @@ typedef struct gz_src {
 } gz_src;
 
 /* Next block of tar bytes: 0 at the end, −1 with g->err on a gzip error. */
-static la_ssize_t gz_next(gz_src *g, const void **buf)
+static la_ssize_t gz_next(void *self, const void **buf)
 {
+	gz_src *g = self;
 	g->z.next_out = g->out;
 	g->z.avail_out = sizeof g->out;
 	while (!g->done && g->z.avail_out == sizeof g->out) {
@@ -339,23 +353,93 @@ static la_ssize_t gz_next(gz_src *g, const void **buf)
 	return (la_ssize_t)(sizeof g->out - g->z.avail_out);
 }
 
-static la_ssize_t gz_read(struct archive *a, void *ud, const void **buf)
+
+/*
+ * Any other compression (zstd, xz, bzip2, ...) through a second libarchive reader in raw
+ * format: its data is the decompressed stream, which the tar reader reads from, and which is
+ * drained to the end after the tar's end marker.  Only then do the decoders check their final
+ * checksums (zstd's content checksum, xz's block check and index, bzip2's stream CRC): the tar
+ * reader alone stops at the end marker and leaves the rest of the record, and the checksums
+ * after it, undecoded.
+ */
+typedef struct flt_src {
+	struct archive *raw;
+	char err[256];
+} flt_src;
+
+/* Next block of tar bytes: 0 at the end, −1 with f->err on a decoding error. */
+static la_ssize_t flt_next(void *self, const void **buf)
 {
-	gz_src *g = ud;
-	la_ssize_t n = gz_next(g, buf);
+	flt_src *f = self;
+	size_t n = 0;
+	la_int64_t off;
+	int r;
+	while ((r = archive_read_data_block(f->raw, buf, &n, &off)) == ARCHIVE_OK && n == 0)
+		;
+	if (r == ARCHIVE_EOF)
+		return 0;
+	if (r != ARCHIVE_OK) {
+		snprintf(f->err, sizeof f->err, "corrupt %s data: %s", archive_filter_name(f->raw, 0),
+			 archive_error_string(f->raw) ? archive_error_string(f->raw) : "decoding failed");
+		return -1;
+	}
+	return (la_ssize_t)n;
+}
+
+/* A decompressed source the tar reader reads from: gz_next or flt_next, and its reason on error. */
+typedef struct tar_src {
+	la_ssize_t (*next)(void *self, const void **buf);
+	void *self;
+	const char *err;
+} tar_src;
+
+static la_ssize_t src_read(struct archive *a, void *ud, const void **buf)
+{
+	tar_src *t = ud;
+	la_ssize_t n = t->next(t->self, buf);
 	if (n < 0)
-		archive_set_error(a, EIO, "%s", g->err);
+		archive_set_error(a, EIO, "%s", t->err);
 	return n;
 }
 
-/* Reads the rest of the gzip stream (past the tar end marker): its CRCs must hold. */
-static qf_status gz_drain(gz_src *g, const char *tar, qf_err *err)
+/* Reads the rest of the stream, past the tar end marker: its checksums must hold. */
+static qf_status src_drain(tar_src *t, const char *tar, qf_err *err)
 {
 	const void *b;
 	la_ssize_t n;
-	while ((n = gz_next(g, &b)) > 0)
+	while ((n = t->next(t->self, &b)) > 0)
 		;
-	return n < 0 ? qf_fail(err, QF_EFORMAT, "%s: %s", tar, g->err) : QF_OK;
+	return n < 0 ? qf_fail(err, QF_EFORMAT, "%s: %s", tar, t->err) : QF_OK;
+}
+
+/* The decompressing reader for a compressed tar; *plain = 1 (and NULL) when it is not compressed. */
+static qf_status flt_open(const char *tar, flt_src **out, int *plain, qf_err *err)
+{
+	flt_src *f = calloc(1, sizeof *f);
+	struct archive_entry *e;
+	*out = NULL;
+	*plain = 0;
+	if (!f || !(f->raw = archive_read_new())) {
+		free(f);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	archive_read_support_filter_all(f->raw);
+	archive_read_support_format_raw(f->raw);
+	qf_status s = QF_OK;
+	if (archive_read_open_filename(f->raw, tar, 1 << 20) != ARCHIVE_OK)
+		s = qf_fail(err, QF_EFORMAT, "%s: cannot read archive: %s", tar, archive_error_string(f->raw));
+	else if (archive_filter_code(f->raw, 0) == ARCHIVE_FILTER_NONE)
+		*plain = 1;
+	else if (archive_read_next_header(f->raw, &e) != ARCHIVE_OK)
+		s = qf_fail(err, QF_EFORMAT, "%s: corrupt %s data: %s", tar, archive_filter_name(f->raw, 0),
+			    archive_error_string(f->raw));
+	if (s || *plain) {
+		archive_read_free(f->raw);
+		free(f);
+		return s;
+	}
+	*out = f;
+	return QF_OK;
 }
 
 /* One pass over the archive; pass 2 stages only the shards pass 1 left for later. */
@@ -364,9 +448,10 @@ static qf_status stage_pass(stager *g, int pass, qf_err *err)
 	struct archive *a = archive_read_new();
 	qf_status s = QF_OK;
 	gz_src *gz = NULL;
+	flt_src *flt = NULL;
+	int plain = 0;
 	if (!a)
 		return qf_fail(err, QF_ENOMEM, "out of memory");
-	archive_read_support_filter_all(a);
 	archive_read_support_format_tar(a);
 	archive_read_support_format_gnutar(a);
 	int fd = open(g->tar, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -383,7 +468,12 @@ static qf_status stage_pass(stager *g, int pass, qf_err *err)
 	}
 	if (fd >= 0)
 		close(fd);
-	int opened = gz ? archive_read_open(a, gz, NULL, gz_read, NULL) : archive_read_open_filename(a, g->tar, 1 << 20);
+	if (!gz && (s = flt_open(g->tar, &flt, &plain, err)))
+		goto out;
+	tar_src src = gz ? (tar_src){ gz_next, gz, gz->err } : flt ? (tar_src){ flt_next, flt, flt->err } : (tar_src){ 0 };
+	/* a plain tar is read from the file, so that libarchive seeks past the members not staged */
+	int opened = src.next ? archive_read_open(a, &src, NULL, src_read, NULL)
+			      : archive_read_open_filename(a, g->tar, 1 << 20);
 	if (opened != ARCHIVE_OK) {
 		s = qf_fail(err, QF_EFORMAT, "%s: cannot read archive: %s", g->tar, archive_error_string(a));
 		goto out;
@@ -428,11 +518,11 @@ static qf_status stage_pass(stager *g, int pass, qf_err *err)
 	}
 	if (!s && r != ARCHIVE_EOF)
 		s = qf_fail(err, QF_EFORMAT, "%s: corrupt archive: %s", g->tar, archive_error_string(a));
-	if (!s && gz)
-		s = gz_drain(gz, g->tar, err);
-	if (s && gz && gz->err[0] && err) { /* the gzip layer's reason (bad CRC, truncation), not libarchive's echo */
+	if (!s && src.next)
+		s = src_drain(&src, g->tar, err);
+	if (s && src.next && src.err[0] && err) { /* the decoder's reason (bad checksum, truncation), not libarchive's echo */
 		err->msg[0] = 0;
-		qf_fail(err, QF_EFORMAT, "%s: %s", g->tar, gz->err);
+		qf_fail(err, QF_EFORMAT, "%s: %s", g->tar, src.err);
 	}
 out:
 	archive_read_free(a);
@@ -441,6 +531,10 @@ out:
 		close(gz->fd);
 		free(gz);
 	}
+	if (flt) {
+		archive_read_free(flt->raw);
+		free(flt);
+	}
 	return s;
 }
 
@@ -448,14 +542,17 @@ static qf_status stage_tar(const char *tar, const char *dir, uint64_t max, int m
 {
 	stager g = { .tar = tar, .dir = dir, .max = max, .meta_only = meta_only };
 	qf_status s = QF_OK;
+	struct stat sb;
+	if (!max) {
+		uint64_t tsz = stat(tar, &sb) == 0 && sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
+		g.max = tsz > (UINT64_MAX - STAGE_SLACK) / STAGE_RATIO ? UINT64_MAX : tsz * STAGE_RATIO + STAGE_SLACK;
+		g.bound = "8 times the tar's size + 1 GiB";
+	}
 	if (!(g.buf = malloc(1 << 20)))
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	s = stage_pass(&g, 1, err);
 	if (!s && g.nlater) {
 		qsort(g.later, g.nlater, sizeof *g.later, cmp_cstr);
-		if (!g.max) { /* no index, or none before the shards: what they declare, plus 1 GiB */
-			g.max = g.has_total ? g.total + ((uint64_t)1 << 30) : UINT64_MAX;
-		}
 		s = stage_pass(&g, 2, err);
 	}
 	if (!s && g.nfiles == 0)

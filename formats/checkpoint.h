@@ -37,8 +37,9 @@ qf_status qf_ckpt_open(const char *path, qf_ckpt **out, qf_err *err);
  * Tar staging: only what a checkpoint uses is staged (config.json, tokenizer.json,
  * tokenizer_config.json, generation_config.json, the index and the shards it names;
  * every *.safetensors when there is none).  Sparse members, a shard larger than the
- * index declares in all, and staging past max_stage bytes (0: the index's total_size
- * + 1 GiB) are refused.
+ * index declares in all, and staging past max_stage bytes are refused (0: 8 times the
+ * tar's size + 1 GiB, or the index's total_size + 1 GiB when lower).  A compressed tar is
+ * read to the end of its compressed stream, so its checksums are checked.
  */
 typedef struct qf_ckpt_opts {
 	uint64_t max_stage;  /* bytes; 0 for the default */
