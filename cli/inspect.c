@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "cli/cli.h"
+#include "convert/ct_source.h"
 #include "formats/mapfile.h"
 #include "formats/checkpoint.h"
 #include "formats/gguf.h"
@@ -155,6 +156,17 @@ static int inspect_ckpt(const char *path, int json, int hashes)
 			cJSON_AddItemToArray(ts, tensor_json(t, base_name(qf_st_file_path(st, (size_t)t->file)), hashes));
 		}
 		cJSON_AddItemToObject(o, "totals", totals_json(&tot));
+		cvt_ct_summary cs;
+		if ((s = cvt_ct_attach(c, &cs, &err))) {
+			cJSON_Delete(o);
+			qf_ckpt_close(c);
+			return cli_error("inspect", s, &err);
+		}
+		if (cs.is_ct) {
+			cJSON *ct = cJSON_AddObjectToObject(o, "compressed_tensors");
+			cJSON_AddNumberToObject(ct, "quantized_modules", (double)cs.n_quant);
+			cJSON_AddStringToObject(ct, "schemes", cs.schemes);
+		}
 		cli_print_json(o);
 	} else {
 		char hb[32];
@@ -179,6 +191,14 @@ static int inspect_ckpt(const char *path, int json, int hashes)
 			print_tensor(t, base_name(qf_st_file_path(st, (size_t)t->file)), hashes);
 		}
 		print_totals(&tot);
+		cvt_ct_summary cs;
+		if ((s = cvt_ct_attach(c, &cs, &err))) {
+			qf_ckpt_close(c);
+			return cli_error("inspect", s, &err);
+		}
+		if (cs.is_ct)
+			printf("compressed-tensors: %zu quantized modules read as float weights (%s)\n", cs.n_quant,
+			       cs.n_quant ? cs.schemes : "none");
 	}
 	qf_ckpt_close(c);
 	return 0;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert/ct_source.h"
 #include "convert/plan.h"
 
 cvt_item *cvt_plan_new_item(cvt_plan *p, qf_err *err)
@@ -366,6 +367,8 @@ qf_status cvt_plan_build(qf_ckpt *ck, const cvt_options *o, cvt_plan **out, qf_e
 		s = qf_fail(err, QF_EFORMAT, "%s: no config.json", ck->path);
 		goto fail;
 	}
+	if ((s = cvt_ct_attach(ck, NULL, err))) /* compressed-tensors modules read as float weights */
+		goto fail;
 	const cJSON *archs = cJSON_GetObjectItemCaseSensitive(ck->config, "architectures");
 	const char *an = cJSON_IsArray(archs) && cJSON_IsString(archs->child) ? archs->child->valuestring : NULL;
 	p->ad = cvt_arch_by_hf(an);

@@ -56,6 +56,9 @@ typedef struct cvt_item {
 	qf_dtype fmt;              /* what is written: type's format unless quantize changed it */
 	int fallback;             /* quantize wanted a format whose block does not divide the row */
 	int src_quant;            /* the source is already quantized (GGUF blocks, bundle formats) */
+	int repack;               /* 1: q4_0/q4_1 blocks repacked from compressed-tensors int4 codes (lossless);
+				     −1: tried, re-quantized instead (repack_why) */
+	char repack_why[200];
 	cvt_op op;
 	cvt_class cls;
 	cvt_src *srcs;            /* owned array */
@@ -123,6 +126,19 @@ qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
 qf_status cvt_item_rows_f32(const cvt_item *it, int64_t r0, int64_t n, float *dst, float *scratch,
 			    int allow_nonfinite, qf_err *err);
 int64_t cvt_scratch_floats(const cvt_item *it);
+
+/*
+ * Lossless q4_0/q4_1 from compressed-tensors int4 (formats/ctquant.h): for an
+ * item quantize put in q4_0 or q4_1 whose every source is a 4-bit packed
+ * module read row for row (copy, Q/K permutation, expert stack, v half of
+ * kv_b), sets repack = 1 (an asymmetric source, or a q4_1 target, writes
+ * q4_1) when every scale (and min) is exactly an fp16 and the scale groups
+ * are whole 32-blocks; else repack = −1 with repack_why naming the source
+ * tensor and the reason.  Other items are left as they are.
+ */
+void cvt_item_plan_repack(cvt_item *it);
+/* Output row r of a repack = 1 item as K/32 ggml blocks into out. */
+void cvt_item_repack_row(const cvt_item *it, int64_t r, uint8_t *out);
 
 /* Progress callback: bytes of source consumed so far, total, item index. */
 typedef void (*cvt_progress_fn)(void *ud, uint64_t done, uint64_t total, size_t item, size_t nitems);

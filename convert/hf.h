@@ -91,6 +91,7 @@ typedef struct cvt_hf_plan {
 	qf_dtype torch_dtype;     /* config.json's torch_dtype (BF16 when absent) */
 	int src_fp8;
 	int src_ms;               /* an msModelSlim source: its int8 weights are dequantized */
+	int src_ct;               /* compressed-tensors source: its modules decode (convert/ct_source.h) */
 	cvt_options opt;
 } cvt_hf_plan;
 

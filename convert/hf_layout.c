@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "convert/ct_source.h"
 #include "convert/hf.h"
 
 static int has(const char *s, const char *sub) { return strstr(s, sub) != NULL; }
@@ -124,11 +125,15 @@ qf_status cvt_hf_plan_open(const char *path, const cvt_options *o, cvt_hf_plan *
 		goto fail;
 	}
 	{
-		/* quantized layouts other than DeepSeek FP8 are not read yet: never copy packed tensors under a float config */
+		/* layouts not read yet: never copy packed tensors under a float config */
 		const cJSON *qcfg = cJSON_GetObjectItemCaseSensitive(p->ck->config, "quantization_config");
 		const char *qm = qcfg ? qf_json_get_str(qcfg, "quant_method") : NULL;
-		if (qcfg && (!qm || strcmp(qm, "fp8"))) {
-			s = qf_fail(err, QF_EFORMAT, "%s: %s checkpoints are not read as a source yet (DeepSeek FP8, msModelSlim, BF16, F16 and F32 are)",
+		if (cvt_ct_is(p->ck)) {
+			if ((s = cvt_ct_attach(p->ck, NULL, err)))
+				goto fail;
+			p->src_ct = 1;
+		} else if (qcfg && (!qm || strcmp(qm, "fp8"))) {
+			s = qf_fail(err, QF_EFORMAT, "%s: %s checkpoints are not read as a source yet (DeepSeek FP8, compressed-tensors, msModelSlim, BF16, F16 and F32 are)",
 				    path, qm ? qm : "quantization_config without quant_method");
 			goto fail;
 		}
@@ -180,7 +185,10 @@ qf_status cvt_hf_plan_open(const char *path, const cvt_options *o, cvt_hf_plan *
 		it->scale_dtype = p->torch_dtype;
 		it->sch.enc = CVT_HF_COPY;
 		it->sch.dtype = t->dtype;
-		if (role == QF_MS_QUANT) {
+		if (t->ctq) { /* a compressed-tensors module: its rows decode, never copied */
+			it->sch.enc = CVT_HF_DEQUANT;
+			it->sch.dtype = o->outtype == QF_DTYPE_NONE ? t->dtype : o->outtype;
+		} else if (role == QF_MS_QUANT) {
 			it->ms = msw; /* (q − weight_offset) · weight_scale, in the model's dtype unless --outtype */
 			p->src_ms = 1;
 			it->sch.enc = CVT_HF_DEQUANT;

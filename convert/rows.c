@@ -5,9 +5,11 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "convert/plan.h"
+#include "formats/ctquant.h"
 
 
 /* Source row r of s as f32 (row length = product of inner dims). */
@@ -18,6 +20,10 @@ static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 		return;
 	}
 	const qf_tensor *t = s->t;
+	if (t->ctq) { /* a compressed-tensors module (convert/ct_source.c) */
+		qf_ctq_rows(t->ctq, r, 1, dst);
+		return;
+	}
 	if (s->ms.type != QF_MS_FLOAT) {
 		qf_ms_row_f32(t, &s->ms, r, dst);
 		return;
@@ -114,4 +120,70 @@ qf_status cvt_item_rows_f32(const cvt_item *it, int64_t r0, int64_t n, float *ds
 		}
 	}
 	return QF_OK;
+}
+
+/* ---- lossless q4_0/q4_1 from compressed-tensors int4 ------------------------------------ */
+
+/* The source and its row that output row r of a row-for-row item reads; 0 for KB (a transpose). */
+static int src_row_of(const cvt_item *it, int64_t r, const cvt_src **s, int64_t *sr)
+{
+	switch (it->op) {
+	case CVT_OP_COPY: *s = &it->srcs[0]; *sr = r; return 1;
+	case CVT_OP_PERMUTE: {
+		int64_t hd = it->head_dim, h = r / hd, rem = r % hd;
+		*s = &it->srcs[0];
+		*sr = h * hd + (rem % 2) * (hd / 2) + rem / 2;
+		return 1;
+	}
+	case CVT_OP_STACK: *s = &it->srcs[r / it->shape[1]]; *sr = r % it->shape[1]; return 1;
+	case CVT_OP_VB: *s = &it->srcs[0]; *sr = (r / it->vdim) * (it->nope + it->vdim) + it->nope + r % it->vdim; return 1;
+	case CVT_OP_KB: return 0;
+	}
+	return 0;
+}
+
+void cvt_item_plan_repack(cvt_item *it)
+{
+	it->repack = 0;
+	it->repack_why[0] = 0;
+	if ((it->fmt != QF_Q4_0 && it->fmt != QF_Q4_1) || !it->nsrc)
+		return;
+	for (int k = 0; k < it->nsrc; k++)
+		if (!it->srcs[k].t || !it->srcs[k].t->ctq)
+			return; /* not (wholly) a compressed-tensors source: nothing to repack */
+	const cvt_src *s0;
+	int64_t r0;
+	if (!src_row_of(it, 0, &s0, &r0)) {
+		it->repack = -1;
+		snprintf(it->repack_why, sizeof it->repack_why, "'%s': its rows are transposed (attn_k_b), not repacked",
+			 it->srcs[0].t->name);
+		return;
+	}
+	int asym = 0;
+	for (int k = 0; k < it->nsrc; k++)
+		asym |= it->srcs[k].t->ctq->zp != NULL;
+	int q4_1 = asym || it->fmt == QF_Q4_1;
+	for (int k = 0; k < it->nsrc; k++) {
+		const char *why = NULL;
+		int64_t br, bk;
+		if (!qf_ctq_q4_check(it->srcs[k].t->ctq, q4_1, &why, &br, &bk)) {
+			it->repack = -1;
+			if (br >= 0)
+				snprintf(it->repack_why, sizeof it->repack_why, "'%s': %s (row %lld, column %lld)",
+					 it->srcs[k].t->name, why, (long long)br, (long long)bk);
+			else
+				snprintf(it->repack_why, sizeof it->repack_why, "'%s': %s", it->srcs[k].t->name, why);
+			return;
+		}
+	}
+	it->repack = 1;
+	it->fmt = q4_1 ? QF_Q4_1 : QF_Q4_0;
+}
+
+void cvt_item_repack_row(const cvt_item *it, int64_t r, uint8_t *out)
+{
+	const cvt_src *s;
+	int64_t sr;
+	if (src_row_of(it, r, &s, &sr))
+		qf_ctq_q4_row(s->t->ctq, sr, it->fmt == QF_Q4_1, out);
 }

@@ -58,7 +58,12 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 		for (int k = 0; k < nc; k++)
 			co[k] = w->comp[k] + (qf_fmt_comp_offset(f, k, it->ndim, it->shape, r0) - w->comp_base[k]);
 		const qf_dtype_traits *ft = qf_dtype_info(f);
-		if (it->qw && ft->from_f32_w) {
+		if (it->repack == 1) {
+			/* compressed-tensors int4 codes and scales moved into ggml blocks: the released weights exactly */
+			uint64_t rb = qf_fmt_main_offset(f, w->packed, C, 1);
+			for (int64_t k = 0; k < n; k++)
+				cvt_item_repack_row(it, r0 + k, mo + (uint64_t)k * rb);
+		} else if (it->qw && ft->from_f32_w) {
 			/* importance weights of the row's matrix (expert, head): ggml_quantize_chunk per matrix */
 			uint64_t rb = qf_fmt_main_offset(f, w->packed, C, 1);
 			int64_t per = it->ndim >= 3 ? it->shape[it->ndim - 2] : cvt_item_rows(it);

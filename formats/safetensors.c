@@ -24,6 +24,11 @@ struct qf_st {
 	size_t ntensors;
 	const qf_tensor **by_name; /* sorted by name */
 	cJSON *metadata;        /* __metadata__ of the first file, or NULL */
+	const qf_tensor *view;  /* qf_st_set_view: what count/get/find see, or NULL */
+	size_t nview;
+	const qf_tensor **view_by_name;
+	void (*view_release)(void *);
+	void *view_owner;
 };
 
 static int cmp_tensor_ptr_name(const void *a, const void *b)
@@ -291,6 +296,9 @@ void qf_st_close(qf_st *st)
 	free(st->tensors);
 	free(st->by_name);
 	cJSON_Delete(st->metadata);
+	free(st->view_by_name);
+	if (st->view_release)
+		st->view_release(st->view_owner);
 	free(st);
 }
 
@@ -587,28 +595,80 @@ qf_status qf_st_open(const char *path, qf_st **out, qf_err *err)
 	return QF_OK;
 }
 
-size_t qf_st_count(const qf_st *st) { return st->ntensors; }
-const qf_tensor *qf_st_get(const qf_st *st, size_t i) { return i < st->ntensors ? &st->tensors[i] : NULL; }
+size_t qf_st_raw_count(const qf_st *st) { return st->ntensors; }
+const qf_tensor *qf_st_raw_get(const qf_st *st, size_t i) { return i < st->ntensors ? &st->tensors[i] : NULL; }
+size_t qf_st_count(const qf_st *st) { return st->view ? st->nview : st->ntensors; }
+const qf_tensor *qf_st_get(const qf_st *st, size_t i)
+{
+	if (st->view)
+		return i < st->nview ? &st->view[i] : NULL;
+	return qf_st_raw_get(st, i);
+}
 size_t qf_st_nfiles(const qf_st *st) { return st->nfiles; }
 const char *qf_st_file_path(const qf_st *st, size_t i) { return i < st->nfiles ? st->files[i].path : NULL; }
 uint64_t qf_st_file_size(const qf_st *st, size_t i) { return i < st->nfiles ? st->files[i].size : 0; }
 
-const qf_tensor *qf_st_find(const qf_st *st, const char *name)
+static const qf_tensor *find_in(const qf_tensor *const *by_name, size_t n, const char *name)
 {
-	size_t lo = 0, hi = st->ntensors;
-	if (!st->by_name)
+	size_t lo = 0, hi = n;
+	if (!by_name)
 		return NULL;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(st->by_name[mid]->name, name);
+		int c = strcmp(by_name[mid]->name, name);
 		if (c == 0)
-			return st->by_name[mid];
+			return by_name[mid];
 		if (c < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return NULL;
+}
+
+const qf_tensor *qf_st_raw_find(const qf_st *st, const char *name)
+{
+	return find_in(st->by_name, st->ntensors, name);
+}
+
+const qf_tensor *qf_st_find(const qf_st *st, const char *name)
+{
+	if (st->view)
+		return find_in(st->view_by_name, st->nview, name);
+	return qf_st_raw_find(st, name);
+}
+
+qf_status qf_st_set_view(qf_st *st, const qf_tensor *view, size_t n, void (*release)(void *), void *owner,
+			 qf_err *err)
+{
+	const qf_tensor **idx = malloc((n + 1) * sizeof *idx);
+	if (!idx) {
+		if (release)
+			release(owner);
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++)
+		idx[i] = &view[i];
+	qsort(idx, n, sizeof *idx, cmp_tensor_ptr_name);
+	for (size_t i = 1; i < n; i++) {
+		if (!strcmp(idx[i - 1]->name, idx[i]->name)) {
+			qf_status s = qf_fail(err, QF_EFORMAT, "%s: tensor '%s' is stored twice (once as it is, once compressed)",
+					      st->files[idx[i]->file >= 0 ? idx[i]->file : 0].path, idx[i]->name);
+			free(idx);
+			if (release)
+				release(owner);
+			return s;
+		}
+	}
+	free(st->view_by_name);
+	if (st->view_release)
+		st->view_release(st->view_owner);
+	st->view = view;
+	st->nview = n;
+	st->view_by_name = idx;
+	st->view_release = release;
+	st->view_owner = owner;
+	return QF_OK;
 }
 
 const char *qf_st_metadata(const qf_st *st, const char *key)

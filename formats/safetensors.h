@@ -44,6 +44,18 @@ const qf_tensor *qf_st_find(const qf_st *st, const char *name);
 size_t qf_st_nfiles(const qf_st *st);
 const char *qf_st_file_path(const qf_st *st, size_t i);
 uint64_t qf_st_file_size(const qf_st *st, size_t i);
+/*
+ * A logical view: count/get/find answer from view[0..n) instead of the files'
+ * tensors (compressed-tensors: one float weight per quantized module, its
+ * companions hidden).  view must stay valid until close; release(owner) runs
+ * at close (or when another view replaces this one).  The stored tensors stay
+ * reachable through qf_st_raw_*.  Two tensors of the view with one name are an error.
+ */
+qf_status qf_st_set_view(qf_st *st, const qf_tensor *view, size_t n, void (*release)(void *), void *owner,
+			 qf_err *err);
+size_t qf_st_raw_count(const qf_st *st);
+const qf_tensor *qf_st_raw_get(const qf_st *st, size_t i);
+const qf_tensor *qf_st_raw_find(const qf_st *st, const char *name);
 /* Value of a "__metadata__" key of the first file, or NULL. */
 const char *qf_st_metadata(const qf_st *st, const char *key);
 

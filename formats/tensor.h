@@ -25,6 +25,10 @@ typedef struct qf_tensor {
 	uint64_t offset;              /* absolute byte offset in its file */
 	const uint8_t *data;          /* read-only mapped view of nbytes */
 	int file;                     /* index of the file (shard) holding it */
+	/* A compressed-tensors module seen as one float weight (convert/ct_source.c): its rows
+	 * decode through ctq (formats/ctquant.h); data/nbytes are the main stored payload
+	 * (packed words, int8 or E4M3), never read as dtype.  NULL for stored tensors. */
+	const struct qf_ctq *ctq;
 } qf_tensor;
 
 /* Elements per "row" (product of all but the outermost dim; 1-D: all). */

@@ -80,7 +80,7 @@ static void keep_source(cvt_hf_item *it, const cvt_hf_plan *p, qf_dtype want)
 		it->sch.dtype = it->t->dtype;
 		return;
 	}
-	if (fp8) {
+	if (fp8 || it->t->ctq) { /* a compressed-tensors module decodes too */
 		it->sch.enc = CVT_HF_DEQUANT;
 		it->sch.dtype = want == QF_DTYPE_NONE ? QF_BF16 : want;
 		return;

@@ -309,6 +309,8 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 		qf_status s = qnt_mix_apply(p, prof->llama_ftype, rules, nrules, allow_requantize, err);
 		if (!s)
 			cvt_plan_set_file_type(p, (uint32_t)prof->llama_ftype);
+		for (size_t i = 0; !s && i < cvt_plan_count(p); i++)
+			cvt_item_plan_repack(cvt_plan_item(p, i));
 		return s;
 	}
 	for (size_t i = 0; i < cvt_plan_count(p); i++) {
@@ -340,6 +342,7 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 			want = base;
 		}
 		it->fmt = want;
+		cvt_item_plan_repack(it); /* compressed-tensors int4 → q4_0/q4_1 without re-rounding, where exact */
 	}
 	return QF_OK;
 }
