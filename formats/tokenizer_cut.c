@@ -140,7 +140,8 @@ static qf_status emit(qf_tok_stream *s, size_t c, int last, qf_tok_piece **out, 
 		o[k++] = (qf_tok_piece){ s->t->tpl_suf[i], s->base + c, s->base + c };
 	free(p);
 	s->started = 1;
-	memmove(s->buf, s->buf + c, s->n - c);
+	if (s->n > c) /* an empty text never allocated buf */
+		memmove(s->buf, s->buf + c, s->n - c);
 	s->n -= c;
 	s->base += c;
 	s->tried = 0;

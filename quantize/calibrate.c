@@ -163,7 +163,7 @@ out:
 }
 
 /* The collected sums as llama-imatrix writes them (calibrate.h). */
-static qf_status to_imatrix(const collector *c, const qnt_calib_opts *o, size_t nchunks, qf_imatrix *im,
+static qf_status to_imatrix(const collector *c, const qnt_calib_opts *o, size_t nchunks, const char *src, qf_imatrix *im,
 			    qnt_calib_stats *st, qf_err *err)
 {
 	im->chunk_count = (uint32_t)nchunks;
@@ -179,12 +179,14 @@ static qf_status to_imatrix(const collector *c, const qnt_calib_opts *o, size_t 
 			break;
 		}
 		f = g;
-		for (int64_t k = 0; k < n; k++) {
-			f[k] = (float)a->sum[k];
-			if (!isfinite(f[k]))
-				return free(f), qf_fail(err, QF_EFORMAT,
-							"weight '%s': the sum of squared inputs of column %lld (matrix %lld) is %g: the model's activations are not finite",
-							a->name, (long long)(k % a->cols), (long long)(k / a->cols), (double)f[k]);
+		int64_t k = 0;
+		for (; k < n && isfinite(f[k] = (float)a->sum[k]); k++)
+			;
+		if (k < n) {
+			s = qf_fail(err, QF_EFORMAT,
+				    "%s: weight '%s': the sum of squared inputs of column %lld (matrix %lld) is %g: the model's activations are not finite",
+				    src, a->name, (long long)(k % a->cols), (long long)(k / a->cols), (double)f[k]);
+			break;
 		}
 		if (a->routed) {
 			for (int64_t e = 0; e < a->n_mat; e++)
@@ -221,7 +223,7 @@ qf_status qnt_calibrate(fwd_model *m, const int32_t *tokens, size_t ntok, const 
 	if (!s && !(im = qf_imatrix_new()))
 		s = qf_fail(err, QF_ENOMEM, "out of memory");
 	if (!s)
-		s = to_imatrix(&c, o, nchunks, im, st, err);
+		s = to_imatrix(&c, o, nchunks, cvt_plan_source_path(fwd_model_plan(m)), im, st, err);
 	collector_free(&c);
 	if (s) {
 		qf_imatrix_free(im);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
@@ -321,6 +322,51 @@ static void test_dsv3_invariants(const qf_imatrix *im, uint64_t tokens)
 	ok(worst < 1e-6, "Σ over experts of ffn_gate_exps' Σx² = top_k × ffn_gate_shexp's (worst relative %.2g; f32 rounding)", worst);
 }
 
+/* A copy of stories260k whose BOS embedding row holds an infinity: the sums are not finite. */
+static void test_nonfinite(const int32_t *ids, size_t n)
+{
+	static const char *files[] = { "config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors" };
+	const char *dir = tu_path("inf-model");
+	char src[4200], dst[4200];
+	int rc = mkdir(dir, 0755);
+	uint8_t *st = NULL;
+	size_t len = 0;
+	for (size_t i = 0; !rc && i < sizeof files / sizeof files[0]; i++) {
+		snprintf(src, sizeof src, "%s/%s", tu_src("models/stories260k-hf"), files[i]);
+		snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+		uint8_t *b = tu_read(src, &len);
+		rc = !b || tu_write(dst, b, len);
+		if (i == 3)
+			st = b;
+		else
+			free(b);
+	}
+	qf_st *t = NULL;
+	const qf_tensor *E = NULL;
+	if (!rc && qf_st_open_buffer(st, len, "model.safetensors", &t, NULL) == QF_OK &&
+	    (E = qf_st_find(t, "model.embed_tokens.weight")) && E->dtype == QF_F32) {
+		float inf = INFINITY;
+		memcpy(st + (E->data - st) + (size_t)ids[0] * (size_t)E->shape[1] * 4 + 8, &inf, 4);
+		rc = tu_write(dst, st, len);
+	} else {
+		rc = 1;
+	}
+	qf_st_close(t);
+	free(st);
+	fwd_model *m = NULL;
+	qf_imatrix *im = NULL;
+	qf_err err = { { 0 } };
+	qnt_calib_stats sx;
+	qnt_calib_opts o = { .ctx = CTX, .max_chunks = 1, .bos = ids[0] };
+	qf_status s = rc ? QF_EIO : fwd_model_open(dir, 1, 1ull << 30, &m, &err);
+	if (!s)
+		s = qnt_calibrate(m, ids, n, &o, NULL, NULL, &im, &sx, &err);
+	ok(s == QF_EFORMAT && !im && strstr(err.msg, "blk.0.attn_") && strstr(err.msg, "not finite"),
+	   "an infinite activation is an error naming the first weight it reaches (%s)", err.msg);
+	fwd_model_free(m);
+	qf_imatrix_free(im);
+}
+
 /* ---- the written file, and llama.cpp's quantizer given the same weights -------------------- */
 
 static void test_file(const qf_imatrix *im)
@@ -437,6 +483,7 @@ int main(void)
 			is_int(CHUNKS * CTX, (long long)st.tokens, "%s: tokens", ms[k].model);
 		}
 		if (im && k == 0) {
+			test_nonfinite(ids, n);
 			int same = 1;
 			for (int l = 0; l < 5; l++) {
 				same &= same_sums(entry(im, "blk.%d.attn_q.weight", l), entry(im, "blk.%d.attn_k.weight", l));
