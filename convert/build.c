@@ -172,6 +172,13 @@ static qf_status build_kv_b(cvt_plan *p, const qf_tensor *t, int64_t layer, qf_e
 	return QF_OK;
 }
 
+/* x rounded to float32 and kept there: no contraction into a fused multiply-add */
+static float f32(float x)
+{
+	volatile float v = x;
+	return v;
+}
+
 /*
  * llama.cpp's rope_freqs.weight for rope_scaling type llama3: per rotary
  * pair i (of head_dim / 2), the divisor of its frequency, from
@@ -180,24 +187,39 @@ static qf_status build_kv_b(cvt_plan *p, const qf_tensor *t, int64_t layer, qf_e
  * high_freq_factor, factor above low_freq_wavelen = orig_ctx /
  * low_freq_factor, and 1 / ((1 − s) / factor + s) between, with
  * s = (orig_ctx / wavelen − low_freq_factor) / (high_freq_factor −
- * low_freq_factor).  Computed in double, stored as f32.
+ * low_freq_factor).
+ *
+ * Bit for bit as llama.cpp's converter computes it (conversion/llama.py,
+ * LlamaModel.generate_extra_tensors): every step is a float32 torch op.
+ * The Python scalars (theta, 2π, the wavelength bounds, factor, the
+ * factors' difference) are doubles cast to float32 where they meet a
+ * tensor, and torch's `scalar / t` is t.reciprocal() * scalar
+ * (Tensor.__rtruediv__), so 2π / f and orig_ctx / wavelen are two
+ * roundings, not one.  The power is the correctly rounded float32 one,
+ * which is what glibc's powf gives and, for theta 500000 with head_dim 64
+ * and 128 (Llama 3.x), also the SLEEF powf torch vectorizes with.
  */
 void cvt_llama3_rope_factors(const hparams *h, float *out)
 {
 	int64_t half = h->head_dim / 2;
-	double lo_wl = (double)h->rope_orig_ctx / h->rope_low_freq, hi_wl = (double)h->rope_orig_ctx / h->rope_high_freq;
+	float base = (float)h->rope_theta, dim = (float)h->head_dim, ctx = (float)h->rope_orig_ctx;
+	float factor = (float)h->rope_factor, lo = (float)h->rope_low_freq;
+	float lo_wl = (float)((double)h->rope_orig_ctx / h->rope_low_freq);
+	float hi_wl = (float)((double)h->rope_orig_ctx / h->rope_high_freq);
+	float span = (float)(h->rope_high_freq - h->rope_low_freq), two_pi = (float)(2 * M_PI);
 	for (int64_t i = 0; i < half; i++) {
-		double inv = pow(h->rope_theta, -(double)(2 * i) / (double)h->head_dim);
-		double wl = 2 * M_PI / inv, f;
+		float e = f32((float)(2 * i) / dim);
+		float freq = f32(1.0f / (float)pow((double)base, (double)e));
+		float wl = f32(f32(1.0f / freq) * two_pi), f;
 		if (wl < hi_wl)
-			f = 1.0;
+			f = 1.0f;
 		else if (wl > lo_wl)
-			f = h->rope_factor;
+			f = factor;
 		else {
-			double sm = ((double)h->rope_orig_ctx / wl - h->rope_low_freq) / (h->rope_high_freq - h->rope_low_freq);
-			f = 1.0 / ((1.0 - sm) / h->rope_factor + sm);
+			float sm = f32(f32(f32(f32(1.0f / wl) * ctx) - lo) / span);
+			f = f32(1.0f / f32(f32(f32(1.0f - sm) / factor) + sm));
 		}
-		out[i] = (float)f;
+		out[i] = f;
 	}
 }
 

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "convert/convert.h"
+#include "convert/plan.h"
 #include "formats/gguf.h"
 #include "tests/gen_arch.h"
 #include "tests/llama_oracle.h"
@@ -61,6 +62,33 @@ static long long u32_of(const qf_gguf *g, const char *k)
 	uint32_t v;
 	qf_err e = { { 0 } };
 	return qf_gguf_get_u32(g, k, &v, &e) == QF_OK ? (long long)v : -1;
+}
+
+/*
+ * The llama3 factor table of the released Llama 3.1 config (head_dim 128,
+ * theta 500000, factor 8, low 1, high 4, original context 8192), as
+ * llama.cpp's converter computes it: conversion/llama.py
+ * generate_extra_tensors runs every step as a float32 torch op (scalars
+ * cast to float32; `c / t` is t.reciprocal() * c).  Derived step by step
+ * with each result rounded to float32: pairs 0-28 have wavelengths below
+ * 2048 (factor 1), pairs 35-63 above 8192 (factor 8), and 29-34 are
+ * smoothed.  Computing in double instead rounds pairs 31-34 to other
+ * floats (0x1.035e3cp+1, 0x1.58e65ap+1, 0x1.d79596p+1, 0x1.50780ap+2).
+ */
+static void llama3_f32(void)
+{
+	static const float mid[6] = { 0x1.351daap+0f, 0x1.8dac94p+0f, 0x1.035e3ap+1f,
+				      0x1.58e65cp+1f, 0x1.d7959cp+1f, 0x1.50780cp+2f };
+	hparams h = { .head_dim = 128, .rope_theta = 500000.0, .rope_factor = 8.0, .rope_low_freq = 1.0,
+		      .rope_high_freq = 4.0, .rope_orig_ctx = 8192 };
+	float f[64];
+	cvt_llama3_rope_factors(&h, f);
+	int bad = -1;
+	for (int i = 0; i < 64 && bad < 0; i++)
+		if (f[i] != (i < 29 ? 1.0f : i > 34 ? 8.0f : mid[i - 29]))
+			bad = i;
+	ok(bad < 0, "Llama 3.1 rope_freqs: all 64 factors are the float32 ones llama.cpp's converter writes (first wrong: %d, %a)",
+	   bad, bad >= 0 ? (double)f[bad] : 0.0);
 }
 
 int main(void)
@@ -110,6 +138,7 @@ int main(void)
 		ok(fabs(x[0] - 0.4409155) < 1e-6 && fabs(x[1] - 1.7336648) < 1e-6,
 		   "q/k norm then RoPE: (%.7f, %.7f), want (0.4409155, 1.7336648)", x[0], x[1]);
 	}
+	llama3_f32();
 	static const struct { ga_arch a; const char *gguf; int keep_mtp; } cases[] = {
 		{ GA_LLAMA31, "llama", 0 }, { GA_LLAMA32_LM, "llama", 0 }, { GA_QWEN2, "qwen2", 0 },
 		{ GA_QWEN3, "qwen3", 0 }, { GA_QWEN3MOE, "qwen3moe", 0 }, { GA_DSV32, "deepseek32", 0 },
@@ -138,16 +167,18 @@ int main(void)
 			 * original context 64, from transformers' _compute_llama3_parameters by
 			 * hand: wavelen_i = 2π·10000^(i/12); below 64/4 = 16 the factor is 1
 			 * (i = 0: 6.28, i = 1: 13.5), above 64 it is 8 (i ≥ 4), between
-			 * 1/((1−s)/8 + s) with s = (64/wavelen − 1)/3: i = 2 (29.2) → 2.1124113,
-			 * i = 3 (62.8) → 7.6673851.
+			 * 1/((1−s)/8 + s) with s = (64/wavelen − 1)/3: i = 2 (29.2) → 2.1124115,
+			 * i = 3 (62.8) → 7.6673851, each step rounded to float32 as llama.cpp's
+			 * converter computes it (see llama3_f32 below; in double i = 2 would
+			 * round to 0x1.0e637ep+1 instead).
 			 */
-			static const float want[12] = { 1, 1, 2.11241125f, 7.66738513f, 8, 8, 8, 8, 8, 8, 8, 8 };
+			static const float want[12] = { 1, 1, 0x1.0e638p+1f, 0x1.eab67p+2f, 8, 8, 8, 8, 8, 8, 8, 8 };
 			const qf_tensor *rf = qf_gguf_find_tensor(g, "rope_freqs.weight");
 			int same = rf && rf->dtype == QF_F32 && rf->ndim == 1 && rf->shape[0] == 12;
 			for (int i = 0; same && i < 12; i++) {
 				float v;
 				memcpy(&v, rf->data + 4 * i, 4);
-				same = fabsf(v - want[i]) <= 1e-6f * want[i];
+				same = v == want[i];
 			}
 			ok(same, "llama3.1: rope_freqs.weight [12] is the hand-derived llama3 factor table");
 			ok(u32_of(g, "llama.attention.key_length") == 24 && u32_of(g, "llama.rope.dimension_count") == 24,
