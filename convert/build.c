@@ -63,8 +63,11 @@ static qf_status make_src(cvt_plan *p, const qf_tensor *t, cvt_src *s, qf_err *e
 	if (st)
 		return st;
 	s->scale = sc;
-	if (sc)
+	if (sc) {
 		p->src_is_fp8 = 1;
+		p->src_scale_e8m0 |= sc->dtype == QF_F8_E8M0;
+		p->src_scale_f32 |= sc->dtype == QF_F32;
+	}
 	return QF_OK;
 }
 
@@ -264,9 +267,8 @@ static qf_status check_ue8m0(const cvt_plan *p, qf_err *err)
 		for (int k = 0; k < p->items[i].nsrc; k++) {
 			const qf_tensor *sc = p->items[i].srcs[k].scale;
 			for (uint64_t j = 0; sc && j < sc->nelems; j++) {
-				float f;
+				float f = qf_st_scale_at(sc, j);
 				int e;
-				memcpy(&f, sc->data + 4 * j, 4);
 				if (!(f > 0) || !isfinite(f) || frexpf(f, &e) != 0.5f)
 					return qf_fail(err, QF_EFORMAT,
 						       "%s: config.json says scale_fmt ue8m0 but '%s' element %llu is %g, not a power of two",

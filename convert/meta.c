@@ -144,10 +144,15 @@ qf_status cvt_ckpt_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err)
 #undef KEY
 	qf_gguf_set_str(w, "qforge.source", p->ck->path);
 	if (p->src_is_fp8) {
+		/* ue8m0: config.json's scale_fmt, or scales stored as F8_E8M0 (powers of two by construction) */
+		int ue = h->ue8m0 || (p->src_scale_e8m0 && !p->src_scale_f32);
 		qf_gguf_set_str(w, "qforge.source_quantization",
-				h->ue8m0 ? "fp8-e4m3-b128 (dequantized with _scale_inv; scale_fmt ue8m0, read exactly)"
-					 : "fp8-e4m3-b128 (dequantized with _scale_inv)");
-		qf_gguf_set_str(w, "qforge.source_scale_format", h->ue8m0 ? "ue8m0" : "f32");
+				ue ? "fp8-e4m3-b128 (dequantized with _scale_inv; scale_fmt ue8m0, read exactly)"
+				   : "fp8-e4m3-b128 (dequantized with _scale_inv)");
+		qf_gguf_set_str(w, "qforge.source_scale_format", ue ? "ue8m0" : "f32");
+		/* only when some are not F32, so F32-scaled sources convert to the bytes they always did */
+		if (p->src_scale_e8m0)
+			qf_gguf_set_str(w, "qforge.source_scale_dtype", p->src_scale_f32 ? "F32, F8_E8M0" : "F8_E8M0");
 	}
 	if (p->src_is_ms)
 		qf_gguf_set_str(w, "qforge.source_quantization",

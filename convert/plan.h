@@ -88,6 +88,7 @@ struct cvt_plan {
 	size_t skipped;
 	int src_is_fp8;
 	int src_is_ms;            /* msModelSlim weights were dequantized */
+	int src_scale_f32, src_scale_e8m0; /* its block scales are stored F32 / F8_E8M0 */
 	int keep_mtp;             /* resolved: --keep-mtp, --no-mtp or the architecture's default */
 	float *gen;               /* computed tensors' data (rope_freqs), owned */
 	qf_tensor gen_t;          /* rope_freqs.weight as a source tensor (file −1) */

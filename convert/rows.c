@@ -33,10 +33,9 @@ static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 	const uint8_t *row = t->data + (uint64_t)r * (uint64_t)len * tr->block_bytes;
 	if (s->scale && t->dtype == QF_F8_E4M3) {
 		/* decode and scale in one pass (the same products as below) */
-		const float *sc = (const float *)s->scale->data + (r / s->bo) * s->scale->shape[1];
+		uint64_t sc = (uint64_t)(r / s->bo) * (uint64_t)s->scale->shape[1];
 		for (int64_t c0 = 0, b = 0; c0 < len; c0 += s->bi, b++) {
-			float f;
-			memcpy(&f, sc + b, 4);
+			float f = qf_st_scale_at(s->scale, sc + (uint64_t)b);
 			int64_t c1 = c0 + s->bi < len ? c0 + s->bi : len;
 			qf_row_e4m3_scaled_to_f32(row + c0, dst + c0, c1 - c0, f);
 		}
@@ -45,10 +44,9 @@ static void src_row_f32(const cvt_src *s, int64_t r, float *dst)
 	tr->to_f32(row, dst, len);
 	if (s->scale) {
 		/* DeepSeek weight_dequant: w[i][j] = fp8(w) * s[i / bo][j / bi] */
-		const float *sc = (const float *)s->scale->data + (r / s->bo) * s->scale->shape[1];
+		uint64_t sc = (uint64_t)(r / s->bo) * (uint64_t)s->scale->shape[1];
 		for (int64_t c0 = 0, b = 0; c0 < len; c0 += s->bi, b++) {
-			float f;
-			memcpy(&f, sc + b, 4);
+			float f = qf_st_scale_at(s->scale, sc + (uint64_t)b);
 			int64_t c1 = c0 + s->bi < len ? c0 + s->bi : len;
 			for (int64_t c = c0; c < c1; c++)
 				dst[c] *= f;

@@ -698,14 +698,23 @@ qf_status qf_st_fp8_scale(const qf_st *st, const qf_tensor *w, int64_t bo, int64
 		return qf_fail(err, QF_EFORMAT, "%s: FP8 tensor '%s' is %d-D; block scales need 2-D",
 			       fp, w->name, w->ndim);
 	int64_t r = (w->shape[0] + bo - 1) / bo, c = (w->shape[1] + bi - 1) / bi;
-	if (sc->dtype != QF_F32 || sc->ndim != 2 || sc->shape[0] != r || sc->shape[1] != c)
+	if ((sc->dtype != QF_F32 && sc->dtype != QF_F8_E8M0) || sc->ndim != 2 || sc->shape[0] != r || sc->shape[1] != c)
 		return qf_fail(err, QF_EFORMAT,
-			       "%s: '%s' must be F32 [%lld, %lld] for weight [%lld, %lld] with %lldx%lld blocks, is %s of %d dims",
+			       "%s: '%s' must be F32 or F8_E8M0 [%lld, %lld] for weight [%lld, %lld] with %lldx%lld blocks, is %s of %d dims",
 			       st->files[sc->file].path, sc->name, (long long)r, (long long)c,
 			       (long long)w->shape[0], (long long)w->shape[1], (long long)bo,
 			       (long long)bi, qf_dtype_name(sc->dtype), sc->ndim);
 	*scale = sc;
 	return QF_OK;
+}
+
+float qf_st_scale_at(const qf_tensor *sc, uint64_t i)
+{
+	if (sc->dtype == QF_F8_E8M0)
+		return qf_e8m0_to_f32(sc->data[i]);
+	float f;
+	memcpy(&f, sc->data + 4 * i, 4);
+	return f;
 }
 
 /* ---- writer -------------------------------------------------------------- */

@@ -61,11 +61,15 @@ const char *qf_st_metadata(const qf_st *st, const char *key);
 
 /*
  * FP8 block scales (DeepSeek layout): finds "<name>_scale_inv" (any shard),
- * checks it is F32 of shape [ceil(out/bo), ceil(in/bi)] for a 2-D weight.
+ * checks it is F32 or F8_E8M0 (UE8M0 powers of two, as DeepSeek-V4 stores
+ * them; V3.1/V3.2 store their ue8m0 scales as F32) of shape
+ * [ceil(out/bo), ceil(in/bi)] for a 2-D weight.
  * Returns QF_OK with *scale = NULL when the weight is not FP8.
  */
 qf_status qf_st_fp8_scale(const qf_st *st, const qf_tensor *w, int64_t bo, int64_t bi,
 			  const qf_tensor **scale, qf_err *err);
+/* Element i of a block-scale tensor qf_st_fp8_scale accepted, as f32 (E8M0: exactly 2^(e−127), 0xFF NaN). */
+float qf_st_scale_at(const qf_tensor *sc, uint64_t i);
 
 /* ---- writer -------------------------------------------------------------- */
 

@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "convert/convert.h"
 #include "convert/plan.h"
 #include "formats/gguf.h"
+#include "formats/safetensors.h"
 #include "tests/gen_arch.h"
 #include "tests/llama_oracle.h"
 #include "tests/tap.h"
@@ -91,6 +93,168 @@ static void llama3_f32(void)
 	   bad, bad >= 0 ? (double)f[bad] : 0.0);
 }
 
+/* dir/name ← the bundled tiny-dsv3's file of that name */
+static int copy_from(const char *src, const char *dir, const char *name)
+{
+	char from[4300], to[4300];
+	snprintf(from, sizeof from, "%s/%s", src, name);
+	snprintf(to, sizeof to, "%s/%s", dir, name);
+	size_t n;
+	uint8_t *b = tu_read(from, &n);
+	int rc = b ? tu_write(to, b, n) : -1;
+	free(b);
+	return rc;
+}
+
+static int same_str(const char *gguf, const char *key, const char *want)
+{
+	qf_gguf *g = NULL;
+	qf_err e = { { 0 } };
+	int r = qf_gguf_open(gguf, &g, &e) == QF_OK && has_str(g, key, want);
+	qf_gguf_close(g);
+	return r;
+}
+
+static int has_key(const char *gguf, const char *key)
+{
+	qf_gguf *g = NULL;
+	qf_err e = { { 0 } };
+	int r = qf_gguf_open(gguf, &g, &e) == QF_OK && qf_gguf_find_kv(g, key) >= 0;
+	qf_gguf_close(g);
+	return r;
+}
+
+/*
+ * DeepSeek-V3.1's scale_fmt ue8m0, the accepting direction: tiny-dsv3 with
+ * every weight_scale_inv rounded up to a power of two (as V3.1's are),
+ * stored once as F32 (as V3.1/V3.2 store them) and once as F8_E8M0 (as
+ * DeepSeek-V4 stores them).  Both convert; each FP8 weight dequantizes to
+ * exactly fp8(w) · 2^e; the two GGUFs hold the same tensor bytes; and the
+ * metadata records the scale format and the dtype it was stored as.
+ */
+static void ue8m0_accepted(void)
+{
+	const char *src = tu_src("models/tiny-dsv3");
+	qf_err err = { { 0 } };
+	qf_st *st = NULL;
+	if (!ok(qf_st_open(src, &st, &err) == QF_OK, "ue8m0: tiny-dsv3 opens (%s)", err.msg))
+		return;
+	size_t n = qf_st_count(st);
+	qf_st_entry *es = calloc(n, sizeof *es);
+	float **f32 = calloc(n, sizeof *f32);
+	uint8_t **e8 = calloc(n, sizeof *e8);
+	char cfgp[4300];
+	snprintf(cfgp, sizeof cfgp, "%s/config.json", src);
+	size_t cl = 0;
+	char *cfg = (char *)tu_read(cfgp, &cl), *at = cfg ? strstr(cfg, "\"weight_block_size\"") : NULL;
+	if (!es || !f32 || !e8 || !at)
+		bail("ue8m0: out of memory or no weight_block_size in tiny-dsv3's config.json");
+	size_t nscales = 0;
+	for (size_t i = 0; i < n; i++) {
+		const qf_tensor *t = qf_st_get(st, i);
+		es[i] = (qf_st_entry){ .name = t->name, .dtype = t->dtype, .ndim = t->ndim, .data = t->data };
+		memcpy(es[i].shape, t->shape, sizeof es[i].shape);
+		if (!strstr(t->name, "_scale_inv"))
+			continue;
+		nscales++;
+		f32[i] = malloc(t->nelems * sizeof **f32);
+		e8[i] = malloc(t->nelems);
+		for (uint64_t j = 0; j < t->nelems; j++) {
+			float v;
+			int e;
+			memcpy(&v, t->data + 4 * j, 4);
+			frexpf(v, &e);                            /* v = m · 2^e, m in [0.5, 1) */
+			int up = ldexpf(1.0f, e - 1) == v ? e - 1 : e; /* ceil(log2 v) */
+			f32[i][j] = ldexpf(1.0f, up);
+			e8[i][j] = (uint8_t)(up + 127);
+		}
+	}
+	char out[2][4400];
+	for (int k = 0; k < 2; k++) {
+		char dir[4300], p[4400];
+		snprintf(dir, sizeof dir, "%s/dsv31-%s", tu_tmpdir(), k ? "e8m0" : "f32");
+		snprintf(out[k], sizeof out[k], "%s.gguf", dir);
+		mkdir(dir, 0755);
+		for (size_t i = 0; i < n; i++)
+			if (f32[i]) {
+				es[i].dtype = k ? QF_F8_E8M0 : QF_F32;
+				es[i].data = k ? (const void *)e8[i] : (const void *)f32[i];
+			}
+		snprintf(p, sizeof p, "%s/model.safetensors", dir);
+		int rc = qf_st_write(p, es, n, NULL, &err) == QF_OK ? 0 : -1;
+		/* quantization_config gains "scale_fmt": "ue8m0" */
+		size_t pre = (size_t)(at - cfg);
+		char *c2 = malloc(cl + 64);
+		memcpy(c2, cfg, pre);
+		int l = sprintf(c2 + pre, "\"scale_fmt\": \"ue8m0\", ");
+		memcpy(c2 + pre + (size_t)l, at, cl - pre);
+		snprintf(p, sizeof p, "%s/config.json", dir);
+		rc |= tu_write(p, c2, cl + (size_t)l);
+		free(c2);
+		rc |= copy_from(src, dir, "tokenizer.json") | copy_from(src, dir, "tokenizer_config.json");
+		memset(&err, 0, sizeof err);
+		ok(rc == 0 && convert(dir, out[k], 0, &err) == QF_OK,
+		   "ue8m0: %zu power-of-two scales stored as %s with scale_fmt ue8m0 convert (%s)", nscales,
+		   k ? "F8_E8M0" : "F32", err.msg);
+		ok(same_str(out[k], "qforge.source_scale_format", "ue8m0") &&
+		   (k ? same_str(out[k], "qforge.source_scale_dtype", "F8_E8M0") : !has_key(out[k], "qforge.source_scale_dtype")),
+		   "ue8m0 (%s): the GGUF records source_scale_format ue8m0%s", k ? "F8_E8M0" : "F32",
+		   k ? " and source_scale_dtype F8_E8M0" : " (no source_scale_dtype: F32, as always)");
+	}
+	/* exact: fp8(w) · 2^e for four FP8 weights, computed here from the source bytes */
+	static const char *const pairs[][2] = {
+		{ "model.layers.0.self_attn.q_a_proj.weight", "blk.0.attn_q_a.weight" },
+		{ "model.layers.0.self_attn.o_proj.weight", "blk.0.attn_output.weight" },
+		{ "model.layers.0.mlp.gate_proj.weight", "blk.0.ffn_gate.weight" },
+		{ "model.layers.0.mlp.down_proj.weight", "blk.0.ffn_down.weight" },
+	};
+	qf_gguf *g[2] = { NULL, NULL };
+	int opened = qf_gguf_open(out[0], &g[0], &err) == QF_OK && qf_gguf_open(out[1], &g[1], &err) == QF_OK;
+	uint64_t checked = 0, wrong = 0;
+	for (size_t q = 0; opened && q < sizeof pairs / sizeof pairs[0]; q++) {
+		const qf_tensor *w = qf_st_find(st, pairs[q][0]);
+		const qf_tensor *gt = qf_gguf_find_tensor(g[1], pairs[q][1]);
+		char sn[256];
+		snprintf(sn, sizeof sn, "%s_scale_inv", pairs[q][0]);
+		const qf_tensor *sc = qf_st_find(st, sn);
+		size_t si = 0;
+		while (si < n && strcmp(qf_st_get(st, si)->name, sn))
+			si++;
+		if (!w || !gt || !sc || si == n || gt->dtype != QF_F32 || gt->nelems != w->nelems) {
+			wrong++;
+			continue;
+		}
+		int64_t R = w->shape[0], C = w->shape[1], sC = sc->shape[1];
+		for (int64_t r = 0; r < R; r++)
+			for (int64_t c = 0; c < C; c++) {
+				float want = qf_e4m3_to_f32(w->data[r * C + c]) * f32[si][(r / 128) * sC + c / 128], got;
+				memcpy(&got, gt->data + 4 * (uint64_t)(r * C + c), 4);
+				wrong += memcmp(&want, &got, 4) != 0;
+				checked++;
+			}
+	}
+	ok(opened && checked > 0 && wrong == 0,
+	   "ue8m0: FP8 weights dequantize to exactly fp8(w) · 2^e (%llu values of 4 tensors, %llu differ)",
+	   (unsigned long long)checked, (unsigned long long)wrong);
+	int same = opened && qf_gguf_ntensors(g[0]) == qf_gguf_ntensors(g[1]);
+	for (size_t i = 0; same && i < qf_gguf_ntensors(g[0]); i++) {
+		const qf_tensor *a = qf_gguf_tensor(g[0], i), *b = qf_gguf_find_tensor(g[1], a->name);
+		same = b && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes);
+	}
+	ok(same, "ue8m0: F8_E8M0-stored scales give the same GGUF tensors, byte for byte, as the same scales stored F32");
+	qf_gguf_close(g[0]);
+	qf_gguf_close(g[1]);
+	for (size_t i = 0; i < n; i++) {
+		free(f32[i]);
+		free(e8[i]);
+	}
+	free(f32);
+	free(e8);
+	free(es);
+	free(cfg);
+	qf_st_close(st);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -139,6 +303,7 @@ int main(void)
 		   "q/k norm then RoPE: (%.7f, %.7f), want (0.4409155, 1.7336648)", x[0], x[1]);
 	}
 	llama3_f32();
+	ue8m0_accepted();
 	static const struct { ga_arch a; const char *gguf; int keep_mtp; } cases[] = {
 		{ GA_LLAMA31, "llama", 0 }, { GA_LLAMA32_LM, "llama", 0 }, { GA_QWEN2, "qwen2", 0 },
 		{ GA_QWEN3, "qwen3", 0 }, { GA_QWEN3MOE, "qwen3moe", 0 }, { GA_DSV32, "deepseek32", 0 },
