@@ -67,6 +67,8 @@ qf_status fwd_model_open(const char *path, int threads, uint64_t mem_budget, fwd
 void fwd_model_free(fwd_model *m);
 const fwd_hparams *fwd_model_hparams(const fwd_model *m);
 cvt_plan *fwd_model_plan(fwd_model *m);
+/* QF_EUSAGE, naming why, when a context of T tokens exceeds what the pass is exact for (fwd_hparams.max_ctx). */
+qf_status fwd_check_ctx(const fwd_model *m, int64_t T, qf_err *err);
 /* Source bytes of all weights. */
 uint64_t fwd_model_weight_bytes(const fwd_model *m);
 /* Source bytes of weights decoded by forward passes so far (streaming mode). */

@@ -170,8 +170,6 @@ void fwd_gqa_rope_scale(fwd_model *m);
 /* One head of one token: RMS norm (when norm, Qwen3's q/k norm), then RoPE (NEOX or adjacent pairs). */
 void fwd_gqa_head(float *x, int64_t hd, int64_t rope_dim, const float *norm, double eps, int neox, const double *cs,
 		  const double *sn);
-/* QF_EUSAGE when T exceeds the context the pass is exact for. */
-qf_status fwd_check_ctx(const fwd_model *m, int64_t T, qf_err *err);
 /*
  * Q (T, n_head·hd), K and V (T, n_kv·hd) of a GQA layer: projections, biases, q/k norms, RoPE.
  * T tokens are sequences of Ts: token t is at position t % Ts.

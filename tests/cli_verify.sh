@@ -109,4 +109,24 @@ run "$QFORGE" verify --max-kld 1 "$tmp/bf16.gguf"
 expect_rc 2 "limits without --reference and --text are a usage error"
 run "$QFORGE" verify --text "$T/eval-a.txt" --ctx 100000 "$tmp/bf16.gguf"
 expect_rc 2 "a text shorter than one chunk is a usage error"
+# dynamic RoPE scaling: no effect up to max_position_embeddings, so verify runs there; above it
+# the model differs from what verify computes: --ctx is refused (exit 2) on the checkpoint, its
+# GGUF, as a reference, and before the text's length is looked at
+mkdir "$tmp/dyn"; cp "$M/stories260k-hf/"* "$tmp/dyn/"
+perl -0777 -pi -e 's/"max_position_embeddings": 512/"max_position_embeddings": 128/; s/"rope_scaling": null/"rope_scaling": {"type": "dynamic", "factor": 2.0}/' "$tmp/dyn/config.json"
+run "$QFORGE" convert -q -o "$tmp/dyn.gguf" "$tmp/dyn"
+expect_rc 0 "a Llama with dynamic RoPE scaling converts"
+run "$QFORGE" verify --text "$T/eval-a.txt" --ctx 128 --chunks 2 "$tmp/dyn"
+expect_rc 0 "dynamic RoPE: --ctx 128 = max_position_embeddings is accepted"
+contains "$out" "PPL"; ok $? "and measured"
+for m in "$tmp/dyn" "$tmp/dyn.gguf" "--reference $tmp/dyn $tmp/dyn.gguf"; do
+	run "$QFORGE" verify --text "$T/eval-a.txt" --ctx 129 --chunks 2 $m
+	expect_rc 2 "dynamic RoPE: --ctx 129 > max_position_embeddings 128 refused ($m)"
+	contains "$err" "129 tokens exceed 128: dynamic RoPE scaling changes the model beyond context_length, and verify does not compute it (use --ctx 128 or less)"; ok $? "says why and what to use: $err"
+	contains "$out" "PPL"; [ $? != 0 ]; ok $? "and prints no perplexity"
+done
+head -c 200 "$T/eval-a.txt" > "$tmp/short.txt"
+run "$QFORGE" verify --text "$tmp/short.txt" --ctx 4096 "$tmp/dyn.gguf"
+expect_rc 2 "dynamic RoPE: a too-long --ctx is refused as such even when the text is shorter than one chunk"
+contains "$err" "4096 tokens exceed 128"; ok $? "names the context, not the text: $err"
 finish

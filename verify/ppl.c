@@ -66,6 +66,12 @@ qf_status vfy_perplexity(fwd_model *const *models, size_t nm, const int32_t *tok
 				       (long long)fwd_model_hparams(models[i])->vocab, (long long)V);
 	if (ctx < 4)
 		return qf_fail(err, QF_EUSAGE, "--ctx must be at least 4");
+	/* before the text's length is looked at: a context no model is exact for is refused whatever the text */
+	for (size_t i = 0; i < nm; i++) {
+		qf_status cs = fwd_check_ctx(models[i], ctx, err);
+		if (cs)
+			return cs;
+	}
 	size_t nchunks = ntok / (size_t)ctx;
 	if (max_chunks && nchunks > max_chunks)
 		nchunks = max_chunks;
