@@ -112,6 +112,9 @@ int cli_calibrate(int argc, char **argv)
 			    (long long)h->n_ctx_train);
 		goto done;
 	}
+	/* and one the pass is not exact for (DeepSeek-V3.2 beyond indexer.top_k), before any chunk runs */
+	if ((s = fwd_check_ctx(m, ctx, &err)))
+		goto done;
 	qnt_calib_opts o = { .ctx = ctx, .max_chunks = (size_t)chunks, .bos = bos, .process_output = process_output,
 			     .legacy_kv_b = legacy_kv_b };
 	qnt_calib_stats st;

@@ -125,6 +125,10 @@ for m in "$tmp/dyn" "$tmp/dyn.gguf" "--reference $tmp/dyn $tmp/dyn.gguf"; do
 	contains "$err" "129 tokens exceed 128: dynamic RoPE scaling changes the model beyond context_length, and verify does not compute it (use --ctx 128 or less)"; ok $? "says why and what to use: $err"
 	contains "$out" "PPL"; [ $? != 0 ]; ok $? "and prints no perplexity"
 done
+run "$QFORGE" calibrate --text "$T/eval-a.txt" --ctx 192 --chunks 1 -o "$tmp/dyn.imatrix" "$tmp/dyn"
+expect_rc 2 "dynamic RoPE: calibrate --ctx 192 > max_position_embeddings 128 refused too"
+contains "$err" "192"; ok $? "naming the context: $err"
+[ ! -e "$tmp/dyn.imatrix" ]; ok $? "and writes nothing"
 head -c 200 "$T/eval-a.txt" > "$tmp/short.txt"
 run "$QFORGE" verify --text "$tmp/short.txt" --ctx 4096 "$tmp/dyn.gguf"
 expect_rc 2 "dynamic RoPE: a too-long --ctx is refused as such even when the text is shorter than one chunk"
