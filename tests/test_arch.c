@@ -35,6 +35,7 @@
 #include "tests/util.h"
 #include "forward/forward.h"
 #include "forward/internal.h"
+#include "quantize/profile.h"
 
 /* llama.cpp vs our fp32 forward pass: max |Δlogit| over all positions, relative to max |logit|. */
 #define LOGIT_TOL 0.005
@@ -352,6 +353,50 @@ static void gguf_checks(ga_arch a, const char *gguf_arch, const qf_gguf *g)
 }
 
 /*
+ * Qwen3-MoE under a shipped profile (llamacpp-moe-mxfp4: expert mxfp4, the
+ * rest q8_0): the stacked experts are class expert, the router stays F32,
+ * attention/embedding/output are the classes they are, and norms stay F32.
+ */
+static void qwen3moe_profile(const char *dir)
+{
+	qf_err err = { { 0 } };
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 1 };
+	cvt_plan *p = NULL;
+	qnt_profile prof;
+	memset(&prof, 0, sizeof prof);
+	int opened = cvt_plan_open(dir, &o, &p, &err) == QF_OK && qnt_profile_find("llamacpp-moe-mxfp4", &prof, &err) == QF_OK &&
+		     qnt_plan_apply(p, &prof, NULL, 0, 0, &err) == QF_OK;
+	size_t n = opened ? cvt_plan_count(p) : 0, right = 0, exps = 0;
+	const char *bad = NULL;
+	for (size_t i = 0; i < n; i++) {
+		const cvt_item *it = cvt_plan_item(p, i);
+		cvt_class want;
+		qf_dtype wf = QF_Q8_0;
+		if (strstr(it->name, "_exps."))
+			want = CVT_CLASS_EXPERT, wf = QF_MXFP4, exps++;
+		else if (strstr(it->name, "ffn_gate_inp"))
+			want = CVT_CLASS_ROUTER, wf = QF_F32;
+		else if (strstr(it->name, "norm"))
+			want = CVT_CLASS_NORM, wf = QF_F32;
+		else if (!strcmp(it->name, "token_embd.weight"))
+			want = CVT_CLASS_EMBED;
+		else if (!strcmp(it->name, "output.weight"))
+			want = CVT_CLASS_OUTPUT;
+		else
+			want = CVT_CLASS_ATTN;
+		if (it->cls == want && it->fmt == wf)
+			right++;
+		else if (!bad)
+			bad = it->name;
+	}
+	ok(opened && n > 0 && right == n && exps == 6,
+	   "qwen3moe under llamacpp-moe-mxfp4: the 6 stacked expert tensors are class expert (mxfp4), the router f32, the rest their own classes (%zu/%zu right; first wrong: %s; %s)",
+	   right, n, bad ? bad : "none", err.msg);
+	qnt_profile_free(&prof);
+	cvt_plan_free(p);
+}
+
+/*
  * One architecture: generate, convert, check the GGUF; then llama.cpp
  * tokenizes the text from our GGUF (the same ids as our tokenizer from the
  * checkpoint's tokenizer.json) and runs its first NPOS tokens; its logits
@@ -402,6 +447,8 @@ static void arch_case(tl_llama *L, const char *why, ga_arch a, const char *gguf_
 	if (ok(qf_gguf_open(out, &g, &err) == QF_OK, "%s: re-open", ga_name(a)))
 		gguf_checks(a, gguf_arch, g);
 	qf_gguf_close(g);
+	if (a == GA_QWEN3MOE)
+		qwen3moe_profile(dir);
 	if (!L) {
 		skip(why, "%s: llama.cpp tokenizes, loads and matches the forward pass", ga_name(a));
 		drop(dir, out);
