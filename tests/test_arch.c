@@ -36,6 +36,7 @@
 #include "forward/forward.h"
 #include "forward/internal.h"
 #include "quantize/profile.h"
+#include "verify/verify.h"
 
 /* llama.cpp vs our fp32 forward pass: max |Δlogit| over all positions, relative to max |logit|. */
 #define LOGIT_TOL 0.005
@@ -532,6 +533,13 @@ static void arch_case(tl_llama *L, const char *why, ga_arch a, const char *gguf_
 		qf_status s2 = fwd_forward(m, many, 513, want, 1, ours, &err);
 		ok(s2 == QF_EUSAGE && strstr(err.msg, "indexer.top_k"), "deepseek3.2: 513 tokens > index_topk 512 refused: %s",
 		   err.msg);
+		/* verify's perplexity (what `verify --ctx 513` runs) refuses it before any chunk, even for a short text */
+		memset(&err, 0, sizeof err);
+		vfy_ppl pr[1];
+		fwd_model *const ms[1] = { m };
+		qf_status s3 = vfy_perplexity(ms, 1, many, 100, 513, -1, 1, NULL, NULL, pr, &err);
+		ok(s3 == QF_EUSAGE && strstr(err.msg, "513 tokens exceed 512") && strstr(err.msg, "use --ctx 512 or less"),
+		   "deepseek3.2: verify's perplexity with ctx 513 is refused up front (usage, exit 2): %s", err.msg);
 		free(many);
 	}
 	fwd_model_free(m);
