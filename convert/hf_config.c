@@ -28,9 +28,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "convert/hf_config.h"
+#include "formats/sidefile.h"
 
 qf_status cvt_hf_write_json(const char *dir, const char *name, const cJSON *j, qf_err *err)
 {
@@ -342,65 +344,44 @@ qf_status cvt_hf_write_config(const cvt_hf_plan *p, const char *dir, const char 
 
 /* ---- copied files ------------------------------------------------------------------------ */
 
-static int copied(const char *n)
+/* The side files this writer writes itself, and so does not copy. */
+static int written_here(const char *n)
 {
-	static const char *const exact[] = { "config.json", "model.safetensors.index.json",
-					     "quant_model_description.json", "quant_model_weights.safetensors.index.json",
-					     NULL };
-	for (int i = 0; exact[i]; i++)
-		if (!strcmp(n, exact[i]))
-			return 0;
-	if (n[0] == '.')
-		return 0;
-	/* the kinds formats/outfile.h accepts in a folder qforge wrote (remote-code .py files are not copied) */
-	static const char *const suffix[] = { ".json", ".jinja", ".model", ".tiktoken", ".txt", NULL };
-	for (int i = 0; suffix[i]; i++)
-		if (qf_str_ends_with(n, suffix[i]))
+	static const char *const own[] = { "config.json", "model.safetensors.index.json", "quant_model_description.json",
+					   "quant_model_weights.safetensors.index.json", NULL };
+	for (int i = 0; own[i]; i++)
+		if (!strcmp(n, own[i]))
 			return 1;
 	return 0;
 }
 
-static qf_status copy_file(const char *from, const char *to, qf_err *err)
+/* Writes the n checked bytes of from to the new file to. */
+static qf_status write_copy(const char *from, const char *to, const uint8_t *data, size_t n, qf_err *err)
 {
-	int in = open(from, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		return qf_fail(err, QF_EIO, "%s: cannot open: %s", from, strerror(errno));
 	int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (out < 0) {
-		close(in);
-		return qf_fail(err, QF_EIO, "%s: cannot create: %s", to, strerror(errno));
-	}
-	char buf[1 << 16];
+	if (out < 0)
+		return qf_fail(err, QF_EIO, "%s: cannot create (copying %s): %s", to, from, strerror(errno));
 	qf_status s = QF_OK;
-	for (;;) {
-		ssize_t r = read(in, buf, sizeof buf);
-		if (r < 0 && errno == EINTR)
+	for (size_t o = 0; o < n;) {
+		ssize_t w = write(out, data + o, n - o);
+		if (w < 0 && errno == EINTR)
 			continue;
-		if (r < 0) {
-			s = qf_fail(err, QF_EIO, "%s: read failed: %s", from, strerror(errno));
+		if (w <= 0) {
+			s = qf_fail(err, QF_EIO, "%s: write failed: %s", to, strerror(w < 0 ? errno : ENOSPC));
 			break;
 		}
-		if (r == 0)
-			break;
-		for (ssize_t o = 0; o < r;) {
-			ssize_t w = write(out, buf + o, (size_t)(r - o));
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				s = qf_fail(err, QF_EIO, "%s: write failed: %s", to, strerror(w < 0 ? errno : ENOSPC));
-				break;
-			}
-			o += w;
-		}
-		if (s)
-			break;
+		o += (size_t)w;
 	}
-	close(in);
 	if (close(out) != 0 && !s)
 		s = qf_fail(err, QF_EIO, "%s: write failed: %s", to, strerror(errno));
 	return s;
 }
 
+/*
+ * The known side files (formats/sidefile.h) beside the weights, each only after it parses as
+ * what its name says: the bytes checked are the bytes written.  Any other file (secret.json,
+ * remote-code .py) is not copied; a known one that does not parse is an error.
+ */
 qf_status cvt_hf_copy_files(const cvt_hf_plan *p, const char *dir, qf_err *err)
 {
 	DIR *d = opendir(p->ck->dir);
@@ -409,13 +390,19 @@ qf_status cvt_hf_copy_files(const cvt_hf_plan *p, const char *dir, qf_err *err)
 	qf_status s = QF_OK;
 	struct dirent *e;
 	while (!s && (e = readdir(d)) != NULL) {
-		if (!copied(e->d_name))
+		if (qf_side_kind_of(e->d_name) == QF_SIDE_NONE || written_here(e->d_name))
 			continue;
 		char from[4400], to[4400];
 		snprintf(from, sizeof from, "%s/%s", p->ck->dir, e->d_name);
 		snprintf(to, sizeof to, "%s/%s", dir, e->d_name);
-		if (!qf_is_dir(from))
-			s = copy_file(from, to, err);
+		struct stat st;
+		if (stat(from, &st) != 0 || S_ISDIR(st.st_mode))
+			continue; /* a dangling link or a folder: nothing to carry */
+		qf_mapfile m;
+		if (!(s = qf_side_open(from, &m, err))) {
+			s = write_copy(from, to, m.data, (size_t)m.size, err);
+			qf_mapfile_close(&m);
+		}
 	}
 	closedir(d);
 	return s;

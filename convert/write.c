@@ -20,6 +20,7 @@
 #include "convert/wqueue.h"
 #include "formats/mapfile.h"
 #include "formats/outfile.h"
+#include "formats/sidefile.h"
 #include "util/pool.h"
 
 #define BLOCK_BYTES (4u << 20) /* target f32 bytes per thread per block */
@@ -107,8 +108,9 @@ typedef struct sink {
 
 /*
  * A checkpoint file the bundle carries: read once (a regular file; symlinks are fine, as in
- * Hugging Face's cache), kept only if it parses as a JSON object, and those very bytes are
- * what the bundle gets.  A generation_config.json that links to a secret is refused, not copied.
+ * Hugging Face's cache), kept only if it parses as what its name says (formats/sidefile.h), and
+ * those very bytes are what the bundle gets.  A generation_config.json that links to a secret
+ * is refused, not copied.
  */
 static qf_status copy_member(qf_pk_writer *pk, const qf_ckpt *ck, const char *name, qf_err *err)
 {
@@ -120,14 +122,9 @@ static qf_status copy_member(qf_pk_writer *pk, const qf_ckpt *ck, const char *na
 		free(f);
 		return QF_OK; /* absent: nothing to carry */
 	}
-	qf_status s = qf_mapfile_open(&m, f, err);
+	qf_status s = qf_side_open(f, &m, err);
 	if (!s) {
-		cJSON *j = m.size ? cJSON_ParseWithLength((const char *)m.data, (size_t)m.size) : NULL;
-		if (!cJSON_IsObject(j))
-			s = qf_fail(err, QF_EFORMAT, "%s: not a JSON object, so it is not copied into the bundle", f);
-		cJSON_Delete(j);
-		if (!s)
-			s = qf_pk_writer_add_blob(pk, name, m.data, (size_t)m.size, err);
+		s = qf_pk_writer_add_blob(pk, name, m.data, (size_t)m.size, err);
 		qf_mapfile_close(&m);
 	}
 	free(f);

@@ -14,6 +14,29 @@
 #include "formats/checkpoint.h"
 #include "formats/mapfile.h"
 #include "formats/outfile.h"
+#include "formats/sidefile.h"
+
+cJSON *qf_json_parse(const uint8_t *data, size_t n, const char *path, qf_err *err, qf_status *st)
+{
+	const char *end = NULL;
+	cJSON *j = n ? cJSON_ParseWithLengthOpts((const char *)data, n, &end, 0) : NULL;
+	/* only whitespace may follow the value: anything else is a bad edit or two files run together */
+	const char *stop = (const char *)data + n, *q = j && end ? end : stop;
+	while (q < stop && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+		q++;
+	if (!j) {
+		*st = qf_fail(err, QF_EFORMAT, "%s: invalid JSON", path);
+		return NULL;
+	}
+	if (q < stop) {
+		cJSON_Delete(j);
+		*st = qf_fail(err, QF_EFORMAT, "%s: trailing data after the JSON value at byte %zu", path,
+			      (size_t)(q - (const char *)data));
+		return NULL;
+	}
+	*st = QF_OK;
+	return j;
+}
 
 cJSON *qf_json_load_max(const char *path, uint64_t max, qf_err *err, qf_status *st)
 {
@@ -27,25 +50,8 @@ cJSON *qf_json_load_max(const char *path, uint64_t max, qf_err *err, qf_status *
 			      (unsigned long long)m.size, (unsigned long long)(max >> 20));
 		return NULL;
 	}
-	const char *end = NULL;
-	cJSON *j = m.size ? cJSON_ParseWithLengthOpts((const char *)m.data, (size_t)m.size, &end, 0)
-			  : NULL;
-	/* only whitespace may follow the value: anything else is a bad edit or two files run together */
-	const char *stop = (const char *)m.data + m.size, *q = j && end ? end : stop;
-	while (q < stop && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-		q++;
-	size_t junk_at = (size_t)(q - (const char *)m.data);
+	cJSON *j = qf_json_parse(m.data, (size_t)m.size, path, err, st);
 	qf_mapfile_close(&m);
-	if (!j) {
-		*st = qf_fail(err, QF_EFORMAT, "%s: invalid JSON", path);
-		return NULL;
-	}
-	if (q < stop) {
-		cJSON_Delete(j);
-		*st = qf_fail(err, QF_EFORMAT, "%s: trailing data after the JSON value at byte %zu", path, junk_at);
-		return NULL;
-	}
-	*st = QF_OK;
 	return j;
 }
 
@@ -162,7 +168,7 @@ static int is_meta(const char *b)
 	for (int i = 0; stage_meta[i]; i++)
 		if (strcmp(b, stage_meta[i]) == 0)
 			return 1;
-	return 0;
+	return qf_side_kind_of(b) != QF_SIDE_NONE; /* what an output carries: merges.txt, chat_template.jinja, … */
 }
 
 static int is_shard(const char *b)

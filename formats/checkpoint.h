@@ -63,6 +63,8 @@ int qf_path_is_tar(const char *path);
 /* Reads a JSON file of at most QF_JSON_MAX (or max) bytes; NULL with err set on failure. */
 cJSON *qf_json_load(const char *path, qf_err *err, qf_status *st);
 cJSON *qf_json_load_max(const char *path, uint64_t max, qf_err *err, qf_status *st);
+/* Parses n bytes (of the file at path, for messages) as one JSON value with only whitespace after it. */
+cJSON *qf_json_parse(const uint8_t *data, size_t n, const char *path, qf_err *err, qf_status *st);
 
 /* Config getters: 1 and *v on success, 0 when absent or of another type. */
 int qf_json_get_int(const cJSON *o, const char *key, int64_t *v);

@@ -315,15 +315,8 @@ int qf_path_is_gguf(const char *path)
 {
 	if (qf_is_dir(path))
 		return 0;
-	/* O_NONBLOCK and a regular-file check: probing a FIFO must not hang */
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
 	char magic[4];
-	int ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && pread(fd, magic, 4, 0) == 4 &&
-		 memcmp(magic, "GGUF", 4) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
+	return qf_probe_head(path, magic, 4) && memcmp(magic, "GGUF", 4) == 0; /* a FIFO must not hang */
 }
 
 qf_status qf_gguf_open_one(const char *path, qf_gguf **out, qf_err *err)

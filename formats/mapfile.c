@@ -91,6 +91,16 @@ qf_status qf_input_check(const char *path, qf_err *err)
 		       S_ISSOCK(st.st_mode) ? "a socket" : "not a file");
 }
 
+int qf_probe_head(const char *path, void *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+	int ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && pread(fd, buf, n, 0) == (ssize_t)n;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 void qf_view_release(const void *p, uint64_t n)
 {
 	long pg = sysconf(_SC_PAGESIZE);

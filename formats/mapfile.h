@@ -10,6 +10,7 @@
 #ifndef QF_MAPFILE_H
 #define QF_MAPFILE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "util/qf.h"
@@ -31,5 +32,9 @@ void qf_mapfile_close(qf_mapfile *m);
 /* QF_OK if path (symlinks followed) is a folder or a regular file; else QF_EFORMAT
  * "PATH: not a regular file (a FIFO)", without opening it (a FIFO would block). */
 qf_status qf_input_check(const char *path, qf_err *err);
+
+/* 1 if path (symlinks followed) is a regular file whose first n bytes were read into buf;
+ * opened O_NONBLOCK and checked with fstat, so probing a FIFO or device never blocks. */
+int qf_probe_head(const char *path, void *buf, size_t n);
 
 #endif

@@ -490,12 +490,6 @@ int qf_pk_is_bundle(const char *path)
 		snprintf(p, sizeof p, "%s/manifest.json", path);
 		return access(p, R_OK) == 0;
 	}
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return 0;
-	uint8_t h[512];
-	int ok = fread(h, 1, sizeof h, f) == sizeof h && memcmp(h, "manifest.json", 14) == 0 &&
-		 memcmp(h + 257, "ustar", 5) == 0;
-	fclose(f);
-	return ok;
+	uint8_t h[512]; /* the first tar header: a FIFO or device is not probed (it would block) */
+	return qf_probe_head(path, h, sizeof h) && memcmp(h, "manifest.json", 14) == 0 && memcmp(h + 257, "ustar", 5) == 0;
 }

@@ -107,6 +107,34 @@ rm -f "$tmp/gs/generation_config.json" && echo '{"bos_token_id": 1}' >"$tmp/genc
 row 0 'a symlinked generation_config.json that is JSON is carried' "" "$QFORGE" convert -q --format packed -o "$tmp/gsb" "$tmp/gs"
 cmp -s "$tmp/gsb/generation_config.json" "$tmp/genc.json"; ok $? "… byte for byte"
 
+# ---- what a Hugging Face folder copies: the known side files, each only once it parses ----
+rm -rf "$tmp/hs" && cp -R "$tmp/ck" "$tmp/hs"
+ln -s /etc/passwd "$tmp/hs/secret.json"
+printf '#version: 0.2\nh e\n' >"$tmp/merges.txt" && ln -s "$tmp/merges.txt" "$tmp/hs/merges.txt"
+printf '{%% for m in messages %%}{{ m.content }}{%% endfor %%}' >"$tmp/hs/chat_template.jinja"
+row 0 'an HF folder from a checkpoint with secret.json -> /etc/passwd' "" "$QFORGE" convert -q --format safetensors -o "$tmp/hso" "$tmp/hs"
+[ ! -e "$tmp/hso/secret.json" ]; ok $? "… does not carry secret.json"
+cmp -s "$tmp/hso/merges.txt" "$tmp/merges.txt" && cmp -s "$tmp/hso/chat_template.jinja" "$tmp/hs/chat_template.jinja" &&
+	cmp -s "$tmp/hso/tokenizer.json" "$tmp/ck/tokenizer.json"; ok $? "… and carries merges.txt (a symlink), chat_template.jinja and tokenizer.json byte for byte"
+# each row: side file, what it links to (or 'fifo'), message
+while read -r side target msg; do
+	rm -rf "$tmp/hb" && cp -R "$tmp/hs" "$tmp/hb" && rm -f "$tmp/hb/$side"
+	if [ "$target" = fifo ]; then mkfifo "$tmp/hb/$side"; else ln -s "$target" "$tmp/hb/$side"; fi
+	row 3 "an HF folder from a checkpoint whose $side is $target" "$(echo "$msg" | tr _ ' ')" \
+		"$QFORGE" convert -q --format safetensors -o "$tmp/hbo" "$tmp/hb"
+	[ ! -e "$tmp/hbo" ]; ok $? "… and no folder is written"
+done <<ROWS
+generation_config.json $tmp/secret not_a_JSON_object
+merges.txt /etc/passwd not_a_merges.txt
+chat_template.jinja $tmp/secret not_a_Jinja_chat_template
+special_tokens_map.json fifo not_a_regular_file
+ROWS
+rm -rf "$tmp/hb" "$tmp/hso"
+tar -C "$tmp" -chf "$tmp/hs.tar" hs # -h: the links as the files they name
+row 0 'an HF folder from a tar checkpoint' "" "$QFORGE" convert -q --format safetensors -o "$tmp/hto" "$tmp/hs.tar"
+cmp -s "$tmp/hto/merges.txt" "$tmp/merges.txt" && [ ! -e "$tmp/hto/secret.json" ]; ok $? "… carries the tar's merges.txt too, and no secret.json"
+rm -rf "$tmp/hs" "$tmp/hs.tar" "$tmp/hto"
+
 # ---- messages keep their reason on long paths ----
 long="$tmp"; i=0; while [ $i -lt 40 ]; do i=$((i+1)); long="$long/a-rather-long-folder-name-$i-of-forty-x"; done
 mkdir -p "$long" && cp -R "$tmp/ck" "$long/ck" && truncate -s 4 "$long/ck/model-00002-of-00003.safetensors"
