@@ -58,8 +58,9 @@ static const cmd cmds[] = {
 	  "  Σx² per input column of the input that weight sees in llama.cpp's graph, and a token count;\n"
 	  "  routed experts per expert, counting routed (token, slot) pairs; DeepSeek's attn_k_b and attn_v_b\n"
 	  "  per head with the inputs of llama.cpp's absorbed MLA (--legacy-kv-b: attn_kv_b instead);\n"
-	  "  output.weight only with --process-output.  Written as llama-imatrix does (quantize --imatrix and\n"
-	  "  llama-quantize --imatrix read it); the same bytes for any -t.\n" },
+	  "  output.weight only with --process-output.  Written in llama-imatrix's GGUF format, for\n"
+	  "  quantize --imatrix; the same bytes for any -t or --mem.  Exit 3 for an empty text; 2 for a text\n"
+	  "  shorter than one chunk or --ctx out of range; 4 when the output cannot be written (checked first).\n" },
 	{ "tokenize", cli_tokenize, "text → token ids with a model's own tokenizer (as Hugging Face encodes)",
 	  "qforge tokenize [--ids] [--json] [--no-special] MODEL TEXTFILE\n"
 	  "  MODEL: a checkpoint folder (tokenizer.json), a GGUF or a packed bundle.  TEXTFILE may be gzip'd;\n"

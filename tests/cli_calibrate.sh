@@ -20,6 +20,14 @@ cmp -s "$tmp/t1.gguf" "$tmp/stream.gguf"; ok $? "streamed weights, all 12 chunks
 "$QFORGE" convert -q -o "$tmp/bf16.gguf" "$M/tiny-dsv3" > /dev/null
 run "$QFORGE" calibrate $C -q -o "$tmp/from-gguf.gguf" "$tmp/bf16.gguf"
 expect_rc 0 "calibrate a BF16 GGUF"
+"$QFORGE" convert -q --format packed -o "$tmp/bf16.qfpack" "$M/tiny-dsv3" > /dev/null
+run "$QFORGE" calibrate $C -q -o "$tmp/from-pack.gguf" "$tmp/bf16.qfpack"
+expect_rc 0 "calibrate a bundle"
+cmp -s "$tmp/from-gguf.gguf" "$tmp/from-pack.gguf"; ok $? "the same BF16 weights as a GGUF or a bundle: the same bytes"
+tar -C "$M" -cf "$tmp/dsv3.tar" tiny-dsv3
+run "$QFORGE" calibrate $C -q -t 1 -o "$tmp/from-tar.gguf" "$tmp/dsv3.tar"
+expect_rc 0 "calibrate a tar of the FP8 release"
+cmp -s "$tmp/t1.gguf" "$tmp/from-tar.gguf"; ok $? "the same bytes as from its folder"
 run "$QFORGE" inspect "$tmp/t1.gguf"
 contains "$out" 'general.type                                 str  "imatrix"'; ok $? "general.type is imatrix"
 contains "$out" "imatrix.chunk_count                          u32  12"; ok $? "chunk_count"
