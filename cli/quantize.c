@@ -93,6 +93,46 @@ static void summary(cvt_plan *p, const cvt_result *r, int quality, int json, cJS
 			printf("\n");
 		}
 	}
+	/* compressed-tensors int4 moved into q4_0/q4_1 blocks as released, or re-quantized (and why) */
+	size_t nrp = 0, nrf = 0;
+	cJSON *rp = NULL, *rf = NULL;
+	for (size_t i = 0; i < cvt_plan_count(p); i++) {
+		cvt_item *it = cvt_plan_item(p, i);
+		nrp += it->repack == 1;
+		nrf += it->repack == -1;
+	}
+	if (json && (nrp || nrf)) {
+		rp = cJSON_AddArrayToObject(jo, "repacked_lossless");
+		rf = cJSON_AddArrayToObject(jo, "repack_fallbacks");
+	} else if (nrp || nrf) {
+		printf("repacked losslessly from compressed-tensors int4 (codes and scales as released): %zu tensor%s\n", nrp,
+		       nrp == 1 ? "" : "s");
+	}
+	for (size_t i = 0; i < cvt_plan_count(p) && (nrp || nrf); i++) {
+		cvt_item *it = cvt_plan_item(p, i);
+		if (it->repack == 1 && json) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "name", it->name);
+			cJSON_AddStringToObject(o, "format", qf_dtype_info(it->fmt)->fmt);
+			cJSON_AddItemToArray(rp, o);
+		} else if (it->repack == 1) {
+			printf("  %s → %s\n", it->name, qf_dtype_info(it->fmt)->fmt);
+		} else if (it->repack == -1 && json) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddStringToObject(o, "name", it->name);
+			cJSON_AddStringToObject(o, "format", qf_dtype_info(it->fmt)->fmt);
+			cJSON_AddStringToObject(o, "reason", it->repack_why);
+			cJSON_AddItemToArray(rf, o);
+		}
+	}
+	if (nrf && !json) {
+		printf("re-quantized instead (not exactly representable in the block): %zu tensor%s\n", nrf, nrf == 1 ? "" : "s");
+		for (size_t i = 0; i < cvt_plan_count(p); i++) {
+			cvt_item *it = cvt_plan_item(p, i);
+			if (it->repack == -1)
+				printf("  %s → %s: %s\n", it->name, qf_dtype_info(it->fmt)->fmt, it->repack_why);
+		}
+	}
 	size_t nfb = 0;
 	for (size_t i = 0; i < cvt_plan_count(p); i++)
 		nfb += (size_t)cvt_plan_item(p, i)->fallback;

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #include "formats/ctquant.h"
 #include "formats/safetensors.h"
 #include "quantize/profile.h"
+#include "formats/gguf.h"
+#include "tests/llama_oracle.h"
 #include "tests/tap.h"
 #include "tests/util.h"
 
@@ -271,6 +274,37 @@ static int unpack_ref(const qf_st *st, const char *mod, int bits, int block, int
 	return 1;
 }
 
+/* A compressed-tensors folder from src by target, every pack-quantized item re-planned with scheme (if given). */
+static qf_status write_ct(const char *src, const char *target, const char *scheme, const char *out, qf_err *e)
+{
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 2 };
+	cvt_hf_plan *p = NULL;
+	qnt_profile prof;
+	qf_status s = cvt_hf_plan_open(src, &o, &p, e);
+	if (!s && !(s = qnt_profile_find(target, &prof, e))) {
+		s = qnt_hf_plan_apply(p, &prof, NULL, NULL, 0, e);
+		qnt_profile_free(&prof);
+	}
+	cvt_hf_scheme want;
+	if (!s && scheme && cvt_hf_scheme_parse(scheme, &want)) {
+		for (size_t i = 0; i < p->n; i++) {
+			cvt_hf_item *it = &p->items[i];
+			/* the items the target packs, and those it kept because its group did not divide the row */
+			if ((it->sch.enc == CVT_HF_CT_PACK || it->fallback) && (!want.group || it->t->shape[1] % want.group == 0)) {
+				it->sch = want;
+				it->fallback = 0;
+				it->scale_dtype = p->torch_dtype;
+			}
+		}
+	}
+	cvt_hf_write_opts wo = { .threads = 2, .force = 1 };
+	cvt_result res;
+	if (!s)
+		s = cvt_hf_write(p, out, &wo, &res, e);
+	cvt_hf_plan_free(p);
+	return s;
+}
+
 typedef struct rt_case {
 	const char *target, *scheme; /* scheme: every CT_PACK item re-planned with it, or NULL */
 	int bits;
@@ -303,27 +337,7 @@ static void test_roundtrip(void)
 		for (char *p = strrchr(out, '/'); p && *p; p++)
 			if (*p == ' ')
 				*p = '_';
-		cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 2 };
-		cvt_hf_plan *p = NULL;
-		qnt_profile prof;
-		qf_status s = cvt_hf_plan_open(bfp, &o, &p, &e);
-		if (!s && !(s = qnt_profile_find(rc->target, &prof, &e))) {
-			s = qnt_hf_plan_apply(p, &prof, NULL, NULL, 0, &e);
-			qnt_profile_free(&prof);
-		}
-		cvt_hf_scheme want;
-		if (!s && rc->scheme && cvt_hf_scheme_parse(rc->scheme, &want)) {
-			for (size_t i = 0; i < p->n; i++) {
-				cvt_hf_item *it = &p->items[i];
-				if (it->sch.enc == CVT_HF_CT_PACK && (!want.group || it->t->shape[1] % want.group == 0))
-					it->sch = want;
-			}
-		}
-		cvt_hf_write_opts wo = { .threads = 2, .force = 1 };
-		cvt_result res;
-		if (!s)
-			s = cvt_hf_write(p, out, &wo, &res, &e);
-		cvt_hf_plan_free(p);
+		qf_status s = write_ct(bfp, rc->target, rc->scheme, out, &e);
 		is_int(0, s, "%s: written from BF16: %s", what, e.msg);
 		qf_ckpt *ck = NULL;
 		cvt_ct_summary sum;
@@ -493,11 +507,258 @@ static void test_broken(void)
 	}
 }
 
+
+/* ---- 4. lossless q4_0 / q4_1 ------------------------------------------------------------- */
+
+/* ggml's own decoder (ggml.h struct ggml_type_traits, first fields). */
+typedef struct tl_ggml_traits {
+	const char *type_name;
+	int64_t blck_size, blck_size_interleave;
+	size_t type_size;
+	bool is_quantized;
+	void (*to_float)(const void *x, float *y, int64_t k);
+} tl_ggml_traits;
+
+/* Plans src for llamacpp-q4_0 (plan kept in *out), writes gguf. */
+static qf_status quantize_q4(const char *src, const char *gguf, cvt_plan **out, qf_err *e)
+{
+	cvt_options o = { .outtype = QF_DTYPE_NONE, .threads = 2 };
+	cvt_plan *p = NULL;
+	qnt_profile prof;
+	qf_status s = cvt_plan_open(src, &o, &p, e);
+	if (!s && !(s = qnt_profile_find("llamacpp-q4_0", &prof, e))) {
+		s = qnt_plan_apply(p, &prof, NULL, 0, 0, e);
+		qnt_profile_free(&prof);
+	}
+	cvt_write_opts wo = { .force = 1, .threads = 2 };
+	cvt_result res;
+	if (!s)
+		s = cvt_write(p, gguf, &wo, &res, e);
+	if (s)
+		cvt_plan_free(p);
+	else
+		*out = p;
+	return s;
+}
+
+/*
+ * Every repacked tensor of gguf, decoded by dec (ours, or ggml's), equals the
+ * source rows the plan reads (the compressed-tensors dequantization) element
+ * by element.  Returns the count of repacked tensors; *bad the differing ones.
+ */
+static size_t check_repack(cvt_plan *p, const char *gguf, void (*dec)(const void *, float *, int64_t), qf_dtype want,
+			   size_t *bad, size_t *wrong_fmt, char *first, size_t fn)
+{
+	qf_gguf *g = NULL;
+	qf_err e = { { 0 } };
+	size_t n = 0;
+	*bad = *wrong_fmt = 0;
+	if (qf_gguf_open(gguf, &g, &e))
+		return 0;
+	for (size_t i = 0; i < cvt_plan_count(p); i++) {
+		const cvt_item *it = cvt_plan_item(p, i);
+		if (it->repack != 1)
+			continue;
+		n++;
+		const qf_tensor *t = qf_gguf_find_tensor(g, it->name);
+		int64_t C = cvt_item_row_len(it), R = cvt_item_rows(it);
+		int okk = t && t->dtype == want;
+		*wrong_fmt += !okk;
+		float *x = malloc((size_t)C * 4), *y = malloc((size_t)C * 4);
+		size_t rb = t ? (size_t)(C / 32) * qf_dtype_info(t->dtype)->block_bytes : 0;
+		for (int64_t r = 0; okk && r < R; r++) {
+			if (cvt_item_rows_f32(it, r, 1, x, NULL, 0, &e))
+				okk = 0;
+			dec(t->data + (uint64_t)r * rb, y, C);
+			for (int64_t k = 0; okk && k < C; k++)
+				okk = x[k] == y[k];
+		}
+		if (!okk && !*bad)
+			snprintf(first, fn, "%s", it->name);
+		*bad += !okk;
+		free(x), free(y);
+	}
+	qf_gguf_close(g);
+	return n;
+}
+
+/* q4_1 from an asymmetric int4 g32 weight whose mins are fp16s: [2, 64], by hand; dec2: ggml's, or NULL. */
+static void test_q4_1_unit(void (*dec2)(const void *, float *, int64_t))
+{
+	uint32_t w[2][8], zpw[2] = { 0, 0 };
+	int q[64];
+	for (int r = 0; r < 2; r++) {
+		for (int k = 0; k < 64; k++)
+			q[k] = ((5 * k + r) % 16) - 8;
+		pack_row(q, 64, 4, w[r]);
+	}
+	uint16_t sc[4] = { bf16(0.5f), bf16(0.25f), bf16(1.0f), bf16(2.0f) };
+	static const int zp[2][2] = { { 3, -8 }, { 7, 0 } }; /* [row][group] */
+	for (int r = 0; r < 2; r++)
+		for (int g = 0; g < 2; g++)
+			zpw[g] |= (uint32_t)(zp[r][g] + 8) << (4 * r);
+	qf_ctq v = { .kind = QF_CTQ_PACK, .bits = 4, .N = 2, .K = 64, .q = (const uint8_t *)w, .scale = (const uint8_t *)sc,
+		     .sdt = QF_BF16, .br = 1, .bc = 32, .scols = 2, .zp = (const uint8_t *)zpw, .zp_packed = 1 };
+	const char *why = "";
+	int64_t br, bk;
+	ok(qf_ctq_q4_check(&v, 1, &why, &br, &bk), "q4_1: scales and mins −s·(zp + 8) of the hand-built weight are fp16s (%s)", why);
+	ok(!qf_ctq_q4_check(&v, 0, &why, &br, &bk) && strstr(why, "asymmetric"), "q4_0 refuses an asymmetric weight: %s", why);
+	uint8_t blk[2][2 * 20];
+	float x[64], y[64], z[64];
+	int bad = 0, bad2 = 0;
+	for (int r = 0; r < 2; r++) {
+		qf_ctq_q4_row(&v, r, 1, blk[r]);
+		qf_ctq_rows(&v, r, 1, x);
+		qf_dtype_info(QF_Q4_1)->to_f32(blk[r], y, 64);
+		for (int k = 0; k < 64; k++) {
+			bad += y[k] != x[k] || x[k] != (float)(((5 * k + r) % 16) - 8 - zp[r][k / 32]) * qf_bf16_to_f32(sc[r * 2 + k / 32]);
+			if (dec2) {
+				dec2(blk[r], z, 64);
+				bad2 += z[k] != x[k];
+			}
+		}
+	}
+	is_int(0, bad, "q4_1 blocks decode to (q − zp) · scale exactly (qforge's decoder)");
+	if (dec2)
+		is_int(0, bad2, "… and with ggml's dequantize_row_q4_1");
+	/* a min no fp16 holds: (255/256) · (zp + 8) with zp = 5 is 3315/256, 12 significant bits */
+	sc[0] = bf16(0.99609375f);
+	zpw[0] = (uint32_t)(5 + 8);
+	ok(!qf_ctq_q4_check(&v, 1, &why, &br, &bk) && strstr(why, "min") && br == 0 && bk == 0,
+	   "a min that no fp16 holds is found at row %lld, column %lld: %s", (long long)br, (long long)bk, why);
+}
+
+static void test_repack(void)
+{
+	qf_err e = { { 0 } };
+	char bfp[4096], ct[4096], cta[4096], ctb[4096], g0[4096], g1[4096], g2[4096], first[256] = "";
+	snprintf(bfp, sizeof bfp, "%s", tu_src("models/tiny-dsv3-bf16"));
+	snprintf(ct, sizeof ct, "%s", tu_path("rp-g32"));
+	snprintf(cta, sizeof cta, "%s", tu_path("rp-g32-asym"));
+	snprintf(ctb, sizeof ctb, "%s", tu_path("rp-g32-bad"));
+	snprintf(g0, sizeof g0, "%s", tu_path("rp-g32.gguf"));
+	snprintf(g1, sizeof g1, "%s", tu_path("rp-g32-asym.gguf"));
+	snprintf(g2, sizeof g2, "%s", tu_path("rp-g32-bad.gguf"));
+	ok(!write_ct(bfp, "vllm-w4a16", "int4-g32", ct, &e) && !write_ct(bfp, "vllm-w4a16", "int4-g32-asym", cta, &e) &&
+	   !write_ct(bfp, "vllm-w4a16", "int4-g32", ctb, &e), "int4 g32 sources (symmetric, asymmetric) written: %s", e.msg);
+	/* one scale of one expert that no fp16 holds: 2^-20 + 2^-27 (bf16 0x3581) */
+	const char *victim = "model.layers.1.mlp.experts.1.down_proj.weight_scale";
+	qf_st *st = NULL;
+	char f[4200];
+	snprintf(f, sizeof f, "%s/model.safetensors", ctb);
+	int patched = 0;
+	if (!qf_st_open(f, &st, &e)) {
+		const qf_tensor *t = qf_st_find(st, victim);
+		uint64_t off = t ? t->offset : 0;
+		qf_st_close(st);
+		size_t n = 0;
+		uint8_t *b = off ? tu_read(f, &n) : NULL;
+		if (b && off + 2 <= n) {
+			b[off] = 0x81, b[off + 1] = 0x35;
+			patched = tu_write(f, b, n) == 0;
+		}
+		free(b);
+	}
+	if (!patched)
+		diag("patch: %s", e.msg);
+	ok(patched, "one scale of %s set to bf16 0x3581 (2^-20 + 2^-27, no fp16)", victim);
+
+	cvt_plan *p = NULL;
+	size_t bad = 0, wf = 0, n;
+	qf_status s = quantize_q4(ct, g0, &p, &e);
+	is_int(0, s, "symmetric int4 g32 → llamacpp-q4_0: %s", e.msg);
+	n = s ? 0 : check_repack(p, g0, qf_dtype_info(QF_Q4_0)->to_f32, QF_Q4_0, &bad, &wf, first, sizeof first);
+	size_t nq = 0, nkb = 0, nother = 0;
+	for (size_t i = 0; p && i < cvt_plan_count(p); i++) {
+		const cvt_item *it = cvt_plan_item(p, i);
+		nq += it->srcs[0].t && it->srcs[0].t->ctq && (it->fmt == QF_Q4_0 || it->fmt == QF_Q4_1);
+		if (it->repack == -1 && it->op == CVT_OP_KB && strstr(it->repack_why, "transposed"))
+			nkb++;
+		else if (it->repack == -1)
+			nother++;
+	}
+	ok(n > 0 && n + nkb == nq && nother == 0,
+	   "every q4_0 tensor with a compressed-tensors source is repacked (%zu of %zu), but attn_k_b, kv_b's transpose (%zu)", n, nq, nkb);
+	ok(n > 0 && bad == 0 && wf == 0, "q4_0 blocks decode (qforge's decoder) to the CT-dequantized source, element by element (%zu of %zu differ%s%s)",
+	   bad, n, bad ? "; first " : "", first);
+
+	/* llama.cpp: ggml's decoder on the same blocks, and the model loads */
+	tl_llama *L = tl_llama_open_tap("lossless q4_0 repack in llama.cpp");
+	if (L) {
+		const tl_ggml_traits *(*traits)(int) = (const tl_ggml_traits *(*)(int))tl_llama_sym(L, "ggml_get_type_traits");
+		const tl_ggml_traits *q4 = traits ? traits(qf_dtype_info(QF_Q4_0)->ggml_type) : NULL;
+		int sane = q4 && q4->type_name && !strcmp(q4->type_name, "q4_0") && q4->blck_size == 32 && q4->type_size == 18;
+		ok(sane, "ggml_get_type_traits(q4_0) found (%s, block %lld)", q4 && q4->type_name ? q4->type_name : "-",
+		   q4 ? (long long)q4->blck_size : 0);
+		if (sane && p) {
+			n = check_repack(p, g0, q4->to_float, QF_Q4_0, &bad, &wf, first, sizeof first);
+			ok(n > 0 && bad == 0, "ggml's dequantize_row_q4_0 gives the released weights exactly in all %zu repacked tensors%s%s", n,
+			   bad ? "; first bad " : "", first);
+		}
+		const tl_ggml_traits *q41 = traits ? traits(qf_dtype_info(QF_Q4_1)->ggml_type) : NULL;
+		test_q4_1_unit(q41 && q41->type_name && !strcmp(q41->type_name, "q4_1") && q41->type_size == 20 ? q41->to_float : NULL);
+		void *m = tl_llama_load(L, g0);
+		int fin = 0;
+		if (m) {
+			int nv = tl_llama_n_vocab(L, m);
+			int32_t tok[4] = { 1, 2, 3, 4 };
+			float *lg = malloc((size_t)nv * 4 * 4);
+			fin = lg && !tl_llama_logits(L, m, tok, 4, lg);
+			for (int i = 0; fin && i < nv * 4; i++)
+				fin = isfinite(lg[i]);
+			free(lg);
+			tl_llama_free_model(L, m);
+		}
+		ok(m && fin, "llama.cpp loads the repacked GGUF and its logits are finite");
+		tl_llama_close(L);
+	} else {
+		test_q4_1_unit(NULL);
+	}
+	cvt_plan_free(p);
+	p = NULL;
+
+	s = quantize_q4(cta, g1, &p, &e);
+	is_int(0, s, "asymmetric int4 g32 → llamacpp-q4_0: %s", e.msg);
+	n = s ? 0 : check_repack(p, g1, qf_dtype_info(QF_Q4_1)->to_f32, QF_Q4_1, &bad, &wf, first, sizeof first);
+	size_t nmin = 0, nelse = 0;
+	for (size_t i = 0; p && i < cvt_plan_count(p); i++) {
+		const cvt_item *it = cvt_plan_item(p, i);
+		if (it->repack == -1 && strstr(it->repack_why, "a min −scale·(zp + 8) is not exactly an fp16"))
+			nmin++;
+		else if (it->repack == -1 && it->op != CVT_OP_KB)
+			nelse++;
+	}
+	/* a bf16 scale has 8 significant bits, so −scale·(zp + 8) needs up to 12: often more than an fp16's 11 */
+	ok(!s && bad == 0 && wf == 0 && nelse == 0 && n + nmin + nkb == nq,
+	   "asymmetric: %zu tensors repack to q4_1 decoding exactly, %zu fall back naming a min no fp16 holds", n, nmin);
+	cvt_plan_free(p);
+	p = NULL;
+
+	s = quantize_q4(ctb, g2, &p, &e);
+	is_int(0, s, "a source with one non-fp16 scale quantizes: %s", e.msg);
+	const cvt_item *fb = NULL;
+	size_t nrp = 0;
+	for (size_t i = 0; p && i < cvt_plan_count(p); i++) {
+		const cvt_item *it = cvt_plan_item(p, i);
+		nrp += it->repack == 1;
+		if (it->repack == -1 && it->op != CVT_OP_KB)
+			fb = fb ? (const cvt_item *)p : it; /* a second one is a failure */
+	}
+	int one = fb && fb != (const cvt_item *)p;
+	ok(one && strstr(fb->repack_why, "model.layers.1.mlp.experts.1.down_proj.weight") &&
+	   strstr(fb->repack_why, "a scale is not exactly an fp16 (row 0, column 0)") && strstr(fb->name, "blk.1.ffn_down_exps"),
+	   "exactly that expert stack falls back, naming the tensor and element: %s: %s", one ? fb->name : "-",
+	   one ? fb->repack_why : "-");
+	is_int((long long)(nq - nkb - 1), (long long)nrp, "the other tensors are still repacked");
+	cvt_plan_free(p);
+}
+
 int main(void)
 {
 	plan_lazy();
 	test_hand();
 	test_roundtrip();
 	test_broken();
+	test_repack();
 	return tap_failures() != 0;
 }
