@@ -246,12 +246,13 @@ static void test_mla(fwd_model *m, const int32_t *ids)
 
 /* ---- the models ---------------------------------------------------------------------------- */
 
+/* legacy: --legacy-kv-b and --process-output */
 static qf_imatrix *calibrate(const char *model, const int32_t *ids, size_t n, int threads, int legacy, qnt_calib_stats *st)
 {
 	fwd_model *m = NULL;
 	qf_imatrix *im = NULL;
 	qf_err err = { { 0 } };
-	qnt_calib_opts o = { .ctx = CTX, .max_chunks = CHUNKS, .bos = ids[0], .legacy_kv_b = legacy };
+	qnt_calib_opts o = { .ctx = CTX, .max_chunks = CHUNKS, .bos = ids[0], .legacy_kv_b = legacy, .process_output = legacy };
 	if (fwd_model_open(tu_src(model), threads, 1ull << 30, &m, &err) == QF_OK)
 		qnt_calibrate(m, ids, n, &o, NULL, NULL, &im, st, &err);
 	if (!im)
@@ -510,8 +511,11 @@ int main(void)
 			qf_imatrix *lg = calibrate(ms[k].model, ids, n, 2, 1, &s1);
 			const qf_imatrix_entry *kvb = lg ? qf_imatrix_find(lg, "blk.2.attn_kv_b.weight") : NULL;
 			ok(kvb && kvb->n == 64 && kvb->counts[0] == CHUNKS * CTX && !qf_imatrix_find(lg, "blk.2.attn_k_b.weight") &&
-				   s1.entries == 44,
+				   s1.entries == 45,
 			   "--legacy-kv-b: attn_kv_b (the normed latent kv, 64 columns) instead of attn_k_b and attn_v_b");
+			const qf_imatrix_entry *out = lg ? qf_imatrix_find(lg, "output.weight") : NULL;
+			ok(out && out->n == 256 && out->counts[0] == CHUNKS * CTX,
+			   "--process-output: output.weight over every position (256 columns, %d tokens)", CHUNKS * CTX);
 			qf_imatrix_free(lg);
 			fwd_model *m = NULL;
 			if (fwd_model_open(tu_src(ms[k].model), 2, 1ull << 30, &m, NULL) == QF_OK)
