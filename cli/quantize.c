@@ -277,7 +277,9 @@ int cli_quantize(int argc, char **argv)
 	if ((s = qnt_plan_apply(plan, have_prof ? &prof : NULL, rules, nr, allow_rq, &err)))
 		goto done;
 	if (imatrix_path) {
-		if ((s = qf_imatrix_open(imatrix_path, &imx, &err)) || (s = qnt_importance_apply(plan, imx, &imp, &err)))
+		if ((s = qf_imatrix_open(imatrix_path, &imx, &err)) ||
+		    (s = qnt_plan_apply_imatrix(plan, have_prof ? &prof : NULL, rules, nr, &err)) ||
+		    (s = qnt_importance_apply(plan, imx, &imp, &err)))
 			goto done;
 		if (!imp.weighted && !quiet)
 			fprintf(stderr, "qforge quantize: note: --imatrix ignored: %s\n",

@@ -17,7 +17,7 @@
 #include "quantize/llama_mix.h"
 
 /* ggml_type ids (ggml.h) */
-enum { G_F16 = 1, G_Q4_0 = 2, G_Q5_0 = 6, G_Q5_1 = 7, G_Q8_0 = 8, G_Q2_K = 10, G_Q3_K = 11, G_Q4_K = 12,
+enum { G_F16 = 1, G_Q4_0 = 2, G_Q4_1 = 3, G_Q5_0 = 6, G_Q5_1 = 7, G_Q8_0 = 8, G_Q2_K = 10, G_Q3_K = 11, G_Q4_K = 12,
        G_Q5_K = 13, G_Q6_K = 14 };
 
 static const struct { const char *name; int ftype, deflt; } ftypes[] = {
@@ -283,6 +283,27 @@ static int cmp_ord(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+/* What the rules read of the model, and *o: the plan's items in llama.cpp's loader order (free it). */
+static qf_status mix_start(cvt_plan *p, qnt_mix_model *m, ord **o, qf_err *err)
+{
+	qf_status s = qnt_mix_model_of(p, m, err);
+	if (s)
+		return s;
+	size_t n = cvt_plan_count(p);
+	ord *v = calloc(n ? n : 1, sizeof *v);
+	if (!v)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		v[i].i = i;
+		v[i].name = cvt_plan_item(p, i)->name;
+		v[i].layer = -1;
+		sscanf(v[i].name, "blk.%d.", &v[i].layer);
+	}
+	qsort(v, n, sizeof *v, cmp_ord);
+	*o = v;
+	return QF_OK;
+}
+
 qf_status qnt_mix_apply(cvt_plan *p, int ftype, const qnt_rule *rules, size_t nrules, int allow_requantize,
 			qf_err *err)
 {
@@ -291,27 +312,19 @@ qf_status qnt_mix_apply(cvt_plan *p, int ftype, const qnt_rule *rules, size_t nr
 		return qf_fail(err, QF_EUSAGE, "llama.cpp ftype %d is not a mix qforge writes (Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, Q6_K)",
 			       ftype);
 	qnt_mix_model m;
-	qf_status s = qnt_mix_model_of(p, &m, err);
+	ord *o = NULL;
+	qf_status s = mix_start(p, &m, &o, err);
 	if (s)
 		return s;
 	size_t n = cvt_plan_count(p);
-	ord *o = calloc(n ? n : 1, sizeof *o);
-	if (!o)
-		return qf_fail(err, QF_ENOMEM, "out of memory");
 	state st = { .tied = 1 };
 	for (size_t i = 0; i < n; i++) {
-		const cvt_item *it = cvt_plan_item(p, i);
-		o[i].i = i;
-		o[i].name = it->name;
-		o[i].layer = -1;
-		sscanf(it->name, "blk.%d.", &o[i].layer);
 		/* init_quantize_state_counters, lines 851-866 */
-		cat c = category(it->name);
+		cat c = category(cvt_plan_item(p, i)->name);
 		st.n_attention_wv += is_attn_v(c);
 		if (c == C_OUTPUT)
 			st.tied = 0;
 	}
-	qsort(o, n, sizeof *o, cmp_ord);
 	for (size_t k = 0; k < n && !s; k++) {
 		cvt_item *it = cvt_plan_item(p, o[k].i);
 		qf_dtype base = it->srcs[0].coded ? it->srcs[0].qv.fmt : qf_fmt_of_dtype(it->type);
@@ -358,6 +371,44 @@ qf_status qnt_mix_apply(cvt_plan *p, int ftype, const qnt_rule *rules, size_t nr
 			want = base;
 		}
 		it->fmt = want;
+	}
+	free(o);
+	return s;
+}
+
+qf_status qnt_mix_imatrix_ffn_down(cvt_plan *p, int ftype, const qnt_rule *rules, size_t nrules, qf_err *err)
+{
+	/*
+	 * llama_tensor_get_type_impl, lines 581-625: the FFN_DOWN branch; for
+	 * Q4_0/Q5_0 only its last arm (lines 618-623) can apply: "has_imatrix &&
+	 * i_layer < n_layer/8" → Q4_1 / Q5_1.  The layer is layer_info's: the
+	 * ffn_down counter in loader order, or "blk.N." with experts.
+	 */
+	if (ftype != QNT_FTYPE_Q4_0 && ftype != QNT_FTYPE_Q5_0)
+		return qf_fail(err, QF_EUSAGE, "llama.cpp's imatrix ffn_down rule is for its Q4_0 and Q5_0 mixes (ftype %d)", ftype);
+	qnt_mix_model m;
+	ord *o = NULL;
+	qf_status s = mix_start(p, &m, &o, err);
+	if (s)
+		return s;
+	size_t n = cvt_plan_count(p);
+	qf_dtype to = qf_dtype_from_ggml(ftype == QNT_FTYPE_Q4_0 ? G_Q4_1 : G_Q5_1);
+	int i_ffn_down = 0;
+	for (size_t k = 0; k < n && !s; k++) {
+		cvt_item *it = cvt_plan_item(p, o[k].i);
+		if (!qnt_mix_allows(it->name, it->ndim) || category(it->name) != C_FFN_DOWN)
+			continue;
+		int manual = 0; /* --type/--keep: llama.cpp skips the mix rules, and the counter with them */
+		for (size_t r = 0; r < nrules && !manual; r++)
+			manual = qnt_rule_match(&rules[r], it->name);
+		if (manual)
+			continue;
+		int li;
+		if ((s = layer_of(&m, i_ffn_down, it->name, &li, err)))
+			break;
+		i_ffn_down++;
+		if (li < m.n_layer / 8 && qf_fmt_is_quant(it->fmt) && qf_fmt_fits(to, cvt_item_row_len(it)))
+			it->fmt = to;
 	}
 	free(o);
 	return s;

@@ -24,6 +24,8 @@
 
 /* llama_ftype values of the mixes qforge writes (llama.h). */
 enum {
+	QNT_FTYPE_Q4_0 = 2,
+	QNT_FTYPE_Q5_0 = 8,
 	QNT_FTYPE_Q2_K = 10,
 	QNT_FTYPE_Q3_K_M = 12,
 	QNT_FTYPE_Q4_K_M = 15,
@@ -56,5 +58,14 @@ int qnt_mix_use_more_bits(int i_layer, int n_layer);
  */
 qf_status qnt_mix_apply(cvt_plan *p, int ftype, const qnt_rule *rules, size_t nrules, int allow_requantize,
 			qf_err *err);
+
+/*
+ * llama.cpp's one rule of its Q4_0 / Q5_0 mixes that depends on an
+ * importance matrix: with one, ffn_down* of the first block_count/8 layers
+ * becomes Q4_1 / Q5_1 (ftype QNT_FTYPE_Q4_0 / QNT_FTYPE_Q5_0).  Applied to
+ * an already chosen plan: items whose format is quantized and that no
+ * --type/--keep rule names.
+ */
+qf_status qnt_mix_imatrix_ffn_down(cvt_plan *p, int ftype, const qnt_rule *rules, size_t nrules, qf_err *err);
 
 #endif

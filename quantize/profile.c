@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "formats/mapfile.h"
@@ -108,6 +109,15 @@ qf_status qnt_profile_parse(const char *text, size_t len, const char *label, qnt
 	if (!cJSON_IsObject(cls)) {
 		s = qf_fail(err, QF_EUSAGE, "%s: profile needs a \"classes\" object (or a \"llama_ftype\")", label);
 		goto fail;
+	}
+	const cJSON *imr = cJSON_GetObjectItemCaseSensitive(p->json, "imatrix_rules");
+	if (imr) {
+		const char *v = cJSON_IsString(imr) ? imr->valuestring : "";
+		p->imatrix_like = !strcasecmp(v, "Q4_0") ? QNT_FTYPE_Q4_0 : !strcasecmp(v, "Q5_0") ? QNT_FTYPE_Q5_0 : 0;
+		if (!p->imatrix_like) {
+			s = qf_fail(err, QF_EUSAGE, "%s: \"imatrix_rules\" must be \"Q4_0\" or \"Q5_0\"", label);
+			goto fail;
+		}
 	}
 	for (const cJSON *c = cls->child; c; c = c->next) {
 		int k = cvt_class_from_name(c->string);
@@ -313,6 +323,8 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 			cvt_item_plan_repack(cvt_plan_item(p, i));
 		return s;
 	}
+	if (prof && prof->imatrix_like) /* llama.cpp's general.file_type of that ftype, as llama-quantize writes it */
+		cvt_plan_set_file_type(p, (uint32_t)prof->imatrix_like);
 	for (size_t i = 0; i < cvt_plan_count(p); i++) {
 		cvt_item *it = cvt_plan_item(p, i);
 		/* "unchanged": the source's own format when it is already quantized, else what convert writes */
@@ -345,4 +357,12 @@ qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *r
 		cvt_item_plan_repack(it); /* compressed-tensors int4 → q4_0/q4_1 without re-rounding, where exact */
 	}
 	return QF_OK;
+}
+
+qf_status qnt_plan_apply_imatrix(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
+				 qf_err *err)
+{
+	if (!prof || !prof->imatrix_like)
+		return QF_OK; /* the K-quant mixes have no imatrix-only rule (src/llama-quant.cpp lines 424-671) */
+	return qnt_mix_imatrix_ffn_down(p, prof->imatrix_like, rules, nrules, err);
 }

@@ -14,6 +14,13 @@
  *
  *   { "name": "llamacpp-q4_k_m", "output": "gguf", "llama_ftype": "Q4_K_M" }
  *
+ * A class profile may add "imatrix_rules": "Q4_0" | "Q5_0": with --imatrix,
+ * llama-quantize's rule for that ftype applies on top of the classes
+ * (ffn_down of the first block_count/8 layers → q4_1 / q5_1,
+ * qnt_mix_imatrix_ffn_down).  llamacpp-q4_0 so picks every type
+ * llama-quantize Q4_0 --token-embedding-type q8_0 --output-tensor-type q8_0
+ * does, with or without an imatrix.
+ *
  * "kv_b": "joined" keeps DeepSeek's kv_b_proj as one attn_kv_b (as
  * --legacy-kv-b), so its FP8 blocks stay the release's blocks.
  *
@@ -49,6 +56,7 @@ typedef struct qnt_profile {
 	int packed;                       /* preferred output */
 	int kv_b_joined;                  /* write attn_kv_b unsplit */
 	int llama_ftype;                  /* "llama_ftype": a llama.cpp mix (quantize/llama_mix.h), 0: classes */
+	int imatrix_like;                 /* "imatrix_rules": the llama.cpp ftype (Q4_0, Q5_0) whose imatrix-only rule applies, 0: none */
 	qf_dtype cls[CVT_CLASS_COUNT];     /* QF_DTYPE_NONE: unchanged */
 	cJSON *json;                      /* the parsed file (owned) */
 	int hf;                           /* "output": "safetensors" */
@@ -97,6 +105,9 @@ int qnt_rule_match(const qnt_rule *r, const char *name);
  */
 qf_status qnt_plan_apply(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
 			 int allow_requantize, qf_err *err);
+/* With --imatrix, after qnt_plan_apply: the profile's "imatrix_rules" (prof may be NULL). */
+qf_status qnt_plan_apply_imatrix(cvt_plan *p, const qnt_profile *prof, const qnt_rule *rules, size_t nrules,
+				 qf_err *err);
 
 /*
  * Hugging Face output: sets every item's scheme from --keep/--type rules (a

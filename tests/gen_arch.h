@@ -44,5 +44,23 @@ int ga_real_tokenizer(ga_arch a);
  * written), −1 on error.
  */
 int ga_gen(ga_arch a, const char *dir, uint64_t seed);
+/*
+ * Checkpoints whose rows are multiples of 256, so that llama.cpp's K-quant
+ * mixes really use K-quants (the bundled models' 64/96/172 mostly fall
+ * back): hidden 256, lora ranks 256, FFN and expert widths 256/512, BF16.
+ * Weights are structured rather than iid: a low-rank part plus noise, a few
+ * input columns 6× larger, norm weights with outlier channels (so the
+ * activations, and an importance matrix, vary across columns).
+ *   GA_K256_DSV3:  DeepSeek-V3, 3 layers (layer 0 dense), MLA (2 heads, nope
+ *                  128, rope 64, v 128), 4 routed experts (top 2) + 1 shared; 8.6 MB
+ *   GA_K256_LLAMA: Llama, 8 layers (so that "the first n/8 layers" is one),
+ *                  4 heads × 64, 2 KV heads, FFN 512, untied head; 10.5 MB
+ */
+typedef enum ga_k256 { GA_K256_DSV3, GA_K256_LLAMA, GA_K256_COUNT } ga_k256;
+const char *ga_k256_name(ga_k256 k);
+int ga_gen_k256(ga_k256 k, const char *dir, uint64_t seed);
+
+/* Their vocabulary: the bundled tiny-dsv3 tokenizer's. */
+#define GA_K256_VOCAB 1024
 
 #endif

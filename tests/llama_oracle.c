@@ -192,20 +192,34 @@ int tl_llama_quantize(tl_llama *L, const char *in, const char *out, int ftype, i
 int tl_llama_quantize_imatrix(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
 			      const tl_imatrix_data *imatrix)
 {
+	return tl_llama_quantize_ex(L, in, out, ftype, nthread, imatrix, -1, -1);
+}
+
+int tl_llama_quantize_ex(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
+			 const tl_imatrix_data *imatrix, int output_type, int embd_type)
+{
 	/*
 	 * llama_model_quantize_params (llama.h): int32_t nthread; enum ftype,
-	 * output_tensor_type, token_embedding_type; six bools (allow_requantize,
-	 * quantize_output_tensor = true, only_copy, pure, keep_split, dry_run);
-	 * then the imatrix pointer at offset 24.  The defaults must look so.
+	 * output_tensor_type, token_embedding_type (GGML_TYPE_COUNT: the mix
+	 * decides); six bools (allow_requantize, quantize_output_tensor = true,
+	 * only_copy, pure, keep_split, dry_run); then the imatrix pointer at
+	 * offset 24.  The defaults must look so.
 	 */
 	opaque_params qp = L->qdef();
 	static const uint8_t bools[6] = { 0, 1, 0, 0, 0, 0 };
 	void *none;
+	int32_t types[2];
 	memcpy(&none, qp.b + 24, sizeof none);
-	if (imatrix && (memcmp(qp.b + 16, bools, 6) != 0 || none != NULL))
-		bail("llama_model_quantize_params is not laid out as llama.h says; cannot pass an imatrix");
+	memcpy(types, qp.b + 8, sizeof types);
+	if ((imatrix || output_type >= 0 || embd_type >= 0) &&
+	    (memcmp(qp.b + 16, bools, 6) != 0 || none != NULL || types[0] != types[1] || types[0] < 30))
+		bail("llama_model_quantize_params is not laid out as llama.h says; cannot pass an imatrix or tensor types");
 	int32_t v[2] = { nthread, ftype };
 	memcpy(qp.b, v, sizeof v);
+	if (output_type >= 0)
+		memcpy(qp.b + 8, &output_type, sizeof output_type);
+	if (embd_type >= 0)
+		memcpy(qp.b + 12, &embd_type, sizeof embd_type);
 	memcpy(qp.b + 24, &imatrix, sizeof imatrix);
 	return L->quantize(in, out, &qp) != 0;
 }

@@ -62,5 +62,8 @@ void tl_imatrix_data_free(tl_imatrix_data *d);
 /* The same with an importance matrix. */
 int tl_llama_quantize_imatrix(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
 			      const tl_imatrix_data *imatrix);
+/* The same with llama-quantize's --output-tensor-type / --token-embedding-type (ggml type ids; −1: the mix's own). */
+int tl_llama_quantize_ex(tl_llama *L, const char *in, const char *out, int ftype, int nthread,
+			 const tl_imatrix_data *imatrix, int output_type, int embd_type);
 
 #endif
