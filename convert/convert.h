@@ -126,6 +126,14 @@ qf_status cvt_plan_set_metadata(cvt_plan *p, qf_gguf_writer *w, qf_err *err);
 qf_status cvt_item_rows_f32(const cvt_item *it, int64_t r0, int64_t n, float *dst, float *scratch,
 			    int allow_nonfinite, qf_err *err);
 int64_t cvt_scratch_floats(const cvt_item *it);
+/*
+ * 1 when every source is block-scaled F8_E4M3 read row by row (not KB): then
+ * cvt_item_rows_bf16 gives the bytes of cvt_item_rows_f32 followed by
+ * qf_row_f32_to_bf16, the same finiteness error included, with no f32 pass.
+ */
+int cvt_item_bf16_direct(const cvt_item *it);
+qf_status cvt_item_rows_bf16(const cvt_item *it, int64_t r0, int64_t n, uint16_t *dst, int allow_nonfinite,
+			     qf_err *err);
 
 /*
  * Lossless q4_0/q4_1 from compressed-tensors int4 (formats/ctquant.h): for an

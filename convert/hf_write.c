@@ -48,6 +48,7 @@ typedef struct opart {
 typedef struct shard {
 	char name[96];
 	int fd;
+	int dfd;                  /* the same file opened O_DIRECT, or -1 */
 	uint64_t data_bytes;
 	size_t first, count;      /* parts [first, first + count) */
 	size_t hdr_len;           /* padded JSON length */
@@ -67,6 +68,7 @@ static void outdir_abort(qf_out *o) { qf_out_abort(o); }
 
 typedef struct wseg {
 	int fd;
+	int *dfd;                 /* the shard's O_DIRECT descriptor (writer thread only), or NULL */
 	uint64_t off;
 	const uint8_t *buf;
 	size_t len;
@@ -85,21 +87,13 @@ static qf_status put(const wseg *s, qf_err *err)
 	const uint8_t *p = s->buf;
 	size_t n = s->len;
 	uint64_t off = s->off;
+	int nodirect = -1;
 	if (s->h)
 		XXH64_update(s->h, p, n);
-	while (n > 0) {
-		ssize_t w = pwrite(s->fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int e = w < 0 ? errno : ENOSPC;
-			return qf_fail(err, QF_EIO, "write failed at byte %llu: %s%s", (unsigned long long)off, strerror(e),
-				       e == ENOSPC || e == EDQUOT ? " (disk full)" : "");
-		}
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
+	int e = qf_pwrite_full(s->fd, s->dfd ? s->dfd : &nodirect, p, n, off);
+	if (e)
+		return qf_fail(err, QF_EIO, "write failed at byte %llu: %s%s", (unsigned long long)off, strerror(e),
+			       e == ENOSPC || e == EDQUOT ? " (disk full)" : "");
 	if (s->release)
 		qf_view_release(s->release, s->release_len);
 	return QF_OK;
@@ -165,6 +159,7 @@ typedef struct work {
 	float **f32;
 	int64_t cap_rows;
 	int allow_nonfinite;
+	int direct;               /* FP8 → BF16 in one pass (cvt_item_rows_bf16) */
 	qf_status *st;
 	qf_err *errs;
 } work;
@@ -234,6 +229,12 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 		int64_t r = w->r0 + u * w->ur, re = w->r0 + ue * w->ur;
 		if (re > w->N)
 			re = w->N;
+		if (w->direct) {
+			uint8_t *o = w->out[0] + (part_off(w->it, &w->pts[0], 0, w->N, r) - w->base[0]);
+			w->st[wk] = cvt_item_rows_bf16(&w->ci, r, re - r, (uint16_t *)(void *)o, w->allow_nonfinite,
+						       &w->errs[wk]);
+			continue;
+		}
 		float *x = w->f32[wk];
 		w->st[wk] = cvt_item_rows_f32(&w->ci, r, re - r, x, NULL, w->allow_nonfinite, &w->errs[wk]);
 		if (w->st[wk])
@@ -379,6 +380,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 		if (!ns || (shards[ns - 1].count && shards[ns - 1].data_bytes + parts[i].p.nbytes > limit)) {
 			shards[ns].first = i;
 			shards[ns].fd = -1;
+			shards[ns].dfd = -1;
 			ns++;
 		}
 		shard *sh = &shards[ns - 1];
@@ -425,6 +427,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 		}
 		for (size_t i = sh->first; i < sh->first + sh->count; i++)
 			parts[i].off += hl;
+		sh->dfd = qf_open_direct(path); /* -1 where refused: then every write is buffered */
 	}
 
 	/* 3. buffers */
@@ -449,11 +452,15 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 	for (int i = 0; i < threads; i++)
 		if (!(f32[i] = malloc((size_t)(cap_rows * max_k) * sizeof(float))))
 			goto oom;
-	size_t bufcap = (size_t)(cap_rows * threads * max_k) * 4 + 64;
+	/* a block lands at its file offset modulo QF_DIO_ALIGN, so its aligned middle is written directly */
+	size_t bufcap = (size_t)(cap_rows * threads * max_k) * 4 + 64 + QF_DIO_ALIGN;
 	for (int b = 0; b < 2; b++)
-		for (int k = 0; k < MAX_PARTS; k++)
-			if (!(bufs[b][k] = malloc(k == 0 ? bufcap : bufcap / 4 + 4096)))
+		for (int k = 0; k < MAX_PARTS; k++) {
+			void *m = NULL;
+			if (posix_memalign(&m, QF_DIO_ALIGN, k == 0 ? bufcap : bufcap / 4 + 2 * QF_DIO_ALIGN) != 0)
 				goto oom;
+			bufs[b][k] = m;
+		}
 	cvt_wq_start(&wr, put_job, (void *)dir);
 
 	/* 4. the data */
@@ -504,6 +511,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 			w.N = cvt_item_rows(&w.ci);
 			w.K = cvt_item_row_len(&w.ci);
 			w.ur = unit_rows(it);
+			w.direct = it->sch.enc == CVT_HF_DEQUANT && it->sch.dtype == QF_BF16 && cvt_item_bf16_direct(&w.ci);
 			/* the op parts' .p are consecutive opart structs: index through a copy */
 			cvt_hf_part pts[MAX_PARTS];
 			for (int k = 0; k < npi; k++)
@@ -516,7 +524,7 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 				w.U = (r1 - r0 + w.ur - 1) / w.ur;
 				for (int k = 0; k < npi; k++) {
 					w.base[k] = part_off(it, &pts[k], k, w.N, r0);
-					w.out[k] = bufs[set][k];
+					w.out[k] = bufs[set][k] + (op[k].off + w.base[k]) % QF_DIO_ALIGN;
 				}
 				memset(wst, 0, (size_t)threads * sizeof *wst);
 				qf_pool_for(pool, threads, w.U, work_fn, &w);
@@ -529,10 +537,13 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 				wjob j = { .n = 0 };
 				for (int k = 0; k < npi; k++) {
 					uint64_t e = part_off(it, &pts[k], k, w.N, r1);
-					if (e > w.base[k])
-						j.s[j.n++] = (wseg){ .fd = shards[op[k].shard].fd, .off = op[k].off + w.base[k],
-								     .buf = bufs[set][k], .len = (size_t)(e - w.base[k]),
-								     .h = op[k].h };
+					if (e <= w.base[k])
+						continue;
+					/* hashed here, so the writer thread only writes and the disk never waits on a hash */
+					XXH64_update(op[k].h, w.out[k], (size_t)(e - w.base[k]));
+					j.s[j.n++] = (wseg){ .fd = shards[op[k].shard].fd, .dfd = &shards[op[k].shard].dfd,
+							     .off = op[k].off + w.base[k], .buf = w.out[k],
+							     .len = (size_t)(e - w.base[k]) };
 				}
 				/* source rows [r0, r1) are consumed once this block is encoded */
 				uint64_t rb = t->nbytes / (uint64_t)w.N;
@@ -588,6 +599,9 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 		free(h);
 		if (s)
 			goto out;
+		if (sh->dfd >= 0)
+			close(sh->dfd);
+		sh->dfd = -1;
 		if (close(sh->fd) != 0) {
 			sh->fd = -1;
 			s = qf_fail(err, QF_EIO, "%s/%s: close failed: %s", dir, sh->name, strerror(errno));
@@ -630,9 +644,12 @@ oom:
 out:
 	cvt_wq_stop(&wr);
 	qf_pool_free(pool);
-	for (size_t k = 0; shards && k < ns; k++)
+	for (size_t k = 0; shards && k < ns; k++) {
 		if (shards[k].fd >= 0)
 			close(shards[k].fd);
+		if (shards[k].dfd >= 0)
+			close(shards[k].dfd);
+	}
 	if (have_od)
 		outdir_abort(&od);
 	for (size_t i = 0; parts && i < np; i++)

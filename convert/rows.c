@@ -185,3 +185,52 @@ void cvt_item_repack_row(const cvt_item *it, int64_t r, uint8_t *out)
 	if (src_row_of(it, r, &s, &sr))
 		qf_ctq_q4_row(s->t->ctq, sr, it->fmt == QF_Q4_1, out);
 }
+
+/* ---- FP8 → BF16 in one pass --------------------------------------------------------------- */
+
+int cvt_item_bf16_direct(const cvt_item *it)
+{
+	const cvt_src *s0;
+	int64_t r0;
+	if (!it->nsrc || !src_row_of(it, 0, &s0, &r0))
+		return 0;
+	for (int k = 0; k < it->nsrc; k++) {
+		const cvt_src *s = &it->srcs[k];
+		if (s->coded || !s->scale || s->t->dtype != QF_F8_E4M3)
+			return 0;
+	}
+	return 1;
+}
+
+qf_status cvt_item_rows_bf16(const cvt_item *it, int64_t r0, int64_t n, uint16_t *dst, int allow_nonfinite,
+			     qf_err *err)
+{
+	int64_t len = cvt_item_row_len(it);
+	for (int64_t i = 0; i < n; i++) {
+		int64_t r = r0 + i, sr;
+		const cvt_src *s;
+		src_row_of(it, r, &s, &sr);
+		const uint8_t *row = s->t->data + (uint64_t)sr * (uint64_t)len;
+		const float *sc = (const float *)s->scale->data + (sr / s->bo) * s->scale->shape[1];
+		int fin = 1;
+		for (int64_t c0 = 0, b = 0; c0 < len; c0 += s->bi, b++) {
+			float f;
+			memcpy(&f, sc + b, 4);
+			int64_t c1 = c0 + s->bi < len ? c0 + s->bi : len;
+			fin &= qf_row_e4m3_scaled_to_bf16(row + c0, dst + i * len + c0, c1 - c0, f);
+		}
+		if (!fin && !allow_nonfinite) {
+			/* where: the same products, one at a time */
+			for (int64_t c = 0; c < len; c++) {
+				float f;
+				memcpy(&f, sc + c / s->bi, 4);
+				float v = qf_e4m3_to_f32(row[c]) * f;
+				if (!isfinite(v))
+					return qf_fail(err, QF_EFORMAT,
+						       "tensor '%s' (output '%s'): non-finite value %g at row %lld, column %lld (use --allow-nonfinite to keep it)",
+						       it->srcs[0].t->name, it->name, (double)v, (long long)r, (long long)c);
+			}
+		}
+	}
+	return QF_OK;
+}

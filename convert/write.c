@@ -28,6 +28,7 @@
 typedef struct work {
 	const cvt_item *it;
 	int packed, quality, allow_nonfinite;
+	int direct;               /* FP8 → BF16 in one pass (cvt_item_rows_bf16) */
 	int64_t u0;               /* first unit of the block */
 	uint64_t main_base, comp_base[QF_MAX_COMP];
 	uint8_t *main, *comp[QF_MAX_COMP];
@@ -50,11 +51,16 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 		qf_fmt_unit_rows(f, it->ndim, it->shape, w->u0 + u, &r0, &n);
 		if (qf_dtype_info(f)->brows == 1) /* units are rows: take several */
 			n = nu = e - u < w->max_rows ? e - u : w->max_rows;
+		uint8_t *mo = w->main + (qf_fmt_main_offset(f, w->packed, C, r0) - w->main_base);
+		if (w->direct) {
+			w->st[wk] = cvt_item_rows_bf16(it, r0, n, (uint16_t *)(void *)mo, w->allow_nonfinite, &w->errs[wk]);
+			u += nu;
+			continue;
+		}
 		float *x = w->f32[wk];
 		w->st[wk] = cvt_item_rows_f32(it, r0, n, x, w->scratch[wk], w->allow_nonfinite, &w->errs[wk]);
 		if (w->st[wk])
 			return;
-		uint8_t *mo = w->main + (qf_fmt_main_offset(f, w->packed, C, r0) - w->main_base);
 		uint8_t *co[QF_MAX_COMP] = { NULL, NULL };
 		for (int k = 0; k < nc; k++)
 			co[k] = w->comp[k] + (qf_fmt_comp_offset(f, k, it->ndim, it->shape, r0) - w->comp_base[k]);
@@ -381,7 +387,8 @@ qf_status cvt_write(cvt_plan *p, const char *path, const cvt_write_opts *wo, cvt
 				    .allow_nonfinite = p->opt.allow_nonfinite, .u0 = u0,
 				    .main_base = qf_fmt_main_offset(f, wo->packed, C, ra), .main = mainbuf,
 				    .f32 = f32, .dec = dec, .scratch = scr, .max_rows = rows_per_worker,
-				    .st = wst, .errs = werr, .acc = acc };
+				    .st = wst, .errs = werr, .acc = acc,
+				    .direct = f == QF_BF16 && !it->qw && cvt_item_bf16_direct(it) };
 			uint64_t comp_end[QF_MAX_COMP] = { 0, 0 };
 			for (int c = 0; c < nc; c++) {
 				wk.comp[c] = compbuf[c];

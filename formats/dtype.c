@@ -296,27 +296,30 @@ static int have_avx2(void)
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* qf_f32_to_bf16 on 8 lanes: round to nearest even, NaN kept quiet. */
+/* qf_f32_to_bf16 on 8 lanes (the bits of 8 floats, results in the low 16 bits): round to nearest even, NaN kept quiet. */
+__attribute__((target("avx2"))) static inline __m256i bf16x8_avx2(__m256i u)
+{
+	const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+	const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(64);
+	__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
+	__m256i rnd = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
+	return _mm256_blendv_epi8(_mm256_srli_epi32(rnd, 16), _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+}
+
+/* Two 8-lane results of bf16x8_avx2 (each < 65536) → 16 × u16, in order. */
+__attribute__((target("avx2"))) static inline void store_bf16x16_avx2(uint16_t *d, __m256i lo, __m256i hi)
+{
+	__m256i p = _mm256_packus_epi32(lo, hi);
+	_mm256_storeu_si256((__m256i *)d, _mm256_permute4x64_epi64(p, 0xd8));
+}
+
 __attribute__((target("avx2"))) static void row_f32_to_bf16_avx2(const float *src, void *dst, int64_t n)
 {
 	uint16_t *d = dst;
-	const __m256i absmask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
-	const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), quiet = _mm256_set1_epi32(64);
 	int64_t i = 0;
-	for (; i + 16 <= n; i += 16) {
-		__m256i r[2];
-		for (int k = 0; k < 2; k++) {
-			__m256i u = _mm256_loadu_si256((const __m256i *)(src + i + 8 * k));
-			__m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absmask), inf);
-			__m256i rnd = _mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
-			__m256i v = _mm256_blendv_epi8(_mm256_srli_epi32(rnd, 16), _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
-			r[k] = v;
-		}
-		/* 16 × u32 (each < 65536) → 16 × u16, in order */
-		__m256i p = _mm256_packus_epi32(r[0], r[1]);
-		p = _mm256_permute4x64_epi64(p, 0xd8);
-		_mm256_storeu_si256((__m256i *)(d + i), p);
-	}
+	for (; i + 16 <= n; i += 16)
+		store_bf16x16_avx2(d + i, bf16x8_avx2(_mm256_loadu_si256((const __m256i *)(src + i))),
+				   bf16x8_avx2(_mm256_loadu_si256((const __m256i *)(src + i + 8))));
 	for (; i < n; i++)
 		d[i] = qf_f32_to_bf16(src[i]);
 }
@@ -334,34 +337,81 @@ void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* E4M3 → f32 by bit arithmetic on 8 lanes, times s: the LUT's exact values, one rounding. */
+/* E4M3 → f32 by bit arithmetic on 8 lanes (8 bytes at src): the LUT's exact values. */
+__attribute__((target("avx2"))) static inline __m256 e4m3x8_avx2(const uint8_t *src)
+{
+	const __m256 sub = _mm256_set1_ps(0x1p-9f);
+	__m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)src));
+	__m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+	__m256i e = _mm256_and_si256(_mm256_srli_epi32(b, 3), _mm256_set1_epi32(15));
+	__m256i m = _mm256_and_si256(b, _mm256_set1_epi32(7));
+	/* normal: 2^(e−7)·(1 + m/8) → exponent e + 120, mantissa m << 20 */
+	__m256i nb = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(120)), 23),
+				     _mm256_slli_epi32(m, 20));
+	__m256 nrm = _mm256_castsi256_ps(nb);
+	__m256 sbn = _mm256_mul_ps(_mm256_cvtepi32_ps(m), sub); /* e = 0: m · 2^-9 */
+	__m256 isz = _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
+	__m256 v = _mm256_blendv_ps(nrm, sbn, isz);
+	__m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7f)),
+							      _mm256_set1_epi32(0x7f)));
+	v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), isnan);
+	return _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+}
+
+/* E4M3 → f32 on 8 lanes, times s: one rounding. */
 __attribute__((target("avx2"))) static void row_e4m3_scaled_avx2(const uint8_t *src, float *dst, int64_t n, float s)
 {
-	const __m256 vs = _mm256_set1_ps(s), sub = _mm256_set1_ps(0x1p-9f);
+	const __m256 vs = _mm256_set1_ps(s);
 	int64_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		__m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(src + i)));
-		__m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
-		__m256i e = _mm256_and_si256(_mm256_srli_epi32(b, 3), _mm256_set1_epi32(15));
-		__m256i m = _mm256_and_si256(b, _mm256_set1_epi32(7));
-		/* normal: 2^(e−7)·(1 + m/8) → exponent e + 120, mantissa m << 20 */
-		__m256i nb = _mm256_or_si256(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(120)), 23),
-					     _mm256_slli_epi32(m, 20));
-		__m256 nrm = _mm256_castsi256_ps(nb);
-		__m256 sbn = _mm256_mul_ps(_mm256_cvtepi32_ps(m), sub); /* e = 0: m · 2^-9 */
-		__m256 isz = _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()));
-		__m256 v = _mm256_blendv_ps(nrm, sbn, isz);
-		__m256 isnan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x7f)),
-								      _mm256_set1_epi32(0x7f)));
-		v = _mm256_blendv_ps(v, _mm256_set1_ps(NAN), isnan);
-		v = _mm256_or_ps(v, _mm256_castsi256_ps(sign));
-		_mm256_storeu_ps(dst + i, _mm256_mul_ps(v, vs));
-	}
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm256_mul_ps(e4m3x8_avx2(src + i), vs));
 	const float *lut = qf_e4m3_table();
 	for (; i < n; i++)
 		dst[i] = lut[src[i]] * s;
 }
+
+/* The two above in registers: e4m3 × s → bf16, and whether every product was finite. */
+__attribute__((target("avx2"))) static int row_e4m3_scaled_bf16_avx2(const uint8_t *src, uint16_t *dst, int64_t n, float s)
+{
+	const __m256 vs = _mm256_set1_ps(s);
+	const __m256i e = _mm256_set1_epi32(0x7f800000);
+	__m256i any = _mm256_setzero_si256();
+	int64_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256i a = _mm256_castps_si256(_mm256_mul_ps(e4m3x8_avx2(src + i), vs));
+		__m256i b = _mm256_castps_si256(_mm256_mul_ps(e4m3x8_avx2(src + i + 8), vs));
+		any = _mm256_or_si256(any, _mm256_cmpeq_epi32(_mm256_and_si256(a, e), e));
+		any = _mm256_or_si256(any, _mm256_cmpeq_epi32(_mm256_and_si256(b, e), e));
+		store_bf16x16_avx2(dst + i, bf16x8_avx2(a), bf16x8_avx2(b));
+	}
+	int fin = _mm256_testz_si256(any, any);
+	const float *lut = qf_e4m3_table();
+	for (; i < n; i++) {
+		float f = lut[src[i]] * s;
+		fin &= isfinite(f) != 0;
+		dst[i] = qf_f32_to_bf16(f);
+	}
+	return fin;
+}
 #endif
+
+int qf_row_e4m3_scaled_to_bf16(const void *src, void *dst, int64_t n, float s)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+	if (have_avx2())
+		return row_e4m3_scaled_bf16_avx2(src, dst, n, s);
+#endif
+	const float *lut = qf_e4m3_table();
+	const uint8_t *b = src;
+	uint16_t *d = dst;
+	int fin = 1;
+	for (int64_t i = 0; i < n; i++) {
+		float f = lut[b[i]] * s;
+		fin &= isfinite(f) != 0;
+		d[i] = qf_f32_to_bf16(f);
+	}
+	return fin;
+}
 
 void qf_row_e4m3_scaled_to_f32(const void *src, float *dst, int64_t n, float s)
 {

@@ -113,6 +113,8 @@ void qf_row_f32_to_bf16(const float *src, void *dst, int64_t n);
 void qf_row_e4m3_to_f32(const void *src, float *dst, int64_t n);
 /* dst[i] = e4m3(src[i]) × s (DeepSeek's weight_dequant for one block's columns). */
 void qf_row_e4m3_scaled_to_f32(const void *src, float *dst, int64_t n, float s);
+/* The same products rounded to bf16 (qf_f32_to_bf16), with no f32 in memory; 1 if every product is finite. */
+int qf_row_e4m3_scaled_to_bf16(const void *src, void *dst, int64_t n, float s);
 
 /* 1 when no element is NaN or ±inf. */
 int qf_row_all_finite(const float *v, int64_t n);

@@ -256,6 +256,64 @@ qf_status qf_out_pwrite(qf_out *o, const void *buf, size_t n, uint64_t off, qf_e
 	return QF_OK;
 }
 
+int qf_open_direct(const char *path)
+{
+	if (getenv("QF_NO_DIRECT_IO")) /* the buffered path, for tests and comparisons */
+		return -1;
+	return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
+static int pwrite_loop(int fd, const uint8_t *p, size_t n, uint64_t off)
+{
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? errno : ENOSPC;
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return 0;
+}
+
+int qf_pwrite_full(int fd, int *dfd, const void *buf, size_t n, uint64_t off)
+{
+	const uint8_t *p = buf;
+	const uint64_t a = QF_DIO_ALIGN;
+	if (*dfd >= 0 && ((uintptr_t)p - off) % a == 0) {
+		size_t head = (size_t)((a - off % a) % a);
+		size_t mid = head < n ? (n - head) / a * a : 0;
+		if (mid) {
+			int e = head ? pwrite_loop(fd, p, head, off) : 0;
+			if (e)
+				return e;
+			p += head;
+			off += head;
+			n -= head;
+			/* a short direct write leaves an aligned remainder: loop */
+			while (mid > 0) {
+				ssize_t w = pwrite(*dfd, p, mid, (off_t)off);
+				if (w < 0 && errno == EINTR)
+					continue;
+				if (w < 0 && errno == EINVAL) { /* direct I/O refused here: buffered from now on */
+					close(*dfd);
+					*dfd = -1;
+					break;
+				}
+				if (w <= 0)
+					return w < 0 ? errno : ENOSPC;
+				p += w;
+				off += (uint64_t)w;
+				n -= (size_t)w;
+				mid -= (size_t)w;
+			}
+		}
+	}
+	return pwrite_loop(fd, p, n, off);
+}
+
 qf_status qf_out_pad(qf_out *o, uint64_t align, qf_err *err)
 {
 	static const char zeros[4096];

@@ -49,6 +49,20 @@ qf_status qf_out_pwrite(qf_out *o, const void *buf, size_t n, uint64_t off, qf_e
 qf_status qf_out_pad(qf_out *o, uint64_t align, qf_err *err);
 /* Reserves SIZE bytes of disk for the file (fallocate, size unchanged); a no-op where unsupported. */
 qf_status qf_out_reserve(qf_out *o, uint64_t size, qf_err *err);
+/*
+ * Direct I/O for large outputs: the page cache is not filled with what is written,
+ * and no dirty-page throttling applies (the writer waits for the device instead).
+ * qf_open_direct opens PATH again with O_DIRECT (-1 where the file system refuses, or
+ * when QF_NO_DIRECT_IO is set in the environment).
+ * qf_pwrite_full writes all N bytes at OFF: the QF_DIO_ALIGN-aligned middle through
+ * *dfd when BUF and OFF agree modulo QF_DIO_ALIGN, the rest (and everything when
+ * *dfd < 0) through fd.  If direct writes are refused, *dfd is closed and set to -1
+ * and fd is used.  Returns 0 or an errno (ENOSPC for a write of nothing).
+ */
+#define QF_DIO_ALIGN 4096
+int qf_open_direct(const char *path);
+int qf_pwrite_full(int fd, int *dfd, const void *buf, size_t n, uint64_t off);
+
 /* Fails, removing the temporary, when a mapped source changed while it was read (util/cleanup). */
 qf_status qf_out_commit(qf_out *o, qf_err *err);
 void qf_out_abort(qf_out *o);

@@ -98,4 +98,29 @@ expect_rc 3 "truncated shard"
 contains "$err" "model-00003-of-00003.safetensors"; ok $? "names the file: $err"
 [ ! -e "$tmp/t" ] && [ ! -e "$tmp/t.tmp" ]; ok $? "no partial output"
 
+
+# FP8 → BF16 goes in one pass and through O_DIRECT; the two-pass f32 route, buffered writes and
+# other thread counts must give the same bytes and the same errors
+run "$QFORGE" convert -q -t 3 --format safetensors -o "$tmp/bf16-t3" "$M/tiny-dsv3"
+cmp -s "$tmp/bf16/model.safetensors" "$tmp/bf16-t3/model.safetensors"; ok $? "BF16 output identical for 2 and 3 threads"
+run env QF_NO_DIRECT_IO=1 "$QFORGE" convert -q -t 1 --format safetensors -o "$tmp/bf16-buf" "$M/tiny-dsv3"
+cmp -s "$tmp/bf16/model.safetensors" "$tmp/bf16-buf/model.safetensors"; ok $? "BF16 output identical with buffered writes (QF_NO_DIRECT_IO), 1 thread"
+run env QF_NO_SIMD=1 "$QFORGE" convert -q --format safetensors -o "$tmp/bf16-scalar" "$M/tiny-dsv3"
+cmp -s "$tmp/bf16/model.safetensors" "$tmp/bf16-scalar/model.safetensors"; ok $? "BF16 output identical with the portable kernels (QF_NO_SIMD)"
+# a NaN block scale in layer 0's gate_proj: every product of that block is NaN
+cp -r "$M/tiny-dsv3" "$tmp/nanm" && chmod -R u+w "$tmp/nanm"
+off=$("$QFORGE" inspect --json "$M/tiny-dsv3" | tr -d '\n\t ' |
+	sed 's/.*"model.layers.0.mlp.gate_proj.weight_scale_inv"[^}]*"offset":\([0-9]*\).*/\1/')
+printf '\000\000\300\177' | dd of="$tmp/nanm/model-00001-of-00003.safetensors" bs=1 seek="$off" conv=notrunc 2>/dev/null
+run "$QFORGE" convert -q --format safetensors -o "$tmp/nanbf" "$tmp/nanm"
+expect_rc 3 "a NaN weight is refused (FP8 → BF16 in one pass)"
+bf_err=$err
+contains "$err" "model.layers.0.mlp.gate_proj.weight" && contains "$err" "row 0, column 0"; ok $? "names the tensor, row and column: $err"
+run "$QFORGE" convert -q --format safetensors --outtype f32 -o "$tmp/nanf" "$tmp/nanm"
+expect_rc 3 "and through f32"
+[ "$err" = "$bf_err" ]; ok $? "with the same message as the f32 route"
+[ ! -e "$tmp/nanbf" ] && [ ! -e "$tmp/nanf" ]; ok $? "no partial output"
+run "$QFORGE" convert -q --allow-nonfinite --format safetensors -o "$tmp/nanbf" "$tmp/nanm"
+expect_rc 0 "--allow-nonfinite writes it"
+
 finish

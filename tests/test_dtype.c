@@ -188,6 +188,27 @@ int main(void)
 			}
 		}
 		is_int(0, (long long)badf, "E4M3 × scale rows match the exact table times the scale on all codes");
+		/* the one-pass FP8 → BF16: the bytes of the two passes, and the finiteness of their f32 */
+		static const float sc2[] = { 1.0f, 0.000123f, 3.5e-38f, 7.0e10f, 1e38f, 3.4e38f };
+		uint16_t bf[256 + 5], bf2[256 + 5];
+		size_t badb = 0, badfin = 0;
+		for (int k = 0; k < 6; k++) {
+			for (int len = 0; len <= 256 + 5; len += len < 40 ? 1 : 37) {
+				for (int c = 0; c < len; c++)
+					codes[c] = (uint8_t)(c * 37 + 11 + k);
+				/* a run without NaN codes (0x7f, 0xff), so the finite flag is seen both ways */
+				if (k & 1)
+					for (int c = 0; c < len; c++)
+						codes[c] = (uint8_t)((codes[c] & 0x7f) == 0x7f ? 0x7e : codes[c]);
+				qf_row_e4m3_scaled_to_f32(codes, out, len, sc2[k]);
+				qf_row_f32_to_bf16(out, bf2, len);
+				int fin = qf_row_e4m3_scaled_to_bf16(codes, bf, len, sc2[k]);
+				badb += len && memcmp(bf, bf2, (size_t)len * 2) != 0;
+				badfin += fin != qf_row_all_finite(out, len);
+			}
+		}
+		is_int(0, (long long)badb, "E4M3 × scale → BF16 in one pass writes the bytes of the two passes (lengths 0..261, 6 scales)");
+		is_int(0, (long long)badfin, "... and says finite exactly when every f32 product is (NaN codes and overflow to inf)");
 	}
 
 	/* F16 SIMD row path equals the scalar path on every code */
