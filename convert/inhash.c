@@ -16,12 +16,32 @@
 
 #include "convert/plan.h"
 #include "formats/hashcheck.h"
+#include "formats/mapfile.h"
 
 #define HINT "the source is corrupt (qforge verify names what); use --ignore-input-hashes to convert it anyway"
 
-static qf_status check_one(const char *src, const qf_tensor *t, uint64_t want, qf_err *err)
+#define CHECK_CHUNK ((uint64_t)16 << 20)
+
+/*
+ * Hashes t in 16 MiB pieces, dropping each piece's pages from the resident set as it goes
+ * (release: the mapping is a file's): a tensor of stacked experts can be gigabytes, and
+ * keeping it resident until the writer reached it made peak RSS the largest tensor's size.
+ * The writer maps the pages again from the page cache.
+ */
+static qf_status check_one(const char *src, const qf_tensor *t, uint64_t want, int release, qf_err *err)
 {
-	uint64_t got = XXH64(t->data, (size_t)t->nbytes, 0); /* pages stay: the writer reads them next */
+	XXH64_state_t *st = XXH64_createState();
+	if (!st)
+		return qf_fail(err, QF_ENOMEM, "out of memory");
+	XXH64_reset(st, 0);
+	for (uint64_t o = 0; o < t->nbytes; o += CHECK_CHUNK) {
+		size_t n = (size_t)(t->nbytes - o < CHECK_CHUNK ? t->nbytes - o : CHECK_CHUNK);
+		XXH64_update(st, t->data + o, n);
+		if (release)
+			qf_view_release(t->data + o, n);
+	}
+	uint64_t got = XXH64_digest(st);
+	XXH64_freeState(st);
 	if (got != want)
 		return qf_fail(err, QF_EFORMAT, "%s: tensor '%s': hash mismatch (recorded %016llx, computed %016llx): %s",
 			       src, t->name, (unsigned long long)want, (unsigned long long)got, HINT);
@@ -46,7 +66,7 @@ static qf_status check_gguf_file(const char *label, const qf_gguf *g, int all, q
 			       (unsigned long long)h.meta, (unsigned long long)meta, HINT);
 	for (size_t i = 0; all && !s && i < qf_gguf_ntensors(g); i++)
 		if (qf_gguf_hashes_tensor(&h, i, &want))
-			s = check_one(label, qf_gguf_tensor(g, i), want, err);
+			s = check_one(label, qf_gguf_tensor(g, i), want, 1, err);
 	return s;
 }
 
@@ -96,7 +116,9 @@ qf_status cvt_item_check_source(const cvt_plan *p, const cvt_item *it, qf_err *e
 			size_t i = (k + j) % n;
 			uint64_t want;
 			if (qf_gguf_tensor(p->g, i) == t)
-				return qf_gguf_hashes_tensor(&h, i, &want) ? check_one(p->src_path, t, want, err) : QF_OK;
+				return qf_gguf_hashes_tensor(&h, i, &want)
+					       ? check_one(p->src_path, t, want, p->release_ok && t->file >= 0, err)
+					       : QF_OK;
 		}
 		return QF_OK;
 	}
@@ -104,11 +126,12 @@ qf_status cvt_item_check_source(const cvt_plan *p, const cvt_item *it, qf_err *e
 		return QF_OK;
 	/* a bundle item reads its main tensor and its companions */
 	const qf_pk_tensor *pt = (const qf_pk_tensor *)(const void *)((const char *)t - offsetof(qf_pk_tensor, t));
-	qf_status s = check_one(p->src_path, t, pt->xxh64, err);
+	int rel = p->release_ok && t->file >= 0;
+	qf_status s = check_one(p->src_path, t, pt->xxh64, rel, err);
 	for (int k = 0; k < 2 && !s; k++)
 		if (pt->comp[k] >= 0) {
 			const qf_pk_tensor *c = qf_pk_tensor_at(p->pk, (size_t)pt->comp[k]);
-			s = check_one(p->src_path, &c->t, c->xxh64, err);
+			s = check_one(p->src_path, &c->t, c->xxh64, rel, err);
 		}
 	return s;
 }
