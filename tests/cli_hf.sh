@@ -76,6 +76,14 @@ run "$QFORGE" convert --format safetensors --dry-run "$tmp/ms"
 contains "$out" "ms-dequant"; ok $? "plan shows msModelSlim weights dequantized"
 run "$QFORGE" convert -q -o "$tmp/ms.gguf" "$tmp/ms"
 expect_rc 0 "msModelSlim → GGUF"
+mkdir "$tmp/msbad" && cp "$tmp/ms"/* "$tmp/msbad"/ && chmod u+w "$tmp/msbad"/*
+sed 's/"model.layers.0.self_attn.q_b_proj.weight_scale": "W8A16",//' "$tmp/ms/quant_model_description.json" > "$tmp/msbad/quant_model_description.json"
+for c in "convert -o $tmp/bad.gguf" "convert --format safetensors -o $tmp/badf" "quantize --target llamacpp-q8_0 -o $tmp/bad8.gguf" "inspect"; do
+	run "$QFORGE" $c "$tmp/msbad"
+	expect_rc 3 "$c: a tensor the description does not type is bad input"
+	contains "$err" "quant_model_description.json: no entry for tensor 'model.layers.0.self_attn.q_b_proj.weight_scale'"; ok $? "  names the file and tensor: $err"
+done
+[ ! -e "$tmp/bad.gguf" ] && [ ! -e "$tmp/badf" ] && [ ! -e "$tmp/bad8.gguf" ]; ok $? "nothing written"
 run "$QFORGE" inspect "$tmp/ms"
 contains "$out" "quantization: msModelSlim W8A16"; ok $? "inspect names the msModelSlim type"
 printf 'Hello world\n' > "$tmp/hello.txt"
