@@ -14,7 +14,9 @@ within() { printf '%s\n' "$1" | awk "{ split(\$6, a, \"±\"); k = a[1] + 0; r = 
 # layout name | how it is made | bound on ratio r and KLD k | why that bound
 # Measured (qforge 2026-12-02, eval-a, ctx 128): bf16 r 0.9997 k 0.00079; ascend-w8a16 and
 # ascend-w8a8-dynamic r 1.0014 k 0.00208 (same int8 weights, the description differs);
-# vllm-fp8-block r 1.0000 k 0; vllm-fp8-block-ue8m0 r 0.9979 k 0.00829.
+# vllm-fp8-block r 1.0000 k 0; vllm-fp8-block-ue8m0 r 0.9979 k 0.00829; vllm-fp8-block-ct r 1.0000
+# k 0; vllm-w8a16 and vllm-w8a8 r 1.0008 k 0.00205; vllm-w4a16 r 1.0060 k 0.0369; ascend-w4a16
+# r 1.0000 k 0.00833.
 check_layout() {
 	name=$1 bound=$2 why=$3
 	run "$QFORGE" verify --reference "$M/tiny-dsv3" --text "$TXT" --ctx 128 "$tmp/$name"
@@ -46,13 +48,35 @@ expect_rc 0 "vllm-fp8-block-ue8m0"
 check_layout vllm-fp8-block-ue8m0 "r > 0.99 && r < 1.01 && k > 0.002 && k < 0.02" \
 	"scales rounded up to powers of two re-quantize the FP8: 2.4x the measured KLD"
 
+run "$QFORGE" quantize -q --target vllm-fp8-block-ct -o "$tmp/vllm-fp8-block-ct" "$M/tiny-dsv3"
+expect_rc 0 "vllm-fp8-block-ct"
+check_layout vllm-fp8-block-ct "r == 1 && k == 0" "the release's FP8 blocks with their F32 scales under compressed-tensors names: exact"
+
+for t in vllm-w8a16 vllm-w8a8; do
+	run "$QFORGE" quantize -q --target $t -o "$tmp/$t" "$M/tiny-dsv3"
+	expect_rc 0 "$t"
+	check_layout $t "r > 0.995 && r < 1.005 && k > 0.0005 && k < 0.005" \
+		"per-channel int8, absmax/127.5 in BF16 scales: about 2.4x the measured KLD, and not lossless"
+done
+
+run "$QFORGE" quantize -q --target vllm-w4a16 -o "$tmp/vllm-w4a16" "$M/tiny-dsv3"
+expect_rc 0 "vllm-w4a16"
+check_layout vllm-w4a16 "r > 0.98 && r < 1.02 && k > 0.01 && k < 0.08" \
+	"symmetric int4 in groups of 128, the coarsest layout: about 2.2x the measured KLD"
+
+run "$QFORGE" quantize -q --target ascend-w4a16 -o "$tmp/ascend-w4a16" "$M/tiny-dsv3"
+expect_rc 0 "ascend-w4a16"
+check_layout ascend-w4a16 "r > 0.99 && r < 1.01 && k > 0.002 && k < 0.02" \
+	"int4 groups of 32 for the routed experts, int8 elsewhere: 2.4x the measured KLD"
+
 # One bit of one tensor's data flipped in a copy of each folder: verify fails (exit 1) naming it.
 # $1 folder, $2 shard, $3 tensor
 flip() {
 	rm -rf "$tmp/flip" && cp -r "$tmp/$1" "$tmp/flip" && chmod -R u+w "$tmp/flip"
 	run "$QFORGE" inspect --json "$tmp/flip"
 	off=$(printf '%s\n' "$out" | awk -v n="\"$3\"," '$2 == n { f = 1 } f && $1 == "\"offset\":" { sub(",", "", $2); print $2; exit }')
-	p=$off # its first byte: every tensor has one
+	[ -n "$off" ]; ok $? "$1: $3 is in the folder"
+	p=${off:-0} # its first byte: every tensor has one
 	f="$tmp/flip/$2"
 	b=$(od -An -tu1 -j "$p" -N1 "$f" | tr -d ' ')
 	printf "\\$(printf %03o $((b ^ 4)))" | dd of="$f" bs=1 seek="$p" conv=notrunc 2>/dev/null
@@ -66,5 +90,10 @@ flip ascend-w8a16 quant_model_weights.safetensors model.layers.1.mlp.experts.3.d
 flip ascend-w8a8-dynamic quant_model_weights.safetensors model.layers.2.self_attn.kv_b_proj.weight_scale
 flip vllm-fp8-block model.safetensors model.layers.0.self_attn.q_b_proj.weight_scale_inv
 flip vllm-fp8-block-ue8m0 model.safetensors model.layers.3.mlp.shared_experts.up_proj.weight
+flip vllm-fp8-block-ct model.safetensors model.layers.2.mlp.experts.0.gate_proj.weight_scale
+flip vllm-w8a16 model.safetensors model.layers.0.self_attn.o_proj.weight_packed
+flip vllm-w8a8 model.safetensors model.layers.0.self_attn.o_proj.weight
+flip vllm-w4a16 model.safetensors model.layers.1.mlp.experts.3.gate_proj.weight_packed
+flip ascend-w4a16 model.safetensors model.layers.1.mlp.experts.3.down_proj.weight_shape
 
 finish
