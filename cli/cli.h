@@ -74,6 +74,8 @@ typedef struct cli_write_args {
 	{ "max-stage-size", required_argument, NULL, 'X' }
 /* One class's row of a quantize summary in JSON: class, fmt_key: fmt, tensors, fallbacks, bytes, bits/weight. */
 struct cJSON *cli_class_json(cvt_class c, const char *fmt_key, const char *fmt, const cvt_stats *s);
+/* A class's relative RMS error √(Σ(x−y)²/Σx²) and cosine; 0 when nothing in it was measured. */
+int cli_class_error(const cvt_stats *s, double *rel, double *cosv);
 /* Defaults: automatic outtype, cli_default_threads(), GGUF/bundle sources checked against their hashes. */
 void cli_write_args_init(cli_write_args *a);
 /* 1: c was a shared option and is applied; 0: not one of them; −1: a bad value (usage error printed). */

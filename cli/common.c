@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <math.h>
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <signal.h>
@@ -75,7 +77,19 @@ cJSON *cli_class_json(cvt_class c, const char *fmt_key, const char *fmt, const c
 	cJSON_AddNumberToObject(o, "bytes_in", (double)s->bytes_in);
 	cJSON_AddNumberToObject(o, "bytes_out", (double)s->bytes_out);
 	cJSON_AddNumberToObject(o, "bits_per_weight", s->elems ? 8.0 * (double)s->bytes_out / (double)s->elems : 0);
+	double rel, cosv;
+	if (cli_class_error(s, &rel, &cosv)) {
+		cJSON_AddNumberToObject(o, "rel_rms", rel);
+		cJSON_AddNumberToObject(o, "cosine", cosv);
+	}
 	return o;
+}
+
+int cli_class_error(const cvt_stats *s, double *rel, double *cosv)
+{
+	*rel = s->measured && s->x2 > 0 ? sqrt(s->d2 / s->x2) : 0;
+	*cosv = s->measured && s->x2 > 0 && s->y2 > 0 ? s->xy / sqrt(s->x2 * s->y2) : 1;
+	return s->measured != 0;
 }
 
 void cli_write_args_init(cli_write_args *a)

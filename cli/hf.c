@@ -120,11 +120,13 @@ int cli_hf_write(const char *cmd, cvt_hf_plan *p, const char *in, const char *ou
 }
 
 /* Per class: schemes used, bytes in → out, and what was kept, re-quantized or copied. */
-static void hf_summary(const cvt_hf_plan *p, const cvt_result *r, int json, cJSON *jo)
+/* quality: the errors were measured while writing (not --no-quality) */
+static void hf_summary(const cvt_hf_plan *p, const cvt_result *r, int quality, int json, cJSON *jo)
 {
 	cJSON *cls = json ? cJSON_AddArrayToObject(jo, "classes") : NULL;
 	if (!json)
-		printf("%-14s %-26s %7s %24s %7s\n", "class", "encoding", "tensors", "bytes in → out", "bits/w");
+		printf("%-14s %-26s %7s %24s %7s %9s %9s\n", "class", "encoding", "tensors", "bytes in → out", "bits/w",
+		       "rel-RMS", "cosine");
 	for (int c = 0; c < CVT_CLASS_COUNT; c++) {
 		const cvt_stats *s = &r->cls[c];
 		if (!s->tensors)
@@ -152,7 +154,12 @@ static void hf_summary(const cvt_hf_plan *p, const cvt_result *r, int json, cJSO
 		} else {
 			snprintf(io, sizeof io, "%s → %s", cli_human_bytes(s->bytes_in, a, sizeof a),
 				 cli_human_bytes(s->bytes_out, b, sizeof b));
-			printf("%-14s %-26s %7zu %26s %7.2f\n", cvt_class_name((cvt_class)c), fm, s->tensors, io, bpw);
+			printf("%-14s %-26s %7zu %26s %7.2f", cvt_class_name((cvt_class)c), fm, s->tensors, io, bpw);
+			double rel, cosv;
+			if (cli_class_error(s, &rel, &cosv))
+				printf(" %9.5f %9.6f\n", rel, cosv);
+			else /* copied or float: nothing quantized was measured */
+				printf(" %9s %9s\n", quality ? "exact" : "-", "-");
 		}
 	}
 	size_t nfb = 0, nlossy = 0, ncopy = 0;
@@ -232,14 +239,14 @@ int cli_hf_quantize(const char *in, const char *outpath, const cvt_options *o, c
 		cJSON_AddNumberToObject(j, "seconds", res.seconds);
 		cJSON_AddNumberToObject(j, "threads", o->threads);
 		cJSON_AddStringToObject(j, "data_xxh64", hx);
-		hf_summary(p, &res, 1, j);
+		hf_summary(p, &res, ho->quality, 1, j);
 		cli_print_json(j);
 	} else {
 		printf("quantized %s → %s (%s, safetensors): %zu tensors, %s in → %s out in %.2f s (%.2f GB/s in, %d threads), data xxh64 %s\n",
 		       in, outpath, prof ? prof->name : "--type rules", p->n, cli_human_bytes(res.bytes_in, a, sizeof a),
 		       cli_human_bytes(res.bytes_out, b, sizeof b), res.seconds,
 		       res.seconds > 0 ? (double)res.bytes_in / res.seconds / 1e9 : 0.0, o->threads, hx);
-		hf_summary(p, &res, 0, NULL);
+		hf_summary(p, &res, ho->quality, 0, NULL);
 	}
 done:
 	if (s)

@@ -73,15 +73,10 @@ static void summary(cvt_plan *p, const cvt_result *r, int quality, int json, cJS
 		char fm[96], a[32], b[32], io[72];
 		class_formats(p, c, fm, sizeof fm);
 		double bpw = s->elems ? 8.0 * (double)s->bytes_out / (double)s->elems : 0;
-		double rel = s->measured && s->x2 > 0 ? sqrt(s->d2 / s->x2) : 0;
-		double cosv = s->measured && s->x2 > 0 && s->y2 > 0 ? s->xy / sqrt(s->x2 * s->y2) : 1;
+		double rel, cosv;
+		cli_class_error(s, &rel, &cosv);
 		if (json) {
-			cJSON *o = cli_class_json((cvt_class)c, "format", fm, s);
-			if (s->measured) {
-				cJSON_AddNumberToObject(o, "rel_rms", rel);
-				cJSON_AddNumberToObject(o, "cosine", cosv);
-			}
-			cJSON_AddItemToArray(cls, o);
+			cJSON_AddItemToArray(cls, cli_class_json((cvt_class)c, "format", fm, s));
 		} else {
 			snprintf(io, sizeof io, "%s → %s", cli_human_bytes(s->bytes_in, a, sizeof a),
 				 cli_human_bytes(s->bytes_out, b, sizeof b));

@@ -25,6 +25,7 @@
 #include "convert/hf.h"
 #include "convert/hf_config.h"
 #include "convert/wqueue.h"
+#include "formats/ctquant.h"
 #include "formats/hfquant.h"
 #include "formats/outfile.h"
 #include "util/pool.h"
@@ -160,9 +161,58 @@ typedef struct work {
 	int64_t cap_rows;
 	int allow_nonfinite;
 	int direct;               /* FP8 → BF16 in one pass (cvt_item_rows_bf16) */
+	int quality;              /* measure: decode each encoded unit and compare with the rows */
+	float **dec;              /* per worker: the decoded unit */
+	double (*acc)[4];         /* per worker: Σ(x−y)², Σx², Σy², Σxy */
 	qf_status *st;
 	qf_err *errs;
 } work;
+
+/* 1 when the item's encoding loses information (the summary measures those). */
+static int lossy_enc(const cvt_hf_item *it)
+{
+	return !it->raw && (it->sch.enc == CVT_HF_FP8_BLOCK || it->sch.enc == CVT_HF_CT_FP8 || it->sch.enc == CVT_HF_CT_PACK ||
+			    it->sch.enc == CVT_HF_CT_INT8 || it->sch.enc == CVT_HF_MS_INT8);
+}
+
+/*
+ * n rows of one encoded unit (buffers o, as encode_rows wrote them) decoded back through the
+ * compressed-tensors reader's decoder (formats/ctquant.h), whose (q − zp) · scale is each
+ * layout's definition: the unit is a view of n rows whose scales and zero points start at o.
+ */
+static void decode_unit(const work *w, uint8_t *const *o, int64_t n, float *y)
+{
+	const cvt_hf_item *it = w->it;
+	int64_t K = w->K;
+	qf_ctq v = { .N = n, .K = K, .q = o[0], .scale = o[1], .sdt = it->scale_dtype, .br = 1, .bc = K, .scols = 1 };
+	switch (it->sch.enc) {
+	case CVT_HF_FP8_BLOCK: case CVT_HF_CT_FP8:
+		v.kind = QF_CTQ_FP8;
+		v.bits = 8;
+		v.sdt = it->sch.enc == CVT_HF_FP8_BLOCK ? QF_F32 : it->scale_dtype;
+		v.br = v.bc = 128;
+		v.scols = (K + 127) / 128;
+		break;
+	case CVT_HF_CT_PACK:
+		v.kind = QF_CTQ_PACK;
+		v.bits = it->sch.bits;
+		v.bc = it->sch.group ? it->sch.group : K;
+		v.scols = (K + v.bc - 1) / v.bc;
+		v.zp = it->sch.asym ? o[3] : NULL;
+		v.zp_packed = it->sch.asym;
+		break;
+	case CVT_HF_MS_INT8:
+		v.sdt = QF_F32;
+		v.zp = o[2];
+		v.zdt = QF_F32;
+		/* fall through */
+	default:
+		v.kind = QF_CTQ_INT;
+		v.bits = 8;
+		break;
+	}
+	qf_ctq_rows(&v, 0, n, y);
+}
 
 static void encode_rows(const work *w, const float *x, int64_t r, int64_t n, uint8_t *const *o)
 {
@@ -245,6 +295,12 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 			for (int k = 0; k < w->nparts; k++)
 				o[k] = w->out[k] + (part_off(w->it, &w->pts[k], k, w->N, q) - w->base[k]);
 			encode_rows(w, x + (q - r) * w->K, q, n, o);
+			if (w->quality) {
+				const float *a = x + (q - r) * w->K;
+				float *y = w->dec[wk];
+				decode_unit(w, o, n, y);
+				qf_err_sums(a, y, n * w->K, w->acc[wk]);
+			}
 		}
 	}
 }
@@ -343,7 +399,8 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 	size_t np = 0, ns = 0;
 	qf_out od;
 	int have_od = 0;
-	float **f32 = NULL;
+	float **f32 = NULL, **dec = NULL;
+	double (*acc)[4] = NULL;
 	uint8_t *bufs[2][MAX_PARTS] = { { NULL } };
 	qf_status *wst = NULL;
 	qf_err *werr = NULL;
@@ -445,10 +502,15 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 	if ((s = qf_pool_new(threads, &pool, err)))
 		goto out;
 	f32 = calloc((size_t)threads, sizeof *f32);
+	dec = calloc((size_t)threads, sizeof *dec);
+	acc = calloc((size_t)threads, sizeof *acc);
 	wst = calloc((size_t)threads, sizeof *wst);
 	werr = calloc((size_t)threads, sizeof *werr);
-	if (!f32 || !wst || !werr)
+	if (!f32 || !dec || !acc || !wst || !werr)
 		goto oom;
+	for (int i = 0; i < threads; i++)
+		if (wo->quality && !(dec[i] = malloc((size_t)(cap_rows * max_k) * sizeof(float))))
+			goto oom;
 	for (int i = 0; i < threads; i++)
 		if (!(f32[i] = malloc((size_t)(cap_rows * max_k) * sizeof(float))))
 			goto oom;
@@ -477,6 +539,9 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 			npi++;
 		opart *op = &parts[pi];
 		uint64_t in_b = t->nbytes + (it->scale ? it->scale->nbytes : 0), out_b = 0;
+		int measure = wo->quality && lossy_enc(it);
+		if (measure)
+			memset(acc, 0, (size_t)threads * sizeof *acc);
 		for (int k = 0; k < npi; k++)
 			out_b += op[k].p.nbytes;
 		if (it->sch.enc == CVT_HF_COPY || it->raw) {
@@ -493,7 +558,8 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 			}
 		} else {
 			work w = { .it = it, .pts = &op[0].p, .nparts = npi, .f32 = f32, .cap_rows = cap_rows,
-				   .allow_nonfinite = p->opt.allow_nonfinite, .st = wst, .errs = werr };
+				   .allow_nonfinite = p->opt.allow_nonfinite, .quality = measure, .dec = dec, .acc = acc,
+				   .st = wst, .errs = werr };
 			cvt_src src = { .t = t, .scale = it->scale, .bo = it->bo, .bi = it->bi, .ms = it->ms };
 			w.ci.op = CVT_OP_COPY;
 			w.ci.srcs = &src;
@@ -564,6 +630,15 @@ qf_status cvt_hf_write(cvt_hf_plan *p, const char *dir, const cvt_hf_write_opts 
 			cs->elems += t->nelems;
 			cs->bytes_in += in_b;
 			cs->bytes_out += out_b;
+			if (measure) {
+				for (int k = 0; k < threads; k++) {
+					cs->d2 += acc[k][0];
+					cs->x2 += acc[k][1];
+					cs->y2 += acc[k][2];
+					cs->xy += acc[k][3];
+				}
+				cs->measured++;
+			}
 		}
 	}
 	if ((s = cvt_wq_drain(&wr, err)))
@@ -659,6 +734,10 @@ out:
 	for (int i = 0; f32 && i < threads; i++)
 		free(f32[i]);
 	free(f32);
+	for (int i = 0; dec && i < threads; i++)
+		free(dec[i]);
+	free(dec);
+	free(acc);
 	free(wst);
 	free(werr);
 	for (int b = 0; b < 2; b++)

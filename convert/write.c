@@ -87,18 +87,7 @@ static void work_fn(void *ctx, int64_t b, int64_t e, int wk)
 				v.comp[k] = co[k];
 			float *y = w->dec[wk];
 			qf_fmt_decode(&v, 0, n, y);
-			double d2 = 0, x2 = 0, y2 = 0, xy = 0;
-			for (int64_t i = 0; i < n * C; i++) {
-				double a = x[i], c = y[i];
-				d2 += (a - c) * (a - c);
-				x2 += a * a;
-				y2 += c * c;
-				xy += a * c;
-			}
-			w->acc[wk][0] += d2;
-			w->acc[wk][1] += x2;
-			w->acc[wk][2] += y2;
-			w->acc[wk][3] += xy;
+			qf_err_sums(x, y, n * C, w->acc[wk]);
 		}
 		u += nu;
 	}

@@ -529,3 +529,19 @@ uint64_t qf_fmt_bundle_sizer(const char *format, int ndim, const int64_t *shape)
 		return UINT64_MAX;
 	return qf_fmt_main_bytes(f, 1, ndim, shape);
 }
+
+void qf_err_sums(const float *x, const float *y, int64_t n, double acc[4])
+{
+	double d2 = 0, x2 = 0, y2 = 0, xy = 0;
+	for (int64_t i = 0; i < n; i++) {
+		double a = x[i], c = y[i];
+		d2 += (a - c) * (a - c);
+		x2 += a * a;
+		y2 += c * c;
+		xy += a * c;
+	}
+	acc[0] += d2;
+	acc[1] += x2;
+	acc[2] += y2;
+	acc[3] += xy;
+}

@@ -98,4 +98,7 @@ void qf_fmt_decode(const qf_fmt_view *v, int64_t r0, int64_t n, float *dst);
 /* A bundle main tensor's byte size (qf_pk_sizer): 0 for an unknown format. */
 uint64_t qf_fmt_bundle_sizer(const char *format, int ndim, const int64_t *shape);
 
+/* Adds Σ(x−y)², Σx², Σy², Σxy of n values (in double) to acc[0..3]: a quantizer's error sums. */
+void qf_err_sums(const float *x, const float *y, int64_t n, double acc[4]);
+
 #endif

@@ -27,45 +27,67 @@ check_layout() {
 	[ -n "$r" ] && within "$r" "r == r && k == k && $bound"; ok $? "$name: $bound ($why): $r"
 }
 
+# The quantize --json summary's rel_rms and cosine of class CLASS ("rel cos"; empty when not measured).
+class_err() {
+	printf '%s\n' "$out" | awk -v c="\"$1\"," '$1 == "\"class\":" { f = ($2 == c) } f && $1 == "\"rel_rms\":" { sub(",", "", $2); r = $2 }
+		f && $1 == "\"cosine\":" { sub(",", "", $2); print r, $2; exit }'
+}
+# $1 target, $2 awk bound on the expert class's rel-RMS e and cosine c, $3 why
+sumcheck() {
+	e=$(class_err expert)
+	printf '%s\n' "$e" | awk "{ e = \$1 + 0; c = \$2 + 0; exit !(NF == 2 && $2) }"; ok $? "$1: summary's expert rel-RMS and cosine $e: $2 ($3)"
+}
+
 run "$QFORGE" convert -q --format safetensors -o "$tmp/bf16" "$M/tiny-dsv3"
 expect_rc 0 "float layout (bf16)"
 check_layout bf16 "r > 0.998 && r < 1.002 && k > 0 && k < 0.002" \
 	"only BF16 rounding of the dequantized FP8: 2.5x the measured KLD"
 
 for t in ascend-w8a16 ascend-w8a8-dynamic; do
-	run "$QFORGE" quantize -q --target $t -o "$tmp/$t" "$M/tiny-dsv3"
+	run "$QFORGE" quantize --json --target $t -o "$tmp/$t" "$M/tiny-dsv3"
 	expect_rc 0 "$t"
+	sumcheck $t "e > 0.003 && e < 0.014 && c > 0.9999" "per-channel int8: measured 0.00684, 2x either way"
+	e=$(class_err expert)
 	check_layout $t "r > 0.995 && r < 1.005 && k > 0.0005 && k < 0.005" \
 		"per-channel int8, absmax/127: about 2.4x the measured KLD, and not lossless"
+	# every expert is quantized, so verify's per-class error (its own reader) is the summary's
+	v=$(printf '%s\n' "$out" | awk '$1 == "expert" && NF == 5 { print $3; exit }')
+	[ -n "$v" ] && printf '%s %s\n' "$e" "$v" | awk '{ exit !($1 - $3 < 1e-5 && $3 - $1 < 1e-5) }'; ok $? "$t: the summary's expert rel-RMS ($e) is verify's ($v)"
 done
 
-run "$QFORGE" quantize -q --target vllm-fp8-block -o "$tmp/vllm-fp8-block" "$M/tiny-dsv3"
+run "$QFORGE" quantize --json --target vllm-fp8-block -o "$tmp/vllm-fp8-block" "$M/tiny-dsv3"
 expect_rc 0 "vllm-fp8-block"
+[ -z "$(class_err expert)" ]; ok $? "vllm-fp8-block: the copied FP8 experts are not reported as re-quantized"
 check_layout vllm-fp8-block "r == 1 && k == 0" "the release's own FP8 blocks and scales, byte for byte: exactly the original"
 
-run "$QFORGE" quantize -q --target vllm-fp8-block-ue8m0 -o "$tmp/vllm-fp8-block-ue8m0" "$M/tiny-dsv3"
+run "$QFORGE" quantize --json --target vllm-fp8-block-ue8m0 -o "$tmp/vllm-fp8-block-ue8m0" "$M/tiny-dsv3"
 expect_rc 0 "vllm-fp8-block-ue8m0"
+sumcheck vllm-fp8-block-ue8m0 "e > 0.012 && e < 0.055 && c > 0.999" "E4M3 under power-of-two scales: measured 0.02715"
 check_layout vllm-fp8-block-ue8m0 "r > 0.99 && r < 1.01 && k > 0.002 && k < 0.02" \
 	"scales rounded up to powers of two re-quantize the FP8: 2.4x the measured KLD"
 
-run "$QFORGE" quantize -q --target vllm-fp8-block-ct -o "$tmp/vllm-fp8-block-ct" "$M/tiny-dsv3"
+run "$QFORGE" quantize --json --target vllm-fp8-block-ct -o "$tmp/vllm-fp8-block-ct" "$M/tiny-dsv3"
 expect_rc 0 "vllm-fp8-block-ct"
+[ -z "$(class_err expert)" ]; ok $? "vllm-fp8-block-ct: the release's blocks are not reported as re-quantized"
 check_layout vllm-fp8-block-ct "r == 1 && k == 0" "the release's FP8 blocks with their F32 scales under compressed-tensors names: exact"
 
 for t in vllm-w8a16 vllm-w8a8; do
-	run "$QFORGE" quantize -q --target $t -o "$tmp/$t" "$M/tiny-dsv3"
+	run "$QFORGE" quantize --json --target $t -o "$tmp/$t" "$M/tiny-dsv3"
 	expect_rc 0 "$t"
+	sumcheck $t "e > 0.003 && e < 0.014 && c > 0.9999" "per-channel int8: measured 0.00665"
 	check_layout $t "r > 0.995 && r < 1.005 && k > 0.0005 && k < 0.005" \
 		"per-channel int8, absmax/127.5 in BF16 scales: about 2.4x the measured KLD, and not lossless"
 done
 
-run "$QFORGE" quantize -q --target vllm-w4a16 -o "$tmp/vllm-w4a16" "$M/tiny-dsv3"
+run "$QFORGE" quantize --json --target vllm-w4a16 -o "$tmp/vllm-w4a16" "$M/tiny-dsv3"
 expect_rc 0 "vllm-w4a16"
+sumcheck vllm-w4a16 "e > 0.05 && e < 0.22 && c > 0.99" "int4 groups of 128, where they fit: measured 0.11084"
 check_layout vllm-w4a16 "r > 0.98 && r < 1.02 && k > 0.01 && k < 0.08" \
 	"symmetric int4 in groups of 128, the coarsest layout: about 2.2x the measured KLD"
 
-run "$QFORGE" quantize -q --target ascend-w4a16 -o "$tmp/ascend-w4a16" "$M/tiny-dsv3"
+run "$QFORGE" quantize --json --target ascend-w4a16 -o "$tmp/ascend-w4a16" "$M/tiny-dsv3"
 expect_rc 0 "ascend-w4a16"
+sumcheck ascend-w4a16 "e > 0.045 && e < 0.2 && c > 0.99" "int4 groups of 32: measured 0.09513"
 check_layout ascend-w4a16 "r > 0.99 && r < 1.01 && k > 0.002 && k < 0.02" \
 	"int4 groups of 32 for the routed experts, int8 elsewhere: 2.4x the measured KLD"
 
