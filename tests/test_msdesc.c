@@ -189,6 +189,25 @@ static void bad_inputs(void)
 		qf_status s = open_case(c, d, &ck, &err);
 		if (!c->want[0]) {
 			is_int(QF_OK, s, "%s (%s)", c->why, err.msg);
+			if (s)
+				continue;
+			/* what each tensor of the good set is to a reader */
+			static const struct { const char *name; qf_ms_role role; } roles[] = {
+				{ "m.embed.weight", QF_MS_PLAIN }, { "m.q.weight", QF_MS_QUANT }, { "m.q.weight_scale", QF_MS_DROPPED },
+				{ "m.q.weight_offset", QF_MS_DROPPED }, { "m.s.weight", QF_MS_QUANT }, { "m.s.deq_scale", QF_MS_DROPPED },
+				{ "m.s.input_scale", QF_MS_DROPPED }, { "m.s.input_offset", QF_MS_DROPPED }, { "m.s.quant_bias", QF_MS_DROPPED },
+			};
+			for (size_t k = 0; k < sizeof roles / sizeof roles[0]; k++) {
+				qf_ms_weight mw;
+				const qf_tensor *t = qf_st_find(ck->st, roles[k].name);
+				is_int(roles[k].role, t ? (int)qf_ms_resolve(ck->ms, ck->st, t, &mw) : -1, "  %s: %s", roles[k].name,
+				       roles[k].role == QF_MS_QUANT ? "dequantized" : roles[k].role == QF_MS_DROPPED ? "read with its weight" : "kept");
+				if (t && roles[k].role == QF_MS_QUANT)
+					ok(!strcmp(roles[k].name, "m.s.weight") ? mw.deq && mw.in_scale && !mw.scale : mw.scale && mw.offset && mw.group == 8,
+					   "  … %s", !strcmp(roles[k].name, "m.s.weight") ? "static W8A8 through deq_scale / input_scale" : "per channel, with its offset");
+			}
+			qf_ckpt_close(ck);
+			continue;
 		} else {
 			is_int(QF_EFORMAT, s, "%s: exit 3", c->why);
 			for (int k = 0; k < 2 && c->want[k]; k++)
