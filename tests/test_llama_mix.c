@@ -9,7 +9,8 @@
  * K-quants is checked, and llama.cpp loads every output.
  * llamacpp-q4_0 is llama-quantize Q4_0 with q8_0 embeddings and head, with
  * and without an imatrix (the imatrix makes ffn_down of the first n/8
- * layers q4_1).
+ * layers q4_1); a q5_0 class profile with "imatrix_rules": "Q5_0" is
+ * llama-quantize Q5_0 so.
  * Skips when the oracle is absent (fails under CI=true).
  */
 #include "config.h"
@@ -179,36 +180,49 @@ static int make_imatrix(const char *src, const char *skip_name, const char *path
 }
 
 /*
- * llamacpp-q4_0 against llama-quantize Q4_0 --token-embedding-type q8_0
- * --output-tensor-type q8_0 (ggml type 8), without and with the imatrix;
- * with it, ffn_down of layers below block_count/8 is q4_1.
+ * A class profile with "imatrix_rules" against llama-quantize of that ftype
+ * with --token-embedding-type q8_0 --output-tensor-type q8_0 (ggml type 8),
+ * without and with the imatrix; with it, ffn_down of layers below
+ * block_count/8 is q4_1 (Q4_0) or q5_1 (Q5_0).  q5: a profile written here
+ * (q5_0 classes; no such target ships), else the target llamacpp-q4_0.
  */
-static void q4_0(tl_llama *L, const char *model, const char *src, const char *imx, const tl_imatrix_data *ld)
+static void class_mix(tl_llama *L, const char *model, const char *src, const char *imx, const tl_imatrix_data *ld, int q5)
 {
+	char prof[4200] = "";
+	if (q5) {
+		static const char json[] = "{\"name\":\"q5_0-like\",\"output\":\"gguf\",\"classes\":{\"attn\":\"q5_0\","
+					   "\"expert\":\"q5_0\",\"shared_expert\":\"q5_0\",\"dense_ffn\":\"q5_0\",\"embed\":\"q8_0\","
+					   "\"output\":\"q8_0\"},\"imatrix_rules\":\"Q5_0\"}";
+		snprintf(prof, sizeof prof, "%s", tu_path("q5_0-like.json"));
+		tu_write(prof, json, sizeof json - 1);
+	}
+	const char *name = q5 ? "q5_0-like profile" : "llamacpp-q4_0";
+	qf_dtype lo = q5 ? QF_Q5_0 : QF_Q4_0, hi = q5 ? QF_Q5_1 : QF_Q4_1;
 	for (int with = 0; with < 2; with++) {
 		char ref[4200], ours[4200], what[256], args[16384];
 		snprintf(ref, sizeof ref, "%s", tu_path("ref.gguf"));
 		snprintf(ours, sizeof ours, "%s", tu_path("ours.gguf"));
-		snprintf(what, sizeof what, "%s llamacpp-q4_0%s", model, with ? " --imatrix" : "");
+		snprintf(what, sizeof what, "%s %s%s", model, name, with ? " --imatrix" : "");
 		remove(ref);
-		int rc = tl_llama_quantize_ex(L, src, ref, 2, 2, with ? ld : NULL, 8, 8);
-		snprintf(args, sizeof args, "quantize -q -f --target llamacpp-q4_0 %s%s%s -o '%s' '%s'", with ? "--imatrix '" : "",
-			 with ? imx : "", with ? "'" : "", ours, src);
+		int rc = tl_llama_quantize_ex(L, src, ref, q5 ? 8 : 2, 2, with ? ld : NULL, 8, 8);
+		snprintf(args, sizeof args, "quantize -q -f %s '%s' %s%s%s -o '%s' '%s'", q5 ? "--profile" : "--target",
+			 q5 ? prof : "llamacpp-q4_0", with ? "--imatrix '" : "", with ? imx : "", with ? "'" : "", ours, src);
 		int rq = qforge(args);
-		if (!ok(rc == 0 && rq == 0, "%s: llama_model_quantize Q4_0 (%d) and qforge (%d) both run", what, rc, rq))
+		if (!ok(rc == 0 && rq == 0, "%s: llama_model_quantize %s (%d) and qforge (%d) both run", what, q5 ? "Q5_0" : "Q4_0",
+			rc, rq))
 			continue;
 		compare(what, ref, ours, CMP_CLASS_FALLBACK);
 		qf_gguf *g = NULL;
 		long long bc = -1;
-		int n41 = 0, n40 = 0;
+		int nhi = 0, nlo = 0;
 		if (qf_gguf_open(ours, &g, NULL) == QF_OK) {
 			for (size_t i = 0; i < qf_gguf_ntensors(g); i++) {
 				const qf_tensor *t = qf_gguf_tensor(g, i);
 				int l = -1;
 				if (!strstr(t->name, "ffn_down") || sscanf(t->name, "blk.%d.", &l) != 1)
 					continue;
-				n41 += t->dtype == QF_Q4_1;
-				n40 += t->dtype == QF_Q4_0;
+				nhi += t->dtype == hi;
+				nlo += t->dtype == lo;
 			}
 			char key[128];
 			uint32_t v;
@@ -220,7 +234,8 @@ static void q4_0(tl_llama *L, const char *model, const char *src, const char *im
 		}
 		qf_gguf_close(g);
 		if (bc >= 8) /* the rule has layers to act on */
-			ok(with ? n41 > 0 && n40 > 0 : n41 == 0, "%s: ffn_down q4_1 in %d tensors, q4_0 in %d", what, n41, n40);
+			ok(with ? nhi > 0 && nlo > 0 : nhi == 0, "%s: ffn_down %s in %d tensors, %s in %d", what,
+			   qf_dtype_name(hi), nhi, qf_dtype_name(lo), nlo);
 	}
 }
 
@@ -311,7 +326,9 @@ int main(void)
 				qf_gguf_close(b);
 			}
 		}
-		q4_0(L, ms[m].model, src, imx, ld);
+		class_mix(L, ms[m].model, src, imx, ld, 0);
+		if (ms[m].gen)
+			class_mix(L, ms[m].model, src, imx, ld, 1);
 		tl_imatrix_data_free(ld);
 	}
 	tl_llama_close(L);
