@@ -38,7 +38,7 @@ awk -v bytes="$bytes" '
 	}
 	END {
 		printf "qforge convert --format safetensors: %s, peak RSS %d KiB\n", stat("qforge"), m["qforge"]
-		printf "cp of one %d-byte file (the output size): %s, peak RSS %d KiB\n", bytes, stat("cp"), m["cp"]
+		printf "cp of one %.0f-byte file (the output size): %s, peak RSS %d KiB\n", bytes, stat("cp"), m["cp"]
 		for (i = 1; i <= n["qforge"]; i++) { r[i] = w["qforge", i] / w["cp", i] }
 		c = n["qforge"]
 		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
