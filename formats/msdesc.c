@@ -166,24 +166,16 @@ static qf_status parse_tree(const cJSON *j, qf_msdesc *d, qf_err *err)
 	return QF_OK;
 }
 
-qf_status qf_msdesc_parse(const char *text, size_t len, const char *label, qf_msdesc **out, qf_err *err)
+/* The description from a parsed tree, which it frees; label names the file in errors. */
+static qf_status from_tree(cJSON *j, const char *label, qf_msdesc **out, qf_err *err)
 {
 	qf_msdesc *d = calloc(1, sizeof *d);
 	if (!d || !(d->path = strdup(label))) {
 		free(d);
+		cJSON_Delete(j);
 		return qf_fail(err, QF_ENOMEM, "out of memory");
 	}
-	const char *end = NULL;
-	cJSON *j = len ? cJSON_ParseWithLengthOpts(text, len, &end, 0) : NULL;
-	qf_status s;
-	if (!j) {
-		s = qf_fail(err, QF_EFORMAT, "%s: invalid JSON", label);
-	} else {
-		while (end && end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-			end++;
-		s = end && end < text + len ? qf_fail(err, QF_EFORMAT, "%s: trailing data after the JSON value", label)
-					    : parse_tree(j, d, err);
-	}
+	qf_status s = parse_tree(j, d, err);
 	cJSON_Delete(j);
 	if (s) {
 		qf_msdesc_free(d);
@@ -193,26 +185,18 @@ qf_status qf_msdesc_parse(const char *text, size_t len, const char *label, qf_ms
 	return QF_OK;
 }
 
+qf_status qf_msdesc_parse(const char *text, size_t len, const char *label, qf_msdesc **out, qf_err *err)
+{
+	qf_status s;
+	cJSON *j = qf_json_parse((const uint8_t *)text, len, label, err, &s);
+	return j ? from_tree(j, label, out, err) : s;
+}
+
 qf_status qf_msdesc_load(const char *path, qf_msdesc **out, qf_err *err)
 {
 	qf_status s;
 	cJSON *j = qf_json_load(path, err, &s);
-	if (!j)
-		return s;
-	qf_msdesc *d = calloc(1, sizeof *d);
-	if (!d || !(d->path = strdup(path))) {
-		free(d);
-		cJSON_Delete(j);
-		return qf_fail(err, QF_ENOMEM, "out of memory");
-	}
-	s = parse_tree(j, d, err);
-	cJSON_Delete(j);
-	if (s) {
-		qf_msdesc_free(d);
-		return s;
-	}
-	*out = d;
-	return QF_OK;
+	return j ? from_tree(j, path, out, err) : s;
 }
 
 const char *qf_msdesc_path(const qf_msdesc *d) { return d->path; }
