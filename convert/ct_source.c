@@ -250,7 +250,15 @@ static qf_status add_targets(ctx *c, const cJSON *arr, const char *what)
 	return QF_OK;
 }
 
-/* Match level of module name against target: 3 exact, 2 regex, 1 class "Linear", 0 none. */
+/*
+ * Backtracking steps one target may take on one module name.  Real targets take a few hundred
+ * on names of ~80 bytes; Oniguruma's own default (10 million, per name and per target) lets a
+ * pattern such as "re:(.*)*x$" run for minutes over a checkpoint's modules.
+ */
+#define CT_REGEX_RETRY_LIMIT 100000
+
+/* Match level of module name against target: 3 exact, 2 regex, 1 class "Linear", 0 none;
+ * -1 with c->err set when the regex gives up (its retry limit), which is not "no match". */
 static int match_level(const ctx *c, const char *name, const char *target)
 {
 	if (!strcmp(name, target))
@@ -260,7 +268,24 @@ static int match_level(const ctx *c, const char *name, const char *target)
 		if (!p)
 			return 0;
 		const UChar *s = (const UChar *)name, *e = s + strlen(name);
-		return onig_match(p->re, s, e, s, NULL, ONIG_OPTION_NONE) >= 0 ? 2 : 0; /* re.match: from the start */
+		OnigMatchParam *mp = onig_new_match_param();
+		if (!mp) {
+			qf_fail(c->err, QF_ENOMEM, "out of memory");
+			return -1;
+		}
+		onig_initialize_match_param(mp);
+		onig_set_retry_limit_in_match_of_match_param(mp, CT_REGEX_RETRY_LIMIT);
+		int r = onig_match_with_param(p->re, s, e, s, NULL, ONIG_OPTION_NONE, mp); /* re.match: from the start */
+		onig_free_match_param(mp);
+		if (r >= 0)
+			return 2;
+		if (r == ONIG_MISMATCH)
+			return 0;
+		UChar m[ONIG_MAX_ERROR_MESSAGE_LEN];
+		onig_error_code_to_str(m, r);
+		qf_fail(c->err, QF_EFORMAT, "%s: quantization_config: target \"%s\" gave up matching module '%s' (%s); a target this costly is not read",
+			c->label, target, name, (const char *)m);
+		return -1;
 	}
 	return !strcmp(target, "Linear") ? 1 : 0;
 }
@@ -272,6 +297,8 @@ static int best_level(const ctx *c, const char *name, const cJSON *arr, const ch
 	cJSON_ArrayForEach(e, arr)
 	{
 		int l = cJSON_IsString(e) ? match_level(c, name, e->valuestring) : 0;
+		if (l < 0)
+			return -1;
 		if (l > best) {
 			best = l;
 			*which = e->valuestring;
@@ -408,7 +435,10 @@ static qf_status plan_module(const ctx *c, const char *mod, const qf_tensor *sc,
 	if (gsc)
 		return bad_t(c, gsc, "a global scale (nvfp4) is not read");
 	const char *which = NULL;
-	if (c->ignore && best_level(c, mod, c->ignore, &which))
+	int ig = c->ignore ? best_level(c, mod, c->ignore, &which) : 0;
+	if (ig < 0)
+		return QF_EFORMAT;
+	if (ig)
 		return bad_t(c, sc, "module '%s' is in quantization_config.ignore (\"%s\") but stored quantized", mod, which);
 	const group *gr = NULL;
 	int best = 0;
@@ -416,6 +446,8 @@ static qf_status plan_module(const ctx *c, const char *mod, const qf_tensor *sc,
 		if (!c->groups[i].has_w || !cJSON_IsArray(c->groups[i].targets))
 			continue;
 		int l = best_level(c, mod, c->groups[i].targets, &which);
+		if (l < 0)
+			return QF_EFORMAT; /* c->err says why */
 		if (l > best) {
 			best = l;
 			gr = &c->groups[i];

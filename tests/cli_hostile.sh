@@ -135,6 +135,22 @@ row 0 'an HF folder from a tar checkpoint' "" "$QFORGE" convert -q --format safe
 cmp -s "$tmp/hto/merges.txt" "$tmp/merges.txt" && [ ! -e "$tmp/hto/secret.json" ]; ok $? "… carries the tar's merges.txt too, and no secret.json"
 rm -rf "$tmp/hs" "$tmp/hs.tar" "$tmp/hto"
 
+# ---- compressed-tensors targets: a costly regex is an error, not a hang or "no match" ----
+"$QFORGE" quantize -q --target vllm-w4a16 -o "$tmp/ctq" "$M/tiny-dsv3-bf16" >/dev/null 2>&1
+# each row: want-exit, the target put first in config_groups.group_0.targets, message
+while read -r want target msg; do
+	rm -rf "$tmp/ctx" && cp -R "$tmp/ctq" "$tmp/ctx"
+	sed "s/\"targets\": \[/\"targets\": [\"$target\", /" "$tmp/ctq/config.json" >"$tmp/ctx/config.json"
+	[ "$msg" = - ] && msg=""
+	row "$want" "compressed-tensors target $target" "$(echo "$msg" | tr _ ' ')" "$QFORGE" convert -q -o "$tmp/ctx.gguf" "$tmp/ctx"
+	rm -f "$tmp/ctx.gguf"
+done <<'ROWS'
+0 re:.*mlp\\\\.experts\\\\..*_proj$ -
+3 re:(.*)*x$ gave_up_matching_module
+3 re:(.*)*(.*)*(.*)*(.*)*x$ gave_up_matching_module
+ROWS
+rm -rf "$tmp/ctq" "$tmp/ctx"
+
 # ---- messages keep their reason on long paths ----
 long="$tmp"; i=0; while [ $i -lt 40 ]; do i=$((i+1)); long="$long/a-rather-long-folder-name-$i-of-forty-x"; done
 mkdir -p "$long" && cp -R "$tmp/ck" "$long/ck" && truncate -s 4 "$long/ck/model-00002-of-00003.safetensors"
