@@ -215,6 +215,113 @@ static void test_hand(void)
 	qf_ckpt_close(ck);
 }
 
+/*
+ * 1b. The rest of what the reader takes, by hand: 2-bit packing in groups of 48 (not a power
+ * of two, dividing the row of 96), naive-quantized int8, and FP8 with per-channel and
+ * per-tensor scales.
+ */
+static const char *hand2_cfg =
+	"{\"architectures\": [\"LlamaForCausalLM\"], \"torch_dtype\": \"bfloat16\", \"quantization_config\": {"
+	"\"quant_method\": \"compressed-tensors\", \"format\": \"mixed-precision\", \"quantization_status\": \"compressed\","
+	"\"config_groups\": {"
+	" \"g2\": {\"targets\": [\"re:.*k_proj$\"], \"format\": \"pack-quantized\", \"weights\": {\"num_bits\": 2, \"type\": \"int\","
+	"   \"symmetric\": true, \"strategy\": \"group\", \"group_size\": 48}},"
+	" \"gn\": {\"targets\": [\"re:.*v_proj$\"], \"format\": \"naive-quantized\", \"weights\": {\"num_bits\": 8, \"type\": \"int\","
+	"   \"symmetric\": true, \"strategy\": \"channel\"}},"
+	" \"gc\": {\"targets\": [\"re:.*o_proj$\"], \"format\": \"float-quantized\", \"weights\": {\"num_bits\": 8, \"type\": \"float\","
+	"   \"strategy\": \"channel\"}},"
+	" \"gt\": {\"targets\": [\"re:.*gate_proj$\"], \"format\": \"float-quantized\", \"weights\": {\"num_bits\": 8, \"type\": \"float\","
+	"   \"strategy\": \"tensor\"}}},"
+	"\"ignore\": [\"lm_head\"]}}";
+
+static void test_hand2(void)
+{
+	tset s = { .n = 0 };
+	/* k_proj: int2 g48 sym, [2, 96]: q = ((k + r) mod 4) − 2, scales 0.5, 0.25 / 1, 8 */
+	int q[96];
+	uint32_t *w = tput(&s, "model.layers.0.self_attn.k_proj.weight_packed", QF_I32, 2, 2, 6, 2 * 6 * 4);
+	for (int r = 0; r < 2; r++) {
+		for (int k = 0; k < 96; k++)
+			q[k] = ((k + r) % 4) - 2;
+		pack_row(q, 96, 2, w + 6 * r);
+	}
+	uint16_t *sc = tput(&s, "model.layers.0.self_attn.k_proj.weight_scale", QF_BF16, 2, 2, 2, 8);
+	sc[0] = bf16(0.5f), sc[1] = bf16(0.25f), sc[2] = bf16(1.0f), sc[3] = bf16(8.0f);
+	int64_t *sh = tput(&s, "model.layers.0.self_attn.k_proj.weight_shape", QF_I64, 1, 2, 0, 16);
+	sh[0] = 2, sh[1] = 96;
+	/* v_proj: naive int8 per channel, [2, 4]: q = 29i − 100; scales 0.125, 3 */
+	int8_t *wv = tput(&s, "model.layers.0.self_attn.v_proj.weight", QF_I8, 2, 2, 4, 8);
+	for (int i = 0; i < 8; i++)
+		wv[i] = (int8_t)(29 * i - 100);
+	uint16_t *sv = tput(&s, "model.layers.0.self_attn.v_proj.weight_scale", QF_BF16, 2, 2, 1, 4);
+	sv[0] = bf16(0.125f), sv[1] = bf16(3.0f);
+	/* o_proj: fp8 per channel, [3, 4]: codes 0x38 (1.0) / 0xC0 (−2.0) alternating; scales 1, 0.5, 4 (F32) */
+	uint8_t *wo = tput(&s, "model.layers.0.self_attn.o_proj.weight", QF_F8_E4M3, 2, 3, 4, 12);
+	for (int i = 0; i < 12; i++)
+		wo[i] = i % 2 ? 0xC0 : 0x38;
+	float *so = tput(&s, "model.layers.0.self_attn.o_proj.weight_scale", QF_F32, 2, 3, 1, 12);
+	so[0] = 1, so[1] = 0.5f, so[2] = 4;
+	/* gate_proj: fp8 per tensor, [2, 4]: codes 0x40 (2.0); one scale 0.75 */
+	uint8_t *wg = tput(&s, "model.layers.0.mlp.gate_proj.weight", QF_F8_E4M3, 2, 2, 4, 8);
+	memset(wg, 0x40, 8);
+	float *sg = tput(&s, "model.layers.0.mlp.gate_proj.weight_scale", QF_F32, 1, 1, 0, 4);
+	*sg = 0.75f;
+	tput(&s, "model.layers.0.input_layernorm.weight", QF_BF16, 1, 4, 0, 8);
+	const char *dir = tu_path("hand2");
+	ok(write_ckpt(dir, &s, hand2_cfg) == 0, "second hand-built checkpoint written");
+	tfree(&s);
+
+	qf_err e = { { 0 } };
+	qf_ckpt *ck = NULL;
+	cvt_ct_summary sum;
+	qf_status st = qf_ckpt_open(dir, &ck, &e);
+	if (!st)
+		st = cvt_ct_attach(ck, &sum, &e);
+	is_int(0, st, "int2 g48, naive int8, fp8 per channel and per tensor read: %s", e.msg);
+	if (st) {
+		qf_ckpt_close(ck);
+		return;
+	}
+	is_int(4, (long long)sum.n_quant, "four quantized modules (%s)", sum.schemes);
+	float out[192];
+	const qf_tensor *t = qf_st_find(ck->st, "model.layers.0.self_attn.k_proj.weight");
+	int bad = !t || t->shape[0] != 2 || t->shape[1] != 96;
+	if (!bad) {
+		qf_ctq_rows(t->ctq, 0, 2, out);
+		static const float s2[2][2] = { { 0.5f, 0.25f }, { 1.0f, 8.0f } };
+		for (int r = 0; r < 2; r++)
+			for (int k = 0; k < 96; k++)
+				bad += out[r * 96 + k] != (float)(((k + r) % 4) - 2) * s2[r][k / 48];
+	}
+	is_int(0, bad, "k_proj (int2, groups of 48): ((k + r) mod 4 − 2) · scale[r][k / 48] everywhere");
+	t = qf_st_find(ck->st, "model.layers.0.self_attn.v_proj.weight");
+	bad = !t || !t->ctq;
+	if (!bad) {
+		qf_ctq_rows(t->ctq, 0, 2, out);
+		for (int i = 0; i < 8; i++)
+			bad += out[i] != (float)(int8_t)(29 * i - 100) * (i < 4 ? 0.125f : 3.0f);
+	}
+	is_int(0, bad, "v_proj (naive-quantized int8 per channel): q · scale[r]");
+	t = qf_st_find(ck->st, "model.layers.0.self_attn.o_proj.weight");
+	bad = !t || !t->ctq;
+	if (!bad) {
+		qf_ctq_rows(t->ctq, 0, 3, out);
+		static const float sc3[3] = { 1, 0.5f, 4 };
+		for (int i = 0; i < 12; i++)
+			bad += out[i] != (i % 2 ? -2.0f : 1.0f) * sc3[i / 4];
+	}
+	is_int(0, bad, "o_proj (fp8, per-channel scales): e4m3 · scale[r]");
+	t = qf_st_find(ck->st, "model.layers.0.mlp.gate_proj.weight");
+	bad = !t || !t->ctq;
+	if (!bad) {
+		qf_ctq_rows(t->ctq, 0, 2, out);
+		for (int i = 0; i < 8; i++)
+			bad += out[i] != 1.5f;
+	}
+	is_int(0, bad, "gate_proj (fp8, one per-tensor scale): 2.0 · 0.75 everywhere");
+	qf_ckpt_close(ck);
+}
+
 /* ---- 2. round trips through qforge's own writer ------------------------------------------ */
 
 static float scale_val(const qf_tensor *t, uint64_t i)
@@ -757,6 +864,7 @@ int main(void)
 {
 	plan_lazy();
 	test_hand();
+	test_hand2();
 	test_roundtrip();
 	test_broken();
 	test_repack();
