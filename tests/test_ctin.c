@@ -81,6 +81,28 @@ static void pack_row(const int *q, int64_t K, int b, uint32_t *w)
 		w[k * b / 32] |= (uint32_t)(q[k] + (1 << (b - 1))) << ((k * b) % 32);
 }
 
+/*
+ * Writes a hand-built tensor set and config as dir NAME, frees the set, and opens it as a
+ * compressed-tensors checkpoint: NULL (after a failed check saying WHAT) when it does not read.
+ */
+static qf_ckpt *hand_open(tset *s, const char *name, const char *cfg, const char *what, cvt_ct_summary *sum)
+{
+	const char *dir = tu_path(name);
+	ok(write_ckpt(dir, s, cfg) == 0, "%s checkpoint written", name);
+	tfree(s);
+	qf_err e = { { 0 } };
+	qf_ckpt *ck = NULL;
+	qf_status st = qf_ckpt_open(dir, &ck, &e);
+	if (!st)
+		st = cvt_ct_attach(ck, sum, &e);
+	is_int(0, st, "%s reads: %s", what, e.msg);
+	if (st) {
+		qf_ckpt_close(ck);
+		return NULL;
+	}
+	return ck;
+}
+
 /* ---- 1. a hand-built checkpoint with known values -------------------------------------- */
 
 static const char *hand_cfg =
@@ -145,21 +167,10 @@ static void test_hand(void)
 	uint16_t *gt = tput(&s, "model.layers.0.mlp.gate.weight", QF_BF16, 2, 2, 4, 16);
 	gt[5] = bf16(1.5f);
 	tput(&s, "model.layers.0.input_layernorm.weight", QF_BF16, 1, 4, 0, 8);
-	const char *dir = tu_path("hand");
-	ok(write_ckpt(dir, &s, hand_cfg) == 0, "hand-built checkpoint written");
-	tfree(&s);
-
-	qf_err e = { { 0 } };
-	qf_ckpt *ck = NULL;
 	cvt_ct_summary sum;
-	qf_status st = qf_ckpt_open(dir, &ck, &e);
-	if (!st)
-		st = cvt_ct_attach(ck, &sum, &e);
-	is_int(0, st, "mixed-precision config with four groups reads: %s", e.msg);
-	if (st) {
-		qf_ckpt_close(ck);
+	qf_ckpt *ck = hand_open(&s, "hand", hand_cfg, "mixed-precision config with four groups", &sum);
+	if (!ck)
 		return;
-	}
 	is_int(4, (long long)sum.n_quant, "four quantized modules (%s)", sum.schemes);
 	is_int(6, (long long)qf_st_count(ck->st), "six tensors seen: four weights, the router and a norm (%zu stored)",
 	       qf_st_raw_count(ck->st));
@@ -267,21 +278,10 @@ static void test_hand2(void)
 	float *sg = tput(&s, "model.layers.0.mlp.gate_proj.weight_scale", QF_F32, 1, 1, 0, 4);
 	*sg = 0.75f;
 	tput(&s, "model.layers.0.input_layernorm.weight", QF_BF16, 1, 4, 0, 8);
-	const char *dir = tu_path("hand2");
-	ok(write_ckpt(dir, &s, hand2_cfg) == 0, "second hand-built checkpoint written");
-	tfree(&s);
-
-	qf_err e = { { 0 } };
-	qf_ckpt *ck = NULL;
 	cvt_ct_summary sum;
-	qf_status st = qf_ckpt_open(dir, &ck, &e);
-	if (!st)
-		st = cvt_ct_attach(ck, &sum, &e);
-	is_int(0, st, "int2 g48, naive int8, fp8 per channel and per tensor read: %s", e.msg);
-	if (st) {
-		qf_ckpt_close(ck);
+	qf_ckpt *ck = hand_open(&s, "hand2", hand2_cfg, "int2 g48, naive int8, fp8 per channel and per tensor", &sum);
+	if (!ck)
 		return;
-	}
 	is_int(4, (long long)sum.n_quant, "four quantized modules (%s)", sum.schemes);
 	float out[192];
 	const qf_tensor *t = qf_st_find(ck->st, "model.layers.0.self_attn.k_proj.weight");
